@@ -1,0 +1,95 @@
+"""The aggregate root: command methods check rules and emit; one apply step per event."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import typing
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, ClassVar, Self
+
+
+@dataclasses.dataclass(frozen=True)
+class DomainEvent:
+    """An event's data; its type name (`domain.entity.action.vN`) is its class's TYPE."""
+
+    TYPE: ClassVar[str]
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            f.name: str(v) if isinstance(v, Decimal) else _plain(v)
+            for f in dataclasses.fields(self)
+            for v in [getattr(self, f.name)]
+        }
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Self:
+        hints = typing.get_type_hints(cls)
+        return cls(
+            **{
+                f.name: Decimal(str(data[f.name])) if hints[f.name] is Decimal else data[f.name]
+                for f in dataclasses.fields(cls)
+                if f.name in data
+            }
+        )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+EVENT_TYPES: dict[str, type[DomainEvent]] = {}
+
+
+def event_type(name: str):  # type: ignore[no-untyped-def]
+    """Class decorator: registers the event class under its type name (one place for the map)."""
+
+    def register(cls: type[DomainEvent]) -> type[DomainEvent]:
+        if name in EVENT_TYPES:
+            raise ValueError(f"event type {name} registered twice")
+        cls.TYPE = name
+        EVENT_TYPES[name] = cls
+        return cls
+
+    return register
+
+
+def decode_event(type_: str, data: Mapping[str, Any]) -> DomainEvent:
+    return EVENT_TYPES[type_].from_data(data)
+
+
+class Aggregate:
+    def __init__(self, aggregate_id: str) -> None:
+        self.id = aggregate_id
+        self.version = 0
+        self._changes: list[DomainEvent] = []
+
+    def apply(self, event: DomainEvent) -> None:
+        raise NotImplementedError
+
+    def replay(self, event: DomainEvent, version: int) -> None:
+        """Rebuild state from a stored event: the same apply step commands use."""
+        self.apply(event)
+        self.version = version
+
+    def _emit(self, event: DomainEvent) -> None:
+        self.apply(event)
+        self.version += 1
+        self._changes.append(event)
+
+    def snapshot(self) -> Self:
+        """An independent copy of the current state (pending changes excluded)."""
+        clone = copy.deepcopy(self)
+        clone._changes = []
+        return clone
+
+    def take_changes(self) -> list[DomainEvent]:
+        changes, self._changes = self._changes, []
+        return changes

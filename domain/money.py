@@ -1,0 +1,69 @@
+"""Exact money: Decimal amounts in ISO-4217 currencies, never floats."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from domain.errors import InvalidInput
+
+_ZERO_DIGITS = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
+_THREE_DIGITS = "BHD IQD JOD KWD LYD OMR TND"
+_FOUR_DIGITS = "CLF UYW"
+_TWO_DIGITS = (
+    "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB BOV BRL BSD BTN BWP "
+    "BYN BZD CAD CDF CHE CHF CHW CNY COP COU CRC CUC CUP CVE CZK DKK DOP DZD EGP ERN ETB EUR "
+    "FJD FKP GBP GEL GHS GIP GMD GTQ GYD HKD HNL HTG HUF IDR ILS INR IRR JMD KES KGS KHR KPW "
+    "KYD KZT LAK LBP LKR LRD LSL MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN "
+    "NAD NGN NIO NOK NPR NZD PAB PEN PGK PHP PKR PLN QAR RON RSD RUB SAR SBD SCR SDG SEK SGD "
+    "SHP SLE SLL SOS SRD SSP STN SVC SYP SZL THB TJS TMT TOP TRY TTD TWD TZS UAH USD USN UYU "
+    "UZS VED VES WST XCD XCG YER ZAR ZMW ZWG ZWL"
+)
+
+MINOR_UNITS: dict[str, int] = {
+    **{code: 0 for code in _ZERO_DIGITS.split()},
+    **{code: 2 for code in _TWO_DIGITS.split()},
+    **{code: 3 for code in _THREE_DIGITS.split()},
+    **{code: 4 for code in _FOUR_DIGITS.split()},
+}
+
+
+MAX_AMOUNT = Decimal(10) ** 15
+
+
+def check_currency(code: str) -> str:
+    if code not in MINOR_UNITS:
+        raise InvalidInput(f"unknown currency {code!r}: expected an ISO 4217 code such as 'USD'")
+    return code
+
+
+def parse_amount(value: str | Decimal | int, currency: str, *, field: str = "amount") -> Decimal:
+    """An exact amount with no more fractional digits than the currency has."""
+    digits = MINOR_UNITS[check_currency(currency)]
+    try:
+        amount = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    except InvalidOperation:
+        raise InvalidInput(f"{field}: {value!r} is not a decimal number") from None
+    if not amount.is_finite():
+        raise InvalidInput(f"{field}: {value!r} is not a finite decimal number")
+    exponent = amount.as_tuple().exponent
+    assert isinstance(exponent, int)
+    if -exponent > digits:
+        raise InvalidInput(f"{field}: {currency} amounts have at most {digits} decimal places")
+    if abs(amount) >= MAX_AMOUNT:
+        raise InvalidInput(f"{field}: {value!r} is too large")
+    return amount + Decimal(0)  # normalizes -0
+
+
+def format_amount(amount: Decimal, currency: str) -> str:
+    """Rendered with the currency's minor-unit digits: USD "7.50", JPY "5"."""
+    return str(amount.quantize(Decimal(1).scaleb(-MINOR_UNITS[currency])))
+
+
+@dataclass(frozen=True)
+class Money:
+    amount: Decimal
+    currency: str
+
+    def __str__(self) -> str:
+        return f"{format_amount(self.amount, self.currency)} {self.currency}"

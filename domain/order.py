@@ -1,0 +1,242 @@
+"""The Order aggregate and its events (contract section 5)."""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import Enum
+from functools import singledispatchmethod
+
+from domain.aggregate import Aggregate, DomainEvent, event_type
+from domain.errors import InvalidInput, RuleViolation
+from domain.money import check_currency, parse_amount
+
+MAX_QUANTITY = 10_000
+MAX_LINES = 500
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$")
+
+
+def check_id(value: str, what: str) -> str:
+    if not isinstance(value, str) or not _ID.match(value):
+        raise InvalidInput(
+            f"{what} {value!r} is malformed: 1-64 letters, digits, '_', '-', '.' or ':'"
+        )
+    return value
+
+
+def order_stream(order_id: str) -> str:
+    return f"order-{order_id}"
+
+
+@event_type("order.created.v2")
+@dataclass(frozen=True)
+class OrderCreated(DomainEvent):
+    customer_id: str
+    currency: str
+
+
+@event_type("item.added.v2")
+@dataclass(frozen=True)
+class ItemAdded(DomainEvent):
+    item_id: str  # the sku
+    quantity: int
+    price: Decimal
+    discount: Decimal
+
+
+@event_type("item.removed.v1")
+@dataclass(frozen=True)
+class ItemRemoved(DomainEvent):
+    item_id: str
+
+
+@event_type("order.submitted.v1")
+@dataclass(frozen=True)
+class OrderSubmitted(DomainEvent):
+    total: Decimal
+
+
+@event_type("order.completed.v1")
+@dataclass(frozen=True)
+class OrderCompleted(DomainEvent):
+    payment_id: str
+
+
+@event_type("order.rejected.v1")
+@dataclass(frozen=True)
+class OrderRejected(DomainEvent):
+    reason: str
+
+
+@event_type("order.cancelled.v1")
+@dataclass(frozen=True)
+class OrderCancelled(DomainEvent):
+    reason: str
+
+
+class OrderStatus(Enum):
+    DRAFT = "DRAFT"
+    SUBMITTED = "SUBMITTED"
+    COMPLETED = "COMPLETED"
+    REJECTED = "REJECTED"
+    CANCELLED = "CANCELLED"
+
+
+FINAL_STATUSES = frozenset({OrderStatus.COMPLETED, OrderStatus.REJECTED, OrderStatus.CANCELLED})
+
+
+@dataclass
+class OrderLine:
+    sku: str
+    quantity: int
+    unit_price: Decimal
+    discount: Decimal
+
+    @property
+    def line_total(self) -> Decimal:
+        return self.quantity * self.unit_price - self.discount
+
+
+class Order(Aggregate):
+    """A customer's order. Adding a sku already on the order adds to its quantity and
+    discount when the unit price is the same; a different price is refused."""
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(order_id)
+        self.customer_id = ""
+        self.currency = "USD"
+        self.status = OrderStatus.DRAFT
+        self.lines: dict[str, OrderLine] = {}
+        self.cancellation_reason: str | None = None
+        self.rejection_reason: str | None = None
+        self.payment_id: str | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self.version > 0
+
+    def snapshot(self) -> Order:
+        clone = copy.copy(self)
+        clone.lines = {sku: copy.copy(line) for sku, line in self.lines.items()}
+        clone._changes = []
+        return clone
+
+    @property
+    def total(self) -> Decimal:
+        return sum((line.line_total for line in self.lines.values()), Decimal(0))
+
+    # Commands: check the rules, then emit.
+
+    def create(self, customer_id: str, currency: str) -> None:
+        check_id(self.id, "order id")
+        check_id(customer_id, "customer id")
+        check_currency(currency)
+        if self.exists:
+            raise RuleViolation(f"order {self.id} already exists")
+        self._emit(OrderCreated(customer_id=customer_id, currency=currency))
+
+    def add_item(self, sku: str, quantity: int, unit_price: str | Decimal, discount: str | Decimal = "0") -> None:
+        check_id(sku, "sku")
+        if not 1 <= quantity <= MAX_QUANTITY:
+            raise InvalidInput(f"quantity must be between 1 and {MAX_QUANTITY}, got {quantity}")
+        price = parse_amount(unit_price, self.currency, field="unitPrice")
+        if price <= 0:
+            raise InvalidInput("unitPrice must be greater than 0")
+        off = parse_amount(discount, self.currency, field="discount")
+        if not 0 <= off <= quantity * price:
+            raise InvalidInput("discount must be between 0 and the line amount (quantity x unitPrice)")
+        self._require_draft("add items to")
+        existing = self.lines.get(sku)
+        if existing is not None:
+            if existing.unit_price != price:
+                raise RuleViolation(
+                    f"{sku} is already on the order at {existing.unit_price}; remove it to change the price"
+                )
+            if existing.quantity + quantity > MAX_QUANTITY:
+                raise RuleViolation(f"{sku} would exceed {MAX_QUANTITY} units")
+        elif len(self.lines) >= MAX_LINES:
+            raise RuleViolation(f"an order has at most {MAX_LINES} lines")
+        self._emit(ItemAdded(item_id=sku, quantity=quantity, price=price, discount=off))
+
+    def remove_item(self, sku: str) -> None:
+        self._require_draft("remove items from")
+        if sku not in self.lines:
+            raise RuleViolation(f"{sku} is not on the order")
+        self._emit(ItemRemoved(item_id=sku))
+
+    def submit(self) -> None:
+        self._require_draft("submit")
+        if not self.lines:
+            raise RuleViolation("an empty order cannot be submitted")
+        self._emit(OrderSubmitted(total=self.total))
+
+    def cancel(self, reason: str) -> None:
+        reason = reason.strip()
+        if not reason or len(reason) > 500:
+            raise InvalidInput("a cancellation reason of 1-500 characters is required")
+        if self.status in FINAL_STATUSES:
+            raise RuleViolation(f"a {self.status.value.lower()} order cannot be cancelled")
+        self._emit(OrderCancelled(reason=reason))
+
+    def complete(self, payment_id: str) -> None:
+        self._require_submitted("complete")
+        self._emit(OrderCompleted(payment_id=payment_id))
+
+    def reject(self, reason: str) -> None:
+        self._require_submitted("reject")
+        self._emit(OrderRejected(reason=reason))
+
+    def _require_draft(self, action: str) -> None:
+        if self.status is not OrderStatus.DRAFT:
+            raise RuleViolation(f"cannot {action} a {self.status.value.lower()} order")
+
+    def _require_submitted(self, action: str) -> None:
+        if self.status is not OrderStatus.SUBMITTED:
+            raise RuleViolation(f"cannot {action} a {self.status.value.lower()} order")
+
+    # State changes: one apply step per event type, shared by commands and replay.
+
+    @singledispatchmethod
+    def apply(self, event: DomainEvent) -> None:
+        raise TypeError(f"Order cannot apply {type(event).__name__}")
+
+    @apply.register
+    def _(self, event: OrderCreated) -> None:
+        self.customer_id = event.customer_id
+        self.currency = event.currency
+
+    @apply.register
+    def _(self, event: ItemAdded) -> None:
+        line = self.lines.get(event.item_id)
+        if line is None:
+            self.lines[event.item_id] = OrderLine(
+                event.item_id, event.quantity, event.price, event.discount
+            )
+        else:
+            line.quantity += event.quantity
+            line.discount += event.discount
+
+    @apply.register
+    def _(self, event: ItemRemoved) -> None:
+        self.lines.pop(event.item_id, None)
+
+    @apply.register
+    def _(self, event: OrderSubmitted) -> None:
+        self.status = OrderStatus.SUBMITTED
+
+    @apply.register
+    def _(self, event: OrderCompleted) -> None:
+        self.status = OrderStatus.COMPLETED
+        self.payment_id = event.payment_id
+
+    @apply.register
+    def _(self, event: OrderRejected) -> None:
+        self.status = OrderStatus.REJECTED
+        self.rejection_reason = event.reason
+
+    @apply.register
+    def _(self, event: OrderCancelled) -> None:
+        self.status = OrderStatus.CANCELLED
+        self.cancellation_reason = event.reason

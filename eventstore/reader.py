@@ -1,0 +1,119 @@
+"""Reading streams and the global log; every event comes out upcast."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+from eventstore.idempotency import fetch_outcomes
+from eventstore.records import RecordedEvent, StoredOutcome
+from eventstore.upcasting import UpcasterRegistry
+
+_COLUMNS = "position, event_id, stream_id, version, type, data, metadata, recorded_at"
+MAX_PAGE = 1000
+
+
+class EventReader:
+    def __init__(self, pool: asyncpg.Pool, upcasters: UpcasterRegistry) -> None:
+        self._pool = pool
+        self._upcasters = upcasters
+
+    def _decode(self, row: asyncpg.Record) -> RecordedEvent:
+        type_, data = self._upcasters.upcast(row["type"], row["data"])
+        return RecordedEvent(
+            position=row["position"],
+            event_id=row["event_id"],
+            stream_id=row["stream_id"],
+            version=row["version"],
+            type=type_,
+            data=data,
+            metadata=row["metadata"],
+            recorded_at=row["recorded_at"],
+        )
+
+    async def _fetch(self, sql: str, *args: object) -> list[RecordedEvent]:
+        rows = await self._pool.fetch(sql, *args)
+        return [self._decode(row) for row in rows]
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        from_version: int = 1,
+        *,
+        to_version: int | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        """A stream's events from `from_version`, optionally up to a version or an instant."""
+        return await self._fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND version >= $2"
+            " AND ($3::int IS NULL OR version <= $3)"
+            " AND ($4::timestamptz IS NULL OR recorded_at <= $4)"
+            " ORDER BY version LIMIT $5",
+            stream_id,
+            from_version,
+            to_version,
+            until,
+            limit,
+        )
+
+    async def read_all(
+        self,
+        after: int = 0,
+        limit: int = 100,
+        *,
+        types: Sequence[str] | None = None,
+        stream_id: str | None = None,
+    ) -> list[RecordedEvent]:
+        """The global log after `after`, in position order; `types` name latest versions."""
+        stored_types = self.stored_types(types) if types else None
+        return await self._fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE position > $1"
+            " AND ($2::text[] IS NULL OR type = ANY($2))"
+            " AND ($3::text IS NULL OR stream_id = $3)"
+            " ORDER BY position LIMIT $4",
+            after,
+            stored_types,
+            stream_id,
+            min(limit, MAX_PAGE),
+        )
+
+    async def read_positions(self, first: int, last: int) -> list[RecordedEvent]:
+        return await self._fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE position BETWEEN $1 AND $2 ORDER BY position",
+            first,
+            last,
+        )
+
+    async def read_correlation(self, correlation_id: str, limit: int = MAX_PAGE) -> list[RecordedEvent]:
+        return await self._fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE metadata->>'correlation_id' = $1"
+            " ORDER BY position LIMIT $2",
+            correlation_id,
+            limit,
+        )
+
+    async def get_event(self, event_id: UUID) -> RecordedEvent | None:
+        events = await self._fetch(f"SELECT {_COLUMNS} FROM events WHERE event_id = $1", event_id)
+        return events[0] if events else None
+
+    async def head_position(self) -> int:
+        return int(await self._pool.fetchval("SELECT coalesce(max(position), 0) FROM events"))
+
+    async def stream_version(self, stream_id: str) -> int:
+        version = await self._pool.fetchval(
+            "SELECT version FROM events WHERE stream_id = $1 ORDER BY version DESC LIMIT 1",
+            stream_id,
+        )
+        return int(version or 0)
+
+    async def idempotency_outcomes(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], StoredOutcome]:
+        return await fetch_outcomes(self._pool, keys)
+
+    def stored_types(self, types: Sequence[str]) -> list[str]:
+        return sorted({stored for t in types for stored in self._upcasters.stored_types(t)})

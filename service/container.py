@@ -1,0 +1,52 @@
+"""The composition root's parts: one place that wires store, reader and handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from domain.upcasters import UPCASTERS
+from eventstore import Appender, EventReader, UpcasterRegistry
+from eventstore.pool import create_pool
+from service.orders import OrderCommands
+from service.settings import Settings
+from service.stream_commands import StreamCommands
+
+
+def build_upcasters() -> UpcasterRegistry:
+    registry = UpcasterRegistry()
+    for from_type, to_type, upcast in UPCASTERS:
+        registry.register(from_type, to_type, upcast)
+    return registry
+
+
+@dataclass
+class Services:
+    settings: Settings
+    dsn: str
+    pool: asyncpg.Pool
+    reader: EventReader
+    appender: Appender
+    commands: StreamCommands
+    orders: OrderCommands
+
+    @classmethod
+    async def start(cls, settings: Settings, dsn: str) -> Services:
+        pool = await create_pool(dsn, max_size=settings.pool_size)
+        reader = EventReader(pool, build_upcasters())
+        appender = Appender(pool)
+        commands = StreamCommands(appender, reader)
+        return cls(
+            settings=settings,
+            dsn=dsn,
+            pool=pool,
+            reader=reader,
+            appender=appender,
+            commands=commands,
+            orders=OrderCommands(commands, reader),
+        )
+
+    async def close(self) -> None:
+        await self.appender.close()
+        await self.pool.close()

