@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import typing
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Self
 
@@ -69,15 +70,24 @@ class Aggregate:
     def __init__(self, aggregate_id: str) -> None:
         self.id = aggregate_id
         self.version = 0
+        self.created_at: datetime | None = None  # when its first / last event was recorded
+        self.updated_at: datetime | None = None
         self._changes: list[DomainEvent] = []
 
     def apply(self, event: DomainEvent) -> None:
         raise NotImplementedError
 
-    def replay(self, event: DomainEvent, version: int) -> None:
+    def replay(self, event: DomainEvent, version: int, recorded_at: datetime | None = None) -> None:
         """Rebuild state from a stored event: the same apply step commands use."""
         self.apply(event)
         self.version = version
+        if recorded_at is not None:
+            self.mark_recorded(recorded_at)
+
+    def mark_recorded(self, at: datetime) -> None:
+        if self.created_at is None:
+            self.created_at = at
+        self.updated_at = at
 
     def _emit(self, event: DomainEvent) -> None:
         self.apply(event)

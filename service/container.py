@@ -44,7 +44,7 @@ class Services:
             reader=reader,
             appender=appender,
             commands=commands,
-            orders=OrderCommands(commands, reader),
+            orders=OrderCommands(commands),
         )
 
     async def close(self) -> None:

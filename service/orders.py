@@ -8,10 +8,8 @@ from decimal import Decimal
 
 from ulid import ULID
 
-from domain.aggregate import decode_event
 from domain.errors import InvalidInput
 from domain.order import Order, check_id, order_stream
-from eventstore import EventReader, RecordedEvent
 from service.context import RequestContext
 from service.errors import Forbidden, NotFound
 from service.stream_commands import Command, CommandResult, StreamCommands
@@ -24,9 +22,8 @@ def new_order_id() -> str:
 
 
 class OrderCommands:
-    def __init__(self, commands: StreamCommands, reader: EventReader) -> None:
+    def __init__(self, commands: StreamCommands) -> None:
         self._commands = commands
-        self._reader = reader
 
     async def create_order(
         self,
@@ -104,20 +101,18 @@ class OrderCommands:
 
     async def order_at(
         self, ctx: RequestContext, order_id: str, *, version: int | None = None, at: datetime | None = None
-    ) -> tuple[Order, list[RecordedEvent]]:
-        """Time travel: the order as of a version or an instant, with the events folded."""
+    ) -> Order:
+        """Time travel: the order as of a version or an instant (the latest when neither)."""
         if version is not None and version < 1:
             raise InvalidInput("version must be at least 1")
-        events = await self._reader.read_stream(
-            order_stream(check_id(order_id, "order id")), to_version=version, until=at
+        check_id(order_id, "order id")
+        order = await self._commands.load(
+            order_stream(order_id), lambda: Order(order_id), to_version=version, until=at
         )
-        order = Order(order_id)
-        for event in events:
-            order.replay(decode_event(event.type, event.data), event.version)
         if not order.exists:
             raise NotFound(f"order {order_id} not found")
         ctx.principal.require_customer(order.customer_id)
-        return order, events
+        return order
 
     async def _run(
         self,

@@ -18,6 +18,7 @@ import random
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from domain.aggregate import Aggregate, decode_event
@@ -102,10 +103,17 @@ class StreamCommands:
         queue.append(queued)
         return await asyncio.shield(queued.future)
 
-    async def load(self, stream_id: str, new_aggregate: Callable[[], A], *, to_version: int | None = None) -> A:
-        """The aggregate as the store has it now (or at `to_version`), not cached."""
+    async def load(
+        self,
+        stream_id: str,
+        new_aggregate: Callable[[], A],
+        *,
+        to_version: int | None = None,
+        until: datetime | None = None,
+    ) -> A:
+        """The aggregate as the store has it now, at `to_version` or at an instant; not cached."""
         aggregate = new_aggregate()
-        await self._catch_up(aggregate, stream_id, to_version=to_version)
+        await self._catch_up(aggregate, stream_id, to_version=to_version, until=until)
         return aggregate
 
     async def _drain(self, stream_id: str) -> None:
@@ -181,7 +189,9 @@ class StreamCommands:
                     self._cache.pop(stream_id, None)
                     raise
                 start = 0
+                aggregate.mark_recorded(result.events[-1].recorded_at)
                 for queued, end, state in decided:
+                    state.mark_recorded(result.events[-1].recorded_at)
                     outcome = CommandResult(state, list(result.events[start:end]))
                     queued.settle(outcome)
                     for repeat in repeats.get(queued.command.idempotency or ("", ""), ()):
@@ -220,9 +230,16 @@ class StreamCommands:
         await self._catch_up(aggregate, stream_id)
         return aggregate  # type: ignore[return-value]
 
-    async def _catch_up(self, aggregate: Aggregate, stream_id: str, *, to_version: int | None = None) -> None:
+    async def _catch_up(
+        self,
+        aggregate: Aggregate,
+        stream_id: str,
+        *,
+        to_version: int | None = None,
+        until: datetime | None = None,
+    ) -> None:
         for event in await self._reader.read_stream(
-            stream_id, aggregate.version + 1, to_version=to_version
+            stream_id, aggregate.version + 1, to_version=to_version, until=until
         ):
-            aggregate.replay(decode_event(event.type, event.data), event.version)
+            aggregate.replay(decode_event(event.type, event.data), event.version, event.recorded_at)
 
