@@ -74,6 +74,11 @@ class Aggregate:
         self.updated_at: datetime | None = None
         self._changes: list[DomainEvent] = []
 
+    @property
+    def owner(self) -> str | None:
+        """Who may read this aggregate's stream besides staff (None: staff only)."""
+        return None
+
     def apply(self, event: DomainEvent) -> None:
         raise NotImplementedError
 

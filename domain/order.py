@@ -114,6 +114,10 @@ class Order(Aggregate):
         self.payment_id: str | None = None
 
     @property
+    def owner(self) -> str | None:
+        return self.customer_id or None
+
+    @property
     def exists(self) -> bool:
         return self.version > 0
 

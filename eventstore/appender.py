@@ -37,10 +37,10 @@ log = logging.getLogger(__name__)
 APPEND_LOCK_KEY = 0x6576_656E_7467  # "eventg": the one lock all appenders share
 
 _INSERT_EVENTS = """
-INSERT INTO events (position, event_id, stream_id, version, type, data, metadata, recorded_at)
-SELECT p, e, s, v, t, d::jsonb, m::jsonb, $8
-FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[])
-    AS u(p, e, s, v, t, d, m)
+INSERT INTO events (position, event_id, stream_id, version, type, data, metadata, owner, recorded_at)
+SELECT p, e, s, v, t, d::jsonb, m::jsonb, o, $9
+FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[],
+            $8::text[]) AS u(p, e, s, v, t, d, m, o)
 """
 _STREAM_VERSIONS = """
 SELECT s, (SELECT version FROM events WHERE stream_id = s ORDER BY version DESC LIMIT 1)
@@ -72,7 +72,7 @@ class _Pending:
 class _Batch:
     """The rows one transaction writes, gathered while judging its requests."""
 
-    columns: list[list[Any]] = field(default_factory=lambda: [[] for _ in range(7)])
+    columns: list[list[Any]] = field(default_factory=lambda: [[] for _ in range(8)])
     keys: list[tuple[str, str, str]] = field(default_factory=list)
     tracking: list[tuple[str, str]] = field(default_factory=list)
 
@@ -218,7 +218,8 @@ def _accept(
     """Assign positions and versions to an accepted request; returns the new head."""
     request = pending.request
     recorded: list[RecordedEvent] = []
-    for stream_id, event in request.events():
+    for write, event in request.events():
+        stream_id = write.stream_id
         head += 1
         versions[stream_id] += 1
         recorded.append(
@@ -231,12 +232,13 @@ def _accept(
                 data=event.data,
                 metadata=event.metadata,
                 recorded_at=now,
+                owner=write.owner,
             )
         )
         for column, value in zip(
             rows.columns,
             (head, event.event_id, stream_id, versions[stream_id], event.type,
-             dumps(event.data), dumps(event.metadata)),
+             dumps(event.data), dumps(event.metadata), write.owner),
             strict=True,
         ):
             column.append(value)

@@ -12,7 +12,7 @@ from eventstore.idempotency import fetch_outcomes
 from eventstore.records import RecordedEvent, StoredOutcome
 from eventstore.upcasting import UpcasterRegistry
 
-_COLUMNS = "position, event_id, stream_id, version, type, data, metadata, recorded_at"
+_COLUMNS = "position, event_id, stream_id, version, type, data, metadata, recorded_at, owner"
 MAX_PAGE = 1000
 
 
@@ -32,6 +32,7 @@ class EventReader:
             data=data,
             metadata=row["metadata"],
             recorded_at=row["recorded_at"],
+            owner=row["owner"],
         )
 
     async def _fetch(self, sql: str, *args: object) -> list[RecordedEvent]:
@@ -67,17 +68,21 @@ class EventReader:
         *,
         types: Sequence[str] | None = None,
         stream_id: str | None = None,
+        owner: str | None = None,
     ) -> list[RecordedEvent]:
-        """The global log after `after`, in position order; `types` name latest versions."""
+        """The global log after `after`, in position order; `types` name latest versions;
+        `owner` keeps only the streams that owner may read."""
         stored_types = self.stored_types(types) if types else None
         return await self._fetch(
             f"SELECT {_COLUMNS} FROM events WHERE position > $1"
             " AND ($2::text[] IS NULL OR type = ANY($2))"
             " AND ($3::text IS NULL OR stream_id = $3)"
-            " ORDER BY position LIMIT $4",
+            " AND ($4::text IS NULL OR owner = $4)"
+            " ORDER BY position LIMIT $5",
             after,
             stored_types,
             stream_id,
+            owner,
             min(limit, MAX_PAGE),
         )
 
@@ -102,6 +107,11 @@ class EventReader:
 
     async def head_position(self) -> int:
         return int(await self._pool.fetchval("SELECT coalesce(max(position), 0) FROM events"))
+
+    async def stream_owner(self, stream_id: str) -> str | None:
+        return await self._pool.fetchval(  # type: ignore[no-any-return]
+            "SELECT owner FROM events WHERE stream_id = $1 ORDER BY version DESC LIMIT 1", stream_id
+        )
 
     async def stream_version(self, stream_id: str) -> int:
         version = await self._pool.fetchval(

@@ -32,6 +32,7 @@ class RecordedEvent:
     data: Mapping[str, Any]
     metadata: Mapping[str, Any]
     recorded_at: datetime
+    owner: str | None = None  # the stream's owner, for read visibility
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class StreamWrite:
     stream_id: str
     events: Sequence[NewEvent]
     expected_version: int | None = ANY_VERSION
+    owner: str | None = None  # recorded on each event: who may read it besides staff
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,8 @@ class AppendRequest:
     idempotency: Sequence[IdempotencyRecord] = ()
     tracking: Tracking | None = None
 
-    def events(self) -> list[tuple[str, NewEvent]]:
-        return [(w.stream_id, e) for w in self.writes for e in w.events]
+    def events(self) -> list[tuple[StreamWrite, NewEvent]]:
+        return [(w, e) for w in self.writes for e in w.events]
 
 
 @dataclass(frozen=True)

@@ -175,7 +175,7 @@ class StreamCommands:
 
             if events:
                 request = AppendRequest(
-                    writes=[StreamWrite(stream_id, events, expected_version=base_version)],
+                    writes=[StreamWrite(stream_id, events, base_version, owner=aggregate.owner)],
                     idempotency=keys,
                 )
                 try:

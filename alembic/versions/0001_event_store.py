@@ -27,11 +27,13 @@ def upgrade() -> None:
             data         jsonb       NOT NULL,
             metadata     jsonb       NOT NULL,
             recorded_at  timestamptz NOT NULL,
+            owner        text,  -- who may read the stream besides staff (a customer id)
             CONSTRAINT events_stream_version UNIQUE (stream_id, version)
         )
         """
     )
     op.execute("CREATE INDEX events_type_position ON events (type, position)")
+    op.execute("CREATE INDEX events_owner_position ON events (owner, position)")
     op.execute(
         "CREATE INDEX events_correlation ON events ((metadata->>'correlation_id'), position)"
     )
