@@ -9,6 +9,7 @@ import asyncpg
 from domain.upcasters import UPCASTERS
 from eventstore import Appender, EventReader, UpcasterRegistry
 from eventstore.pool import create_pool
+from service.events import EventQueries
 from service.orders import OrderCommands
 from service.settings import Settings
 from service.stream_commands import StreamCommands
@@ -30,6 +31,7 @@ class Services:
     appender: Appender
     commands: StreamCommands
     orders: OrderCommands
+    events: EventQueries
 
     @classmethod
     async def start(cls, settings: Settings, dsn: str) -> Services:
@@ -45,6 +47,7 @@ class Services:
             appender=appender,
             commands=commands,
             orders=OrderCommands(commands),
+            events=EventQueries(reader),
         )
 
     async def close(self) -> None:

@@ -92,3 +92,56 @@ async def services(dsn: str, settings: Settings) -> AsyncIterator[Services]:
         yield services
     finally:
         await services.close()
+
+
+class Api:
+    """A real HTTP client against the app served by uvicorn on a free port."""
+
+    def __init__(self, http, secret: str, port: int) -> None:  # type: ignore[no-untyped-def]
+        self.http = http
+        self.secret = secret
+        self.port = port
+
+    def token(self, sub: str = "cus_1", role: str = "customer") -> str:
+        from api.auth import mint_token
+
+        return mint_token(self.secret, sub, role)
+
+    async def gql(
+        self,
+        query: str,
+        variables: dict | None = None,  # type: ignore[type-arg]
+        *,
+        as_: tuple[str, str] | None = ("cus_1", "customer"),
+        headers: dict[str, str] | None = None,
+    ) -> dict:  # type: ignore[type-arg]
+        all_headers = dict(headers or {})
+        if as_ is not None:
+            all_headers["Authorization"] = f"Bearer {self.token(*as_)}"
+        response = await self.http.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=all_headers
+        )
+        assert response.status_code < 500, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def api(services: Services, settings: Settings) -> AsyncIterator[Api]:
+    import httpx
+    import uvicorn
+
+    from api.app import create_app
+
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings, services), host="127.0.0.1", port=0, log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+        yield Api(http, settings.jwt_secret or "", port)
+    server.should_exit = True
+    await task

@@ -1,0 +1,96 @@
+"""The ASGI application: GraphQL over HTTP and WebSocket, health, GraphiQL."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+
+from api.auth import Unauthenticated, principal_from_authorization
+from api.context import Context
+from api.schema import build_schema
+from service.container import Services
+from service.settings import Settings
+from service.workers import BackgroundWorkers
+
+log = logging.getLogger(__name__)
+
+
+def correlation_id_of(headers: Any) -> str:
+    value = headers.get("x-correlation-id", "")
+    return value if 0 < len(value) <= 200 else str(uuid.uuid4())
+
+
+class GraphQLApp(GraphQL[Context, None]):
+    def __init__(self, services_ref: dict[str, Services], settings: Settings, **kwargs: Any) -> None:
+        super().__init__(build_schema(settings), **kwargs)
+        self._services_ref = services_ref
+        self._secret = settings.jwt_secret or ""
+
+    def authenticate(self, authorization: str | None) -> Any:
+        try:
+            return principal_from_authorization(authorization, self._secret)
+        except Unauthenticated as error:
+            return error
+
+    async def get_context(self, request: Request | WebSocket, response: Response | None = None) -> Context:  # type: ignore[override]
+        return Context(
+            services=self._services_ref["services"],
+            request=request,
+            response=response,
+            correlation_id=correlation_id_of(request.headers),
+            authenticated=self.authenticate(request.headers.get("authorization")),
+        )
+
+
+def create_app(settings: Settings, services: Services | None = None) -> Starlette:
+    """The app; with `services` given (tests), the caller owns their lifecycle."""
+    if not settings.database_url and services is None:
+        raise ValueError("create_app needs settings.database_url (the CLI resolves the embedded one)")
+    services_ref: dict[str, Services] = {}
+    graphql = GraphQLApp(services_ref, settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if services is not None:
+            services_ref["services"] = services
+            yield
+            return
+        started = await Services.start(settings, settings.database_url or "")
+        services_ref["services"] = started
+        workers = BackgroundWorkers(started)
+        workers.start()
+        try:
+            yield
+        finally:
+            await workers.stop()
+            await started.close()
+
+    async def healthz(request: Request) -> Response:
+        try:
+            await services_ref["services"].pool.fetchval("SELECT 1", timeout=2)
+        except Exception as error:  # any failure to answer means unhealthy
+            log.warning("health check failed: %r", error)
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    routes = [
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),
+        Route("/healthz", healthz),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def app_from_env() -> Starlette:
+    """uvicorn factory for `eventgraph serve` (the CLI has resolved the URLs into the env)."""
+    return create_app(Settings.from_env())

@@ -1,0 +1,152 @@
+"""GraphQL object types, built from read views and recorded events (contract section 4)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+
+import strawberry
+from strawberry.scalars import JSON
+
+from domain.money import format_amount
+from eventstore import RecordedEvent
+from readmodels.views import OrderLineView, OrderView
+
+
+@strawberry.interface
+class Node:
+    id: strawberry.ID
+
+
+@strawberry.enum
+class OrderStatus(Enum):
+    DRAFT = "DRAFT"
+    SUBMITTED = "SUBMITTED"
+    COMPLETED = "COMPLETED"
+    REJECTED = "REJECTED"
+    CANCELLED = "CANCELLED"
+
+
+@strawberry.type
+class Money:
+    amount: Decimal
+    currency: str
+
+    @classmethod
+    def of(cls, amount: Decimal, currency: str) -> Money:
+        """Exact, rendered with the currency's minor-unit digits ("7.50", JPY "5")."""
+        return cls(amount=Decimal(format_amount(amount, currency)), currency=currency)
+
+
+@strawberry.type
+class OrderLine:
+    sku: str
+    quantity: int
+    unit_price: Money
+    discount: Money
+    line_total: Money
+
+    @classmethod
+    def of(cls, line: OrderLineView, currency: str) -> OrderLine:
+        return cls(
+            sku=line.sku,
+            quantity=line.quantity,
+            unit_price=Money.of(line.unit_price, currency),
+            discount=Money.of(line.discount, currency),
+            line_total=Money.of(line.line_total, currency),
+        )
+
+
+@strawberry.type
+class Order(Node):
+    id: strawberry.ID
+    customer_id: strawberry.ID
+    status: OrderStatus
+    currency: str
+    lines: list[OrderLine]
+    total: Money
+    version: int
+    cancellation_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, view: OrderView) -> Order:
+        return cls(
+            id=strawberry.ID(view.id),
+            customer_id=strawberry.ID(view.customer_id),
+            status=OrderStatus(view.status),
+            currency=view.currency,
+            lines=[OrderLine.of(line, view.currency) for line in view.lines],
+            total=Money.of(view.total, view.currency),
+            version=view.version,
+            cancellation_reason=view.cancellation_reason,
+            created_at=view.created_at,
+            updated_at=view.updated_at,
+        )
+
+
+@strawberry.type
+class EventMetadata:
+    correlation_id: str
+    causation_id: str | None
+    user_id: str | None
+    service: str
+
+
+@strawberry.type
+class Event(Node):
+    id: strawberry.ID
+    position: str
+    stream_id: str
+    version: int
+    type: str
+    data: JSON
+    metadata: EventMetadata
+    recorded_at: datetime
+
+    @classmethod
+    def of(cls, event: RecordedEvent) -> Event:
+        meta = event.metadata
+        return cls(
+            id=strawberry.ID(str(event.event_id)),
+            position=str(event.position),
+            stream_id=event.stream_id,
+            version=event.version,
+            type=event.type,
+            data=dict(event.data),
+            metadata=EventMetadata(
+                correlation_id=str(meta.get("correlation_id", "")),
+                causation_id=meta.get("causation_id"),
+                user_id=meta.get("user_id"),
+                service=str(meta.get("service", "")),
+            ),
+            recorded_at=event.recorded_at,
+        )
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class EventEdge:
+    cursor: str
+    node: Event
+
+
+@strawberry.type
+class EventConnection:
+    edges: list[EventEdge]
+    page_info: PageInfo
+
+
+@strawberry.type
+class OrderPayload:
+    order: Order
+    stream_version: int
+    position: str
+    events: list[Event]

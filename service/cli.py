@@ -1,0 +1,105 @@
+"""The `eventgraph` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+from service.settings import Settings
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+# A feature adds its subcommand here: (name, help, add_arguments, run).
+SUBCOMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Command]] = []
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from service.bootstrap import prepare
+
+    prepare(settings, with_redis=False)
+    print("database migrated")
+    return 0
+
+
+def _serve_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--log-level", default="info")
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from service.bootstrap import export, prepare
+
+    resolved = prepare(settings)
+    export(resolved)
+    print(f"eventgraph: http://{args.host}:{args.port}/graphql", flush=True)
+    uvicorn.run(
+        "api.app:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        ws_ping_interval=None,  # graphql-transport-ws pings are the app's own
+    )
+    return 0
+
+
+def _token_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sub", required=True, help="the subject, e.g. cus_1")
+    parser.add_argument("--role", required=True, choices=["customer", "staff", "service"])
+    parser.add_argument("--ttl", type=int, default=24 * 3600, help="seconds (default one day)")
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> int:
+    from api.auth import mint_token
+    from service.bootstrap import jwt_secret
+
+    print(mint_token(jwt_secret(settings), args.sub, args.role, args.ttl))
+    return 0
+
+
+def _no_args(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+SUBCOMMANDS += [
+    ("migrate", "run the database migrations", _no_args, _migrate),
+    ("serve", "run the API (and, by default, projections and the relay)", _serve_args, _serve),
+    ("token", "print a bearer token signed with the configured secret", _token_args, _token),
+]
+
+
+def _load_feature_commands() -> None:
+    """Feature modules that add subcommands; imported here so the registry is complete."""
+    import importlib
+
+    for module in ("service.projections_cli", "service.relay_cli"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name != module:
+                raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _load_feature_commands()
+    parser = argparse.ArgumentParser(prog="eventgraph", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text, add_arguments, run in SUBCOMMANDS:
+        command_parser = sub.add_parser(name, help=help_text)
+        add_arguments(command_parser)
+        command_parser.set_defaults(run=run)
+    args = parser.parse_args(argv)
+    return int(args.run(args, Settings.from_env()))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

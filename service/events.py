@@ -1,0 +1,74 @@
+"""Reading the event store on a caller's behalf: visibility rules in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from uuid import UUID
+
+from domain.errors import InvalidInput
+from eventstore import EventReader, RecordedEvent
+from eventstore.reader import MAX_PAGE
+from service.context import Principal
+from service.errors import NotFound
+
+
+def parse_position(value: str | None, what: str = "after") -> int:
+    if value is None or value == "":
+        return 0
+    if not value.isdigit() or len(value) > 19:
+        raise InvalidInput(f"{what} must be a position: a decimal integer as a string")
+    return int(value)
+
+
+def check_page_size(first: int) -> int:
+    if not 1 <= first <= MAX_PAGE:
+        raise InvalidInput(f"first must be between 1 and {MAX_PAGE}")
+    return first
+
+
+class EventQueries:
+    def __init__(self, reader: EventReader) -> None:
+        self._reader = reader
+
+    async def stream(
+        self, principal: Principal, stream_id: str, from_version: int, first: int
+    ) -> list[RecordedEvent]:
+        if from_version < 1:
+            raise InvalidInput("fromVersion must be at least 1")
+        events = await self._reader.read_stream(stream_id, from_version, limit=check_page_size(first))
+        owner = events[0].owner if events else await self._reader.stream_owner(stream_id)
+        if owner is None and not events and await self._reader.stream_version(stream_id) == 0:
+            raise NotFound(f"stream {stream_id} not found")
+        if not principal.privileged and owner != principal.sub:
+            raise NotFound(f"stream {stream_id} not found")
+        return events
+
+    async def page(
+        self, principal: Principal, after: str | None, first: int, types: Sequence[str] | None
+    ) -> tuple[list[RecordedEvent], bool]:
+        """One page of the global log the caller may see, and whether more follow."""
+        rows = await self._reader.read_all(
+            parse_position(after),
+            check_page_size(first) + 1,
+            types=types,
+            owner=None if principal.privileged else principal.sub,
+        )
+        return rows[:first], len(rows) > first
+
+    async def event(self, principal: Principal, event_id: str) -> RecordedEvent:
+        try:
+            uuid = UUID(event_id)
+        except ValueError:
+            raise InvalidInput(f"{event_id!r} is not an event id") from None
+        event = await self._reader.get_event(uuid)
+        if event is None or not (principal.privileged or event.owner == principal.sub):
+            raise NotFound(f"event {event_id} not found")
+        return event
+
+    async def trace(self, principal: Principal, correlation_id: str) -> list[RecordedEvent]:
+        """Every event of one business flow in causal order (causes precede effects in the log)."""
+        events = await self._reader.read_correlation(correlation_id)
+        return [e for e in events if principal.privileged or e.owner == principal.sub]
+
+    async def head_position(self) -> int:
+        return await self._reader.head_position()

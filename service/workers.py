@@ -1,0 +1,53 @@
+"""Background work a `serve` process runs beside the API (projections, relay, ...)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from service.container import Services
+
+log = logging.getLogger(__name__)
+
+# A worker runs until `stop` is set; it must survive database hiccups on its own.
+Worker = Callable[[Services, asyncio.Event], Awaitable[None]]
+
+# A feature registers its worker here: (name, setting that enables it in serve, worker).
+WORKERS: list[tuple[str, str, Worker]] = []
+
+
+class BackgroundWorkers:
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        settings = self._services.settings
+        for name, setting, worker in WORKERS:
+            if getattr(settings, setting, True):
+                log.info("starting %s", name)
+                self._tasks.append(asyncio.create_task(self._guard(name, worker), name=name))
+
+    async def _guard(self, name: str, worker: Worker) -> None:
+        while not self._stop.is_set():
+            try:
+                await worker(self._services, self._stop)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s failed; restarting in 1 s", name)
+                try:
+                    await asyncio.wait_for(self._stop.wait(), 1.0)
+                except TimeoutError:
+                    pass
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=5)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
