@@ -25,6 +25,7 @@ from domain.aggregate import Aggregate, decode_event
 from eventstore import (
     Appender,
     AppendRequest,
+    AppendResult,
     ConcurrencyConflict,
     DuplicateRequest,
     EventReader,
@@ -134,49 +135,25 @@ class StreamCommands:
             del self._queues[stream_id]
 
     async def _run_batch(self, stream_id: str, batch: list[_Queued]) -> None:
+        verify = False  # read the stream even when the aggregate is cached
         for attempt in range(MAX_ATTEMPTS):
             batch = [q for q in batch if not q.future.done()]
+            if batch:
+                await self._answer_repeats(stream_id, batch)
+                batch = [q for q in batch if not q.future.done()]
             if not batch:
                 return
-            await self._answer_repeats(stream_id, batch)
-            batch = [q for q in batch if not q.future.done()]
-            aggregate = await self._cached(stream_id, batch[0].command.new_aggregate)
-            base_version = aggregate.version
-            events: list[NewEvent] = []
-            keys: list[IdempotencyRecord] = []
-            decided: list[tuple[_Queued, int, Aggregate]] = []
-            refused: list[tuple[_Queued, Exception]] = []
-            repeats: dict[tuple[str, str], list[_Queued]] = {}  # same key twice in one batch
-            for queued in batch:
-                command = queued.command
-                if command.idempotency in repeats:
-                    repeats[command.idempotency].append(queued)
-                    continue
-                if command.expected_version is not None and command.expected_version != aggregate.version:
-                    refused.append(
-                        (queued, ConcurrencyConflict(stream_id, command.expected_version, aggregate.version))
-                    )
-                    continue
-                try:
-                    command.decide(aggregate)
-                except Exception as error:
-                    aggregate.take_changes()
-                    refused.append((queued, error))
-                    continue
-                first = len(events)
-                events += [
-                    NewEvent(type=change.TYPE, data=change.to_data(), metadata=command.metadata)
-                    for change in aggregate.take_changes()
-                ]
-                if command.idempotency is not None:
-                    keys.append(IdempotencyRecord(*command.idempotency, first, len(events)))
-                    repeats[command.idempotency] = []
-                decided.append((queued, len(events), aggregate.snapshot()))
-
-            if events:
+            aggregate, fresh = await self._cached(stream_id, batch[0].command.new_aggregate, verify)
+            decision = _decide(stream_id, aggregate, batch)
+            if decision.refused and not fresh:
+                # A refusal judged on cached state is confirmed on the stored state first.
+                self._cache.pop(stream_id, None)
+                verify = True
+                continue
+            if decision.events:
                 request = AppendRequest(
-                    writes=[StreamWrite(stream_id, events, base_version, owner=aggregate.owner)],
-                    idempotency=keys,
+                    writes=[StreamWrite(stream_id, decision.events, decision.base_version, owner=aggregate.owner)],
+                    idempotency=decision.keys,
                 )
                 try:
                     result = await self._appender.append(request)
@@ -188,16 +165,9 @@ class StreamCommands:
                 except BaseException:
                     self._cache.pop(stream_id, None)
                     raise
-                start = 0
+                decision.settle(result)
                 aggregate.mark_recorded(result.events[-1].recorded_at)
-                for queued, end, state in decided:
-                    state.mark_recorded(result.events[-1].recorded_at)
-                    outcome = CommandResult(state, list(result.events[start:end]))
-                    queued.settle(outcome)
-                    for repeat in repeats.get(queued.command.idempotency or ("", ""), ()):
-                        repeat.settle(dataclasses.replace(outcome, repeated=True))
-                    start = end
-            for queued, error in refused:
+            for queued, error in decision.refused:
                 queued.settle(error)
             return
         for queued in batch:
@@ -220,15 +190,21 @@ class StreamCommands:
         events = await self._reader.read_positions(outcome.first_position, outcome.last_position)
         return CommandResult(aggregate, events, repeated=True)
 
-    async def _cached(self, stream_id: str, new_aggregate: Callable[[], A]) -> A:
+    async def _cached(
+        self, stream_id: str, new_aggregate: Callable[[], A], verify: bool
+    ) -> tuple[A, bool]:
+        """The cached aggregate without a read (the append's version check guards it),
+        else one caught up from the store; and whether it was read just now."""
         aggregate = self._cache.pop(stream_id, None)
+        fresh = aggregate is None or verify
         if aggregate is None:
             aggregate = new_aggregate()
         self._cache[stream_id] = aggregate
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
-        await self._catch_up(aggregate, stream_id)
-        return aggregate  # type: ignore[return-value]
+        if fresh:
+            await self._catch_up(aggregate, stream_id)
+        return aggregate, fresh  # type: ignore[return-value]
 
     async def _catch_up(
         self,
@@ -243,3 +219,55 @@ class StreamCommands:
         ):
             aggregate.replay(decode_event(event.type, event.data), event.version, event.recorded_at)
 
+
+
+@dataclass
+class _Decision:
+    """A batch decided in turn on one aggregate: the events to append and who refused."""
+
+    base_version: int
+    events: list[NewEvent] = field(default_factory=list)
+    keys: list[IdempotencyRecord] = field(default_factory=list)
+    decided: list[tuple[_Queued, int, Aggregate]] = field(default_factory=list)
+    refused: list[tuple[_Queued, Exception]] = field(default_factory=list)
+    repeats: dict[tuple[str, str], list[_Queued]] = field(default_factory=dict)
+
+    def settle(self, result: AppendResult) -> None:
+        start = 0
+        recorded_at = result.events[-1].recorded_at
+        for queued, end, state in self.decided:
+            state.mark_recorded(recorded_at)
+            outcome = CommandResult(state, list(result.events[start:end]))
+            queued.settle(outcome)
+            for repeat in self.repeats.get(queued.command.idempotency or ("", ""), ()):
+                repeat.settle(dataclasses.replace(outcome, repeated=True))
+            start = end
+
+
+def _decide(stream_id: str, aggregate: Aggregate, batch: list[_Queued]) -> _Decision:
+    decision = _Decision(base_version=aggregate.version)
+    for queued in batch:
+        command = queued.command
+        if command.idempotency in decision.repeats:  # the same key twice in one batch
+            decision.repeats[command.idempotency].append(queued)
+            continue
+        if command.expected_version is not None and command.expected_version != aggregate.version:
+            conflict = ConcurrencyConflict(stream_id, command.expected_version, aggregate.version)
+            decision.refused.append((queued, conflict))
+            continue
+        try:
+            command.decide(aggregate)
+        except Exception as error:
+            aggregate.take_changes()
+            decision.refused.append((queued, error))
+            continue
+        first = len(decision.events)
+        decision.events += [
+            NewEvent(type=change.TYPE, data=change.to_data(), metadata=command.metadata)
+            for change in aggregate.take_changes()
+        ]
+        if command.idempotency is not None:
+            decision.keys.append(IdempotencyRecord(*command.idempotency, first, len(decision.events)))
+            decision.repeats[command.idempotency] = []
+        decision.decided.append((queued, len(decision.events), aggregate.snapshot()))
+    return decision

@@ -1,0 +1,111 @@
+"""Add-item commands through the command layer (no HTTP), with the gap-free order in force.
+
+    python -m benchmarks.commands [--seconds 5]
+
+Prints: commands/s over 1,000 orders with 8 concurrent callers; one hot order with
+32 concurrent callers; a raw asyncpg loop (read the stream version, insert one event,
+commit; no global order) on the same database with 8 connections; and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+
+import asyncpg
+import uvloop
+
+from benchmarks._db import drop_database, scratch_database
+from eventstore.pool import create_pool
+from service.container import Services
+from service.context import Principal, RequestContext, Role
+from service.settings import Settings
+
+STAFF = RequestContext.new(Principal("bench", Role.STAFF))
+
+
+async def command_rate(services: Services, orders: list[str], callers: int, seconds: float) -> tuple[float, int]:
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def caller(index: int) -> None:
+        nonlocal done
+        n = 0
+        while time.perf_counter() < deadline:
+            order_id = orders[(index + n * callers) % len(orders)]
+            await services.orders.add_item(
+                STAFF, order_id=order_id, sku=f"S{index % 50}", quantity=1, unit_price="1.00"
+            )
+            n += 1
+            done += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(caller(i) for i in range(callers)))
+    return done / (time.perf_counter() - start), done
+
+
+async def raw_rate(dsn: str, connections: int, seconds: float) -> float:
+    """The unordered baseline: what a bare insert loop does on this database."""
+    pool = await create_pool(dsn, min_size=connections, max_size=connections)
+    await pool.execute("CREATE TABLE IF NOT EXISTS raw_events (id bigserial PRIMARY KEY,"
+                       " stream_id text, version int, data jsonb, UNIQUE (stream_id, version))")
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def loop(index: int) -> None:
+        nonlocal done
+        async with pool.acquire() as conn:
+            n = 0
+            while time.perf_counter() < deadline:
+                stream = f"raw-{index}-{n % 125}"
+                async with conn.transaction():
+                    version = await conn.fetchval(
+                        "SELECT coalesce(max(version), 0) FROM raw_events WHERE stream_id = $1", stream
+                    )
+                    await conn.execute(
+                        "INSERT INTO raw_events (stream_id, version, data) VALUES ($1, $2, $3)",
+                        stream, version + 1, '{"sku": "S", "quantity": 1, "price": "1.00"}',
+                    )
+                n += 1
+                done += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(loop(i) for i in range(connections)))
+    rate = done / (time.perf_counter() - start)
+    await pool.close()
+    return rate
+
+
+async def main(seconds: float) -> None:
+    url, server = await asyncio.to_thread(scratch_database)
+    try:
+        services = await Services.start(Settings(pool_size=10), url)
+        orders = [f"bench-{uuid.uuid4().hex[:8]}-{i}" for i in range(1000)]
+        for chunk in range(0, len(orders), 100):
+            await asyncio.gather(*(
+                services.orders.create_order(STAFF, customer_id="cus_bench", order_id=o)
+                for o in orders[chunk : chunk + 100]
+            ))
+        many, _ = await command_rate(services, orders, 8, seconds)
+        hot, hot_done = await command_rate(services, orders[:1], 32, seconds)
+        version = await services.reader.stream_version(f"order-{orders[0]}")
+        head = await services.reader.head_position()
+        gapless = await services.pool.fetchval("SELECT count(*) = max(position) FROM events")
+        await services.close()
+        raw = await raw_rate(url, 8, seconds)
+        print(f"add-item, 1,000 orders, 8 concurrent:   {many:8.0f} commands/s")
+        print(f"add-item, one hot order, 32 concurrent: {hot:8.0f} commands/s"
+              f"  (stream version {version}; log head {head}; positions gap-free: {gapless})")
+        print(f"raw asyncpg insert loop, 8 connections: {raw:8.0f} inserts/s (unordered)")
+        print(f"ratio command layer / raw: {many / raw:.2f}  hot / raw: {hot / raw:.2f}")
+        assert version >= 1 + min(hot_done, 50 * 10_000), "a hot-order command was lost"
+    finally:
+        await asyncio.to_thread(drop_database, server, url)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=5.0)
+    uvloop.run(main(parser.parse_args().seconds))
