@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import typing
 from collections.abc import Mapping
 from datetime import datetime
@@ -18,31 +19,44 @@ class DomainEvent:
     TYPE: ClassVar[str]
 
     def to_data(self) -> dict[str, Any]:
-        return {
-            f.name: str(v) if isinstance(v, Decimal) else _plain(v)
-            for f in dataclasses.fields(self)
-            for v in [getattr(self, f.name)]
-        }
+        return {name: _plain(getattr(self, name)) for name in _field_names(type(self))}
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Self:
-        hints = typing.get_type_hints(cls)
+        decimals = _decimal_fields(cls)
         return cls(
             **{
-                f.name: Decimal(str(data[f.name])) if hints[f.name] is Decimal else data[f.name]
-                for f in dataclasses.fields(cls)
-                if f.name in data
+                name: Decimal(str(data[name])) if name in decimals else data[name]
+                for name in _field_names(cls)
+                if name in data
             }
         )
 
 
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+@functools.cache
+def _decimal_fields(cls: type) -> frozenset[str]:
+    hints = typing.get_type_hints(cls)
+    return frozenset(name for name in _field_names(cls) if hints[name] is Decimal)
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _plain(value: Any) -> Any:
+    """JSON-ready data: Decimals as exact strings."""
+    if type(value) in _SCALARS:
+        return value
+    if isinstance(value, Decimal):
+        return str(value)
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
     if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, Decimal):
-        return str(value)
     return value
 
 
