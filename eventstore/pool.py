@@ -17,9 +17,22 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(name, encoder=_encode, decoder=orjson.loads, schema="pg_catalog")
 
 
+class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
+    """Released without asyncpg's reset round trip (advisory unlock, UNLISTEN, RESET ALL):
+    pooled connections never hold session state here. LISTEN and session-level advisory
+    locks use dedicated connections (`connect`). An open transaction is still rolled back."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        connection_class=PooledConnection,
     )
     assert pool is not None
     return pool
