@@ -1,0 +1,117 @@
+"""The Wallet aggregate: a customer's funds, and one payment decision per order.
+
+The wallet remembers every order it has settled (charged or refused), so an
+order is charged at most once however often its reservation is delivered.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import singledispatchmethod
+
+from domain.aggregate import Aggregate, DomainEvent, event_type
+from domain.errors import InvalidInput, RuleViolation
+from domain.money import parse_amount
+from domain.order import check_id
+
+INSUFFICIENT_FUNDS = "insufficient_funds"
+CURRENCY_MISMATCH = "currency_mismatch"
+ORDER_NOT_PAYABLE = "order_not_payable"  # cancelled (or otherwise settled) before payment
+
+
+def wallet_stream(customer_id: str) -> str:
+    return f"wallet-{customer_id}"
+
+
+@event_type("funds.deposited.v1")
+@dataclass(frozen=True)
+class FundsDeposited(DomainEvent):
+    amount: Decimal
+    currency: str
+
+
+@event_type("payment.charged.v1")
+@dataclass(frozen=True)
+class PaymentCharged(DomainEvent):
+    order_id: str
+    amount: Decimal
+
+
+@event_type("payment.failed.v1")
+@dataclass(frozen=True)
+class PaymentFailed(DomainEvent):
+    order_id: str
+    reason: str  # INSUFFICIENT_FUNDS, CURRENCY_MISMATCH or ORDER_NOT_PAYABLE
+
+
+class Wallet(Aggregate):
+    """One currency per wallet, set by its first deposit."""
+
+    def __init__(self, customer_id: str) -> None:
+        super().__init__(customer_id)
+        self.customer_id = customer_id
+        self.currency: str | None = None
+        self.balance = Decimal(0)
+        self.settled: dict[str, bool] = {}  # order id -> charged (True) or refused (False)
+
+    @property
+    def owner(self) -> str | None:
+        return self.customer_id
+
+    @property
+    def exists(self) -> bool:
+        return self.version > 0
+
+    def snapshot(self) -> Wallet:
+        clone = copy.copy(self)
+        clone.settled = dict(self.settled)
+        clone._changes = []
+        return clone
+
+    # Commands: check the rules, then emit.
+
+    def deposit(self, amount: str | Decimal, currency: str) -> None:
+        check_id(self.customer_id, "customerId")
+        value = parse_amount(amount, currency)
+        if value <= 0:
+            raise InvalidInput("amount must be greater than 0")
+        if self.currency is not None and currency != self.currency:
+            raise RuleViolation(f"this wallet holds {self.currency}, not {currency}")
+        if abs(self.balance + value) >= Decimal(10) ** 15:
+            raise RuleViolation("the balance would be too large")
+        self._emit(FundsDeposited(amount=value, currency=currency))
+
+    def pay_for_order(self, order_id: str, amount: Decimal, currency: str, *, payable: bool = True) -> None:
+        """Charge the order's amount, or record why not; nothing if the order was settled."""
+        if order_id in self.settled:
+            return
+        if not payable:
+            self._emit(PaymentFailed(order_id=order_id, reason=ORDER_NOT_PAYABLE))
+        elif self.currency not in (None, currency):
+            self._emit(PaymentFailed(order_id=order_id, reason=CURRENCY_MISMATCH))
+        elif amount > self.balance:
+            self._emit(PaymentFailed(order_id=order_id, reason=INSUFFICIENT_FUNDS))
+        else:
+            self._emit(PaymentCharged(order_id=order_id, amount=amount))
+
+    # State changes: one apply step per event type, shared by commands and replay.
+
+    @singledispatchmethod
+    def apply(self, event: DomainEvent) -> None:
+        raise TypeError(f"Wallet cannot apply {type(event).__name__}")
+
+    @apply.register
+    def _(self, event: FundsDeposited) -> None:
+        self.currency = event.currency
+        self.balance += event.amount
+
+    @apply.register
+    def _(self, event: PaymentCharged) -> None:
+        self.balance -= event.amount
+        self.settled[event.order_id] = True
+
+    @apply.register
+    def _(self, event: PaymentFailed) -> None:
+        self.settled[event.order_id] = False
