@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 APPEND_LOCK_KEY = 0x6576_656E_7467  # "eventg": the one lock all appenders share
 
-_APPEND = "SELECT * FROM eventstore_append(" + ", ".join(f"${i}" for i in range(1, 20)) + ")"
+_APPEND = "SELECT * FROM eventstore_append($1::text::jsonb, $2, $3, $4)"
 
 
 @dataclass
@@ -113,27 +113,26 @@ class Appender:
         writes = [w for r in requests for w in r.writes]
         events = [e for w in writes for e in w.events]
         keys = [k for r in requests for k in r.idempotency]
+        batch_json = {
+            "r_writes": [len(r.writes) for r in requests],
+            "r_keys": [len(r.idempotency) for r in requests],
+            "r_consumer": [r.tracking.consumer if r.tracking else None for r in requests],
+            "r_message": [r.tracking.message_id if r.tracking else None for r in requests],
+            "w_stream": [w.stream_id for w in writes],
+            "w_expected": [w.expected_version for w in writes],
+            "w_owner": [w.owner for w in writes],
+            "w_events": [len(w.events) for w in writes],
+            "e_id": [e.event_id for e in events],
+            "e_type": [e.type for e in events],
+            "e_data": [e.data for e in events],
+            "e_meta": [e.metadata for e in events],
+            "k_scope": [k.scope for k in keys],
+            "k_key": [k.key for k in keys],
+            "k_first": [k.first for k in keys],
+            "k_last": [k.last for k in keys],
+        }
         rows = await conn.fetch(
-            _APPEND,
-            [len(r.writes) for r in requests],
-            [len(r.idempotency) for r in requests],
-            [r.tracking.consumer if r.tracking else None for r in requests],
-            [r.tracking.message_id if r.tracking else None for r in requests],
-            [w.stream_id for w in writes],
-            [w.expected_version for w in writes],
-            [w.owner for w in writes],
-            [len(w.events) for w in writes],
-            [e.event_id for e in events],
-            [e.type for e in events],
-            [dumps(e.data) for e in events],
-            [dumps(e.metadata) for e in events],
-            [k.scope for k in keys],
-            [k.key for k in keys],
-            [k.first for k in keys],
-            [k.last for k in keys],
-            self._outbox,
-            NOTIFY_CHANNEL,
-            APPEND_LOCK_KEY,
+            _APPEND, dumps(batch_json), self._outbox, NOTIFY_CHANNEL, APPEND_LOCK_KEY
         )
         for pending, row in zip(batch, rows, strict=True):
             pending.result, pending.error = _outcome(pending.request, row)

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
 import orjson
 
 
+def _default(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def _encode(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    return orjson.dumps(value, default=_default).decode()
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

@@ -19,20 +19,33 @@ APPEND_FUNCTION = r"""
 -- accepted before it; a refused request writes nothing. Returns one row per
 -- request, in order.
 --
--- Requests are flattened into arrays: per request its number of writes and
--- keys and its tracking (consumer, message id or nulls); per write its stream,
--- expected version (null: any), owner and number of events; per event its
--- id, type, data and metadata; per key its scope, key and the slice
+-- The batch comes as one JSON object of parallel arrays (one parameter is far
+-- cheaper for the client to encode than many): per request its number of
+-- writes and keys and its tracking (consumer, message id or nulls); per write
+-- its stream, expected version (null: any), owner and number of events; per
+-- event its id, type, data and metadata; per key its scope, key and the slice
 -- [first, last) of the request's events it covers.
 CREATE OR REPLACE FUNCTION eventstore_append(
-    r_writes int[], r_keys int[], r_consumer text[], r_message text[],
-    w_stream text[], w_expected int[], w_owner text[], w_events int[],
-    e_id uuid[], e_type text[], e_data text[], e_meta text[],
-    k_scope text[], k_key text[], k_first int[], k_last int[],
-    with_outbox boolean, channel text, lock_key bigint
+    batch jsonb, with_outbox boolean, channel text, lock_key bigint
 ) RETURNS TABLE (status text, detail jsonb, positions bigint[], versions int[], recorded_at timestamptz)
 LANGUAGE plpgsql AS $fn$
 DECLARE
+    r_writes int[] := ARRAY(SELECT x::int FROM jsonb_array_elements_text(batch->'r_writes') WITH ORDINALITY AS a(x, i) ORDER BY i);
+    r_keys int[] := ARRAY(SELECT x::int FROM jsonb_array_elements_text(batch->'r_keys') WITH ORDINALITY AS a(x, i) ORDER BY i);
+    r_consumer text[] := ARRAY(SELECT x FROM jsonb_array_elements_text(batch->'r_consumer') WITH ORDINALITY AS a(x, i) ORDER BY i);
+    r_message text[] := ARRAY(SELECT x FROM jsonb_array_elements_text(batch->'r_message') WITH ORDINALITY AS a(x, i) ORDER BY i);
+    w_stream text[] := ARRAY(SELECT x FROM jsonb_array_elements_text(batch->'w_stream') WITH ORDINALITY AS a(x, i) ORDER BY i);
+    w_expected int[] := ARRAY(SELECT x::int FROM jsonb_array_elements_text(batch->'w_expected') WITH ORDINALITY AS a(x, i) ORDER BY i);
+    w_owner text[] := ARRAY(SELECT x FROM jsonb_array_elements_text(batch->'w_owner') WITH ORDINALITY AS a(x, i) ORDER BY i);
+    w_events int[] := ARRAY(SELECT x::int FROM jsonb_array_elements_text(batch->'w_events') WITH ORDINALITY AS a(x, i) ORDER BY i);
+    e_id uuid[] := ARRAY(SELECT x::uuid FROM jsonb_array_elements_text(batch->'e_id') WITH ORDINALITY AS a(x, i) ORDER BY i);
+    e_type text[] := ARRAY(SELECT x FROM jsonb_array_elements_text(batch->'e_type') WITH ORDINALITY AS a(x, i) ORDER BY i);
+    e_data jsonb[] := ARRAY(SELECT x FROM jsonb_array_elements(batch->'e_data') WITH ORDINALITY AS a(x, i) ORDER BY i);
+    e_meta jsonb[] := ARRAY(SELECT x FROM jsonb_array_elements(batch->'e_meta') WITH ORDINALITY AS a(x, i) ORDER BY i);
+    k_scope text[] := ARRAY(SELECT x FROM jsonb_array_elements_text(batch->'k_scope') WITH ORDINALITY AS a(x, i) ORDER BY i);
+    k_key text[] := ARRAY(SELECT x FROM jsonb_array_elements_text(batch->'k_key') WITH ORDINALITY AS a(x, i) ORDER BY i);
+    k_first int[] := ARRAY(SELECT x::int FROM jsonb_array_elements_text(batch->'k_first') WITH ORDINALITY AS a(x, i) ORDER BY i);
+    k_last int[] := ARRAY(SELECT x::int FROM jsonb_array_elements_text(batch->'k_last') WITH ORDINALITY AS a(x, i) ORDER BY i);
     head bigint;
     ts timestamptz;
     cur jsonb;  -- stream id -> its version, as the batch goes
@@ -55,8 +68,8 @@ DECLARE
     a_stream text[] := '{}';
     a_ver int[] := '{}';
     a_type text[] := '{}';
-    a_data text[] := '{}';
-    a_meta text[] := '{}';
+    a_data jsonb[] := '{}';
+    a_meta jsonb[] := '{}';
     a_owner text[] := '{}';
 BEGIN
     PERFORM pg_advisory_xact_lock(lock_key);
@@ -157,7 +170,7 @@ BEGIN
 
     IF array_length(a_pos, 1) > 0 THEN
         INSERT INTO events (position, event_id, stream_id, version, type, data, metadata, owner, recorded_at)
-        SELECT u.p, u.e, u.s, u.v, u.t, u.d::jsonb, u.m::jsonb, u.o, ts
+        SELECT u.p, u.e, u.s, u.v, u.t, u.d, u.m, u.o, ts
         FROM unnest(a_pos, a_id, a_stream, a_ver, a_type, a_data, a_meta, a_owner)
              AS u(p, e, s, v, t, d, m, o);
         IF with_outbox THEN
