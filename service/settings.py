@@ -34,6 +34,7 @@ class Settings:
     pool_size: int = 10
     run_projections: bool = True  # inside `serve`
     run_relay: bool = True  # inside `serve`
+    run_saga: bool = True  # inside `serve`: the saga's consumers (inventory, payments, ordering)
     outbox_retention_days: float = 7.0
 
     @classmethod
@@ -54,5 +55,6 @@ class Settings:
             pool_size=_int("EVENTGRAPH_POOL_SIZE", 10),
             run_projections=env.get("EVENTGRAPH_RUN_PROJECTIONS", "1") not in ("0", "false", "no"),
             run_relay=env.get("EVENTGRAPH_RUN_RELAY", "1") not in ("0", "false", "no"),
+            run_saga=env.get("EVENTGRAPH_RUN_SAGA", "1") not in ("0", "false", "no"),
             outbox_retention_days=_float("EVENTGRAPH_OUTBOX_RETENTION_DAYS", 7.0),
         )
