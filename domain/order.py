@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -122,8 +121,12 @@ class Order(Aggregate):
         return self.version > 0
 
     def snapshot(self) -> Order:
-        clone = copy.copy(self)
-        clone.lines = {sku: copy.copy(line) for sku, line in self.lines.items()}
+        clone = Order.__new__(Order)
+        clone.__dict__.update(self.__dict__)
+        clone.lines = {
+            sku: OrderLine(line.sku, line.quantity, line.unit_price, line.discount)
+            for sku, line in self.lines.items()
+        }
         clone._changes = []
         return clone
 

@@ -75,7 +75,8 @@ class Appender:
                 asyncio.create_task(self._run(), name=f"eventstore-appender-{i}")
                 for i in range(self._in_flight)
             ]
-        return await asyncio.shield(future)
+        # Not shielded: a cancelled caller's request is still appended; its result is dropped.
+        return await future
 
     async def close(self) -> None:
         for task in self._tasks:

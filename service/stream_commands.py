@@ -102,7 +102,8 @@ class StreamCommands:
             self._workers.add(worker)
             worker.add_done_callback(self._workers.discard)
         queue.append(queued)
-        return await asyncio.shield(queued.future)
+        # Not shielded: a cancelled caller's command still runs; its result is dropped.
+        return await queued.future
 
     async def load(
         self,
