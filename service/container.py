@@ -9,6 +9,7 @@ import asyncpg
 from domain.upcasters import UPCASTERS
 from eventstore import Appender, EventReader, UpcasterRegistry
 from eventstore.pool import create_pool
+from readmodels.read_models import ReadModels
 from service.events import EventQueries
 from service.orders import OrderCommands
 from service.settings import Settings
@@ -32,6 +33,7 @@ class Services:
     commands: StreamCommands
     orders: OrderCommands
     events: EventQueries
+    read_models: ReadModels
 
     @classmethod
     async def start(cls, settings: Settings, dsn: str) -> Services:
@@ -48,8 +50,10 @@ class Services:
             commands=commands,
             orders=OrderCommands(commands),
             events=EventQueries(reader),
+            read_models=ReadModels(pool, dsn),
         )
 
     async def close(self) -> None:
+        await self.read_models.close()
         await self.appender.close()
         await self.pool.close()

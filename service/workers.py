@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from service.container import Services
+from service.projections import run_projections
 
 log = logging.getLogger(__name__)
 
@@ -14,7 +15,9 @@ log = logging.getLogger(__name__)
 Worker = Callable[[Services, asyncio.Event], Awaitable[None]]
 
 # A feature registers its worker here: (name, setting that enables it in serve, worker).
-WORKERS: list[tuple[str, str, Worker]] = []
+WORKERS: list[tuple[str, str, Worker]] = [
+    ("projections", "run_projections", run_projections),
+]
 
 
 class BackgroundWorkers:

@@ -1,0 +1,66 @@
+"""Checkpoints and leases: where each projection is, and which process may move it.
+
+The lease is a session-level advisory lock held by the connection that also
+writes the projection's batches. If that connection dies, PostgreSQL drops
+the lock and aborts the open batch together, so a process that lost its
+lease can never commit another write: another process takes over from the
+last committed checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+PROJECTIONS_CHANNEL = "eventgraph_projections"  # payload: "<checkpoint>:<position>"
+LEASE_NAMESPACE = 0x70726F6A  # "proj": first key of every projection's advisory lock
+
+
+async def try_lease(conn: asyncpg.Connection, checkpoint: str) -> bool:
+    return bool(
+        await conn.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))", LEASE_NAMESPACE, checkpoint)
+    )
+
+
+async def ensure_checkpoint(conn: asyncpg.Connection | asyncpg.Pool, checkpoint: str) -> None:
+    await conn.execute(
+        "INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+        checkpoint,
+    )
+
+
+async def lock_checkpoint(conn: asyncpg.Connection, checkpoint: str) -> int:
+    """The checkpoint's position, its row locked until the transaction ends.
+
+    Every batch starts here, so batches of one projection (and a rebuild's
+    swap, which moves the position) serialize on the row.
+    """
+    position = await conn.fetchval(
+        "SELECT position FROM projection_checkpoints WHERE name = $1 FOR UPDATE", checkpoint
+    )
+    if position is None:
+        raise LookupError(f"no checkpoint row for {checkpoint}")
+    return int(position)
+
+
+async def advance(conn: asyncpg.Connection, checkpoint: str, position: int) -> None:
+    """Move the checkpoint (inside the batch's transaction) and tell waiters at commit."""
+    await conn.execute(
+        "UPDATE projection_checkpoints SET position = $2, error = NULL, updated_at = now()"
+        " WHERE name = $1",
+        checkpoint,
+        position,
+    )
+    await conn.execute("SELECT pg_notify($1, $2)", PROJECTIONS_CHANNEL, f"{checkpoint}:{position}")
+
+
+async def record_error(conn: asyncpg.Connection, checkpoint: str, error: str) -> None:
+    await conn.execute(
+        "UPDATE projection_checkpoints SET error = $2, updated_at = now() WHERE name = $1",
+        checkpoint,
+        error[:2000],
+    )
+
+
+async def position_of(db: asyncpg.Pool | asyncpg.Connection, checkpoint: str) -> int:
+    value = await db.fetchval("SELECT position FROM projection_checkpoints WHERE name = $1", checkpoint)
+    return int(value or 0)

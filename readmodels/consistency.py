@@ -1,0 +1,64 @@
+"""Read-your-writes: wait until a projection has applied a position, within a bound."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import asyncpg
+
+from readmodels.checkpoints import PROJECTIONS_CHANNEL, position_of
+from readmodels.notices import Notices
+
+POLL_INTERVAL = 0.1  # re-read the checkpoint this often when no notice comes
+
+
+@dataclass(frozen=True)
+class Consistency:
+    projection: str
+    requested: int
+    applied: int
+
+    @property
+    def stale(self) -> bool:
+        return self.applied < self.requested
+
+
+class ConsistencyWaiter:
+    def __init__(self, pool: asyncpg.Pool, notices: Notices) -> None:
+        self._pool = pool
+        self._notices = notices
+        self._applied: dict[str, int] = {}  # highest checkpoint seen per projection
+        notices.on(PROJECTIONS_CHANNEL, self._notified)
+
+    def _notified(self, payload: str) -> None:
+        name, _, position = payload.rpartition(":")
+        if position.isdigit():
+            self._note(name, int(position))
+
+    def _note(self, name: str, position: int) -> int:
+        # Checkpoints only move forward (a rebuild swaps in one that is further on).
+        best = max(self._applied.get(name, 0), position)
+        self._applied[name] = best
+        return best
+
+    async def wait(self, projection: str, position: int, within: float) -> Consistency:
+        """Returns once `projection` has applied `position`, or `within` seconds passed."""
+        applied = self._applied.get(projection, 0)
+        if applied >= position:
+            return Consistency(projection, position, applied)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            notice = self._notices.next(PROJECTIONS_CHANNEL)
+            applied = self._note(projection, await position_of(self._pool, projection))
+            remaining = deadline - loop.time()
+            if applied >= position or remaining <= 0:
+                return Consistency(projection, position, applied)
+            try:
+                await asyncio.wait_for(notice.wait(), min(remaining, POLL_INTERVAL))
+            except TimeoutError:
+                pass
+            applied = self._applied.get(projection, 0)
+            if applied >= position:
+                return Consistency(projection, position, applied)

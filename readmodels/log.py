@@ -1,0 +1,55 @@
+"""Reading the global log for projections: only their types, only the columns they use."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from eventstore import UpcasterRegistry
+from readmodels.projection import LogEvent
+
+# How far one batch looks ahead in positions: bounds the scan when a
+# projection's types are rare in the log; the checkpoint still moves past
+# the positions scanned, so its lag reads zero once it has seen the head.
+SCAN_WINDOW = 100_000
+
+
+async def head_position(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+    return int(await conn.fetchval("SELECT coalesce(max(position), 0) FROM events"))
+
+
+async def read_batch(
+    conn: asyncpg.Connection,
+    upcasters: UpcasterRegistry,
+    stored_types: Sequence[str],
+    after: int,
+    limit: int,
+) -> tuple[list[LogEvent], int, int]:
+    """Events of `stored_types` after `after`, upcast; the position the batch covers; the head.
+
+    Positions are gap-free and handed out in commit order (eventstore/appender.py),
+    so every position up to the head read here is committed and visible: moving
+    the checkpoint to the covered position can never skip a late commit.
+    """
+    head = await head_position(conn)
+    if head <= after:
+        return [], after, head
+    upto = min(head, after + SCAN_WINDOW)
+    rows = await conn.fetch(
+        "SELECT position, stream_id, version, type, data, recorded_at FROM events"
+        " WHERE position > $1 AND position <= $2 AND type = ANY($3::text[])"
+        " ORDER BY position LIMIT $4",
+        after,
+        upto,
+        stored_types,
+        limit,
+    )
+    if len(rows) == limit:
+        upto = rows[-1][0]
+    upcast = upcasters.upcast
+    events = []
+    for position, stream_id, version, type_, data, recorded_at in rows:
+        type_, data = upcast(type_, data)
+        events.append(LogEvent(position, stream_id, version, type_, data, recorded_at))
+    return events, upto, head

@@ -1,0 +1,118 @@
+"""Queries on the orders read tables: by id (batched) and keyset pages; views out."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from domain.errors import InvalidInput
+from readmodels.views import OrderLineView, OrderView
+
+MAX_FIRST = 100
+
+# Lines come back as parallel arrays in one row per order: one statement for
+# any number of orders with all their lines.
+_SELECT = """
+SELECT o.id, o.seq, o.customer_id, o.status, o.currency, o.total, o.version,
+       o.cancellation_reason, o.created_at, o.updated_at,
+       l.skus, l.quantities, l.prices, l.discounts
+FROM order_views o
+LEFT JOIN LATERAL (
+    SELECT array_agg(sku ORDER BY seq) AS skus, array_agg(quantity ORDER BY seq) AS quantities,
+           array_agg(unit_price ORDER BY seq) AS prices, array_agg(discount ORDER BY seq) AS discounts
+    FROM order_lines WHERE order_id = o.id
+) l ON true
+"""
+
+def _page_sql(by_customer: bool, by_status: bool) -> str:
+    """One statement text per filter combination, so each is planned on its own index."""
+    conditions = [
+        "o.seq < $1",
+        "o.customer_id = $3" if by_customer else "$3::text IS NULL",
+        "o.status = $4" if by_status else "$4::text IS NULL",
+    ]
+    return f"{_SELECT} WHERE {' AND '.join(conditions)} ORDER BY o.seq DESC LIMIT $2"
+
+
+_PAGES = {(c, s): _page_sql(c, s) for c in (False, True) for s in (False, True)}
+
+_CURSOR_PREFIX = "order:"
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{seq}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode()).decode()
+    except (binascii.Error, UnicodeError, ValueError):
+        text = ""
+    seq = text.removeprefix(_CURSOR_PREFIX)
+    if not text.startswith(_CURSOR_PREFIX) or not seq.isdigit() or len(seq) > 18:
+        raise InvalidInput(f"after: {cursor!r} is not a cursor from this connection")
+    return int(seq)
+
+
+@dataclass(frozen=True)
+class OrderPage:
+    items: list[tuple[str, OrderView]]  # (cursor, order), newest first
+    has_next: bool
+
+
+def _view(r: asyncpg.Record) -> OrderView:
+    lines: tuple[OrderLineView, ...] = ()
+    if r["skus"]:
+        lines = tuple(
+            OrderLineView(sku, quantity, price, discount)
+            for sku, quantity, price, discount in zip(
+                r["skus"], r["quantities"], r["prices"], r["discounts"], strict=True
+            )
+        )
+    return OrderView(
+        id=r["id"],
+        customer_id=r["customer_id"],
+        status=r["status"],
+        currency=r["currency"],
+        lines=lines,
+        total=r["total"],
+        version=r["version"],
+        cancellation_reason=r["cancellation_reason"],
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+    )
+
+
+class OrderReadModel:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def by_ids(self, ids: Sequence[str]) -> dict[str, OrderView]:
+        rows = await self._pool.fetch(_SELECT + " WHERE o.id = ANY($1::text[])", list(ids))
+        return {r["id"]: _view(r) for r in rows}
+
+    async def page(
+        self,
+        *,
+        customer_id: str | None,
+        status: str | None,
+        first: int,
+        after: str | None,
+    ) -> OrderPage:
+        """Newest first, by the order's creation position: stable while orders change."""
+        if not 1 <= first <= MAX_FIRST:
+            raise InvalidInput(f"first must be between 1 and {MAX_FIRST}")
+        before_seq = decode_cursor(after) if after else 2**62
+        rows = await self._pool.fetch(
+            _PAGES[(customer_id is not None, status is not None)],
+            before_seq,
+            first + 1,
+            customer_id,
+            status,
+        )
+        items = [(encode_cursor(r["seq"]), _view(r)) for r in rows[:first]]
+        return OrderPage(items, has_next=len(rows) > first)

@@ -1,0 +1,226 @@
+"""The orders projection: one row per order in `order_views`, its lines in `order_lines`.
+
+A batch is applied in four statements whatever its size: load the touched
+orders, fold the events onto them in memory, upsert the orders with one
+`INSERT ... SELECT unnest(...)`, and rewrite the lines of orders whose lines
+changed. An event whose stream version the row already reflects is skipped:
+that makes a replayed batch a no-op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+import asyncpg
+
+from readmodels.projection import LogEvent, Projection
+
+ORDER_STREAM_PREFIX = "order-"
+
+
+@dataclass(slots=True)
+class _Line:
+    seq: int  # position of the event that put the sku on the order
+    quantity: int
+    unit_price: Decimal
+    discount: Decimal
+
+
+@dataclass(slots=True)
+class _Order:
+    id: str
+    seq: int
+    customer_id: str
+    currency: str
+    created_at: datetime
+    status: str = "DRAFT"
+    version: int = 0
+    cancellation_reason: str | None = None
+    updated_at: datetime | None = None
+    lines: dict[str, _Line] = field(default_factory=dict)
+    stored: bool = False  # it has a row already
+    lines_changed: bool = False
+
+    @property
+    def total(self) -> Decimal:
+        return sum(
+            (line.quantity * line.unit_price - line.discount for line in self.lines.values()),
+            Decimal(0),
+        )
+
+
+_FINAL_STATUS = {
+    "order.submitted.v1": "SUBMITTED",
+    "order.completed.v1": "COMPLETED",
+    "order.rejected.v1": "REJECTED",
+    "order.cancelled.v1": "CANCELLED",
+}
+
+
+def _fold(order: _Order, event: LogEvent) -> None:
+    """One event's effect on the row; mirrors domain.order.Order.apply (tests compare them)."""
+    data = event.data
+    kind = event.type
+    if kind == "item.added.v2":
+        sku = data["item_id"]
+        line = order.lines.get(sku)
+        if line is None:
+            order.lines[sku] = _Line(
+                event.position, int(data["quantity"]), Decimal(data["price"]), Decimal(data["discount"])
+            )
+        else:
+            line.quantity += int(data["quantity"])
+            line.discount += Decimal(data["discount"])
+        order.lines_changed = True
+    elif kind == "item.removed.v1":
+        order.lines.pop(data["item_id"], None)
+        order.lines_changed = True
+    elif kind in _FINAL_STATUS:
+        order.status = _FINAL_STATUS[kind]
+        if kind == "order.cancelled.v1":
+            order.cancellation_reason = data["reason"]
+    order.version = event.version
+    order.updated_at = event.recorded_at
+
+
+class OrderProjection(Projection):
+    name = "orders"
+    event_types = (
+        "order.created.v2",
+        "item.added.v2",
+        "item.removed.v1",
+        "order.submitted.v1",
+        "order.completed.v1",
+        "order.rejected.v1",
+        "order.cancelled.v1",
+    )
+    tables = ("order_views", "order_lines")
+
+    async def apply(self, conn: asyncpg.Connection, events: Sequence[LogEvent]) -> None:
+        by_order: dict[str, list[LogEvent]] = {}
+        for event in events:
+            if event.stream_id.startswith(ORDER_STREAM_PREFIX):
+                by_order.setdefault(event.stream_id[len(ORDER_STREAM_PREFIX) :], []).append(event)
+        if not by_order:
+            return
+        orders = await self._load(conn, list(by_order))
+        changed: list[_Order] = []
+        for order_id, order_events in by_order.items():
+            order = orders.get(order_id)
+            for event in order_events:
+                if order is not None and event.version <= order.version:
+                    continue  # already applied
+                if order is None:
+                    order = _created(order_id, event)
+                _fold(order, event)
+                if not changed or changed[-1] is not order:
+                    changed.append(order)
+        await self._write(conn, changed)
+
+    async def _load(self, conn: asyncpg.Connection, ids: list[str]) -> dict[str, _Order]:
+        rows = await conn.fetch(
+            f"""
+            SELECT o.id, o.seq, o.customer_id, o.status, o.currency, o.version,
+                   o.cancellation_reason, o.created_at, o.updated_at,
+                   l.skus, l.seqs, l.quantities, l.prices, l.discounts
+            FROM {self.table("order_views")} o
+            LEFT JOIN LATERAL (
+                SELECT array_agg(sku ORDER BY seq) AS skus, array_agg(seq ORDER BY seq) AS seqs,
+                       array_agg(quantity ORDER BY seq) AS quantities,
+                       array_agg(unit_price ORDER BY seq) AS prices,
+                       array_agg(discount ORDER BY seq) AS discounts
+                FROM {self.table("order_lines")} WHERE order_id = o.id
+            ) l ON true
+            WHERE o.id = ANY($1::text[])
+            """,
+            ids,
+        )
+        orders: dict[str, _Order] = {}
+        for r in rows:
+            order = _Order(
+                id=r["id"],
+                seq=r["seq"],
+                customer_id=r["customer_id"],
+                currency=r["currency"],
+                created_at=r["created_at"],
+                status=r["status"],
+                version=r["version"],
+                cancellation_reason=r["cancellation_reason"],
+                updated_at=r["updated_at"],
+                stored=True,
+            )
+            if r["skus"]:
+                order.lines = {
+                    sku: _Line(seq, quantity, price, discount)
+                    for sku, seq, quantity, price, discount in zip(
+                        r["skus"], r["seqs"], r["quantities"], r["prices"], r["discounts"], strict=True
+                    )
+                }
+            orders[order.id] = order
+        return orders
+
+    async def _write(self, conn: asyncpg.Connection, changed: list[_Order]) -> None:
+        if not changed:
+            return
+        await conn.execute(
+            f"""
+            INSERT INTO {self.table("order_views")} AS o (id, seq, customer_id, status, currency,
+                total, line_count, version, cancellation_reason, created_at, updated_at)
+            SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+                $6::numeric[], $7::int[], $8::int[], $9::text[], $10::timestamptz[], $11::timestamptz[])
+            ON CONFLICT (id) DO UPDATE SET
+                status = excluded.status, total = excluded.total, line_count = excluded.line_count,
+                version = excluded.version, cancellation_reason = excluded.cancellation_reason,
+                updated_at = excluded.updated_at
+            """,
+            [o.id for o in changed],
+            [o.seq for o in changed],
+            [o.customer_id for o in changed],
+            [o.status for o in changed],
+            [o.currency for o in changed],
+            [o.total for o in changed],
+            [len(o.lines) for o in changed],
+            [o.version for o in changed],
+            [o.cancellation_reason for o in changed],
+            [o.created_at for o in changed],
+            [o.updated_at for o in changed],
+        )
+        relined = [o for o in changed if o.lines_changed]
+        stale = [o.id for o in relined if o.stored]
+        if stale:
+            await conn.execute(
+                f"DELETE FROM {self.table('order_lines')} WHERE order_id = ANY($1::text[])", stale
+            )
+        lines = [(o.id, sku, line) for o in relined for sku, line in o.lines.items()]
+        if lines:
+            await conn.execute(
+                f"""
+                INSERT INTO {self.table("order_lines")}
+                    (order_id, sku, seq, quantity, unit_price, discount)
+                SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[],
+                    $5::numeric[], $6::numeric[])
+                """,
+                [order_id for order_id, _, _ in lines],
+                [sku for _, sku, _ in lines],
+                [line.seq for _, _, line in lines],
+                [line.quantity for _, _, line in lines],
+                [line.unit_price for _, _, line in lines],
+                [line.discount for _, _, line in lines],
+            )
+
+
+def _created(order_id: str, event: LogEvent) -> _Order:
+    if event.type != "order.created.v2":
+        raise ValueError(
+            f"order {order_id}: {event.type} at position {event.position} precedes its creation"
+        )
+    return _Order(
+        id=order_id,
+        seq=event.position,
+        customer_id=event.data["customer_id"],
+        currency=event.data["currency"],
+        created_at=event.recorded_at,
+    )

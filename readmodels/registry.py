@@ -1,0 +1,16 @@
+"""The projections every runner follows; a new projection adds its class here."""
+
+from __future__ import annotations
+
+from readmodels.orders import OrderProjection
+from readmodels.projection import Projection
+
+PROJECTIONS: list[type[Projection]] = [OrderProjection]
+
+
+def projection_class(name: str) -> type[Projection]:
+    for cls in PROJECTIONS:
+        if cls.name == name:
+            return cls
+    known = ", ".join(cls.name for cls in PROJECTIONS)
+    raise LookupError(f"no projection named {name!r} (known: {known})")

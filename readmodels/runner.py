@@ -1,0 +1,167 @@
+"""Following the global log: each projection applies batches from its checkpoint.
+
+One batch is one transaction: lock the checkpoint row, read the events after
+it, apply them, move the checkpoint. A crash anywhere before the commit
+leaves no trace, and the next attempt starts from the same checkpoint.
+
+In a process, `ProjectionRunner` keeps one task per projection. A task
+first takes the projection's lease; without it, it retries every second, so
+when the holder dies another process takes over within about a second.
+With it, the task catches up and then waits for the event store's NOTIFY,
+polling as a fallback. A batch that fails (a bug, a poison event) is rolled
+back, its error recorded on the checkpoint, and retried after a pause: the
+projection stops at its checkpoint and never skips an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from eventstore import NOTIFY_CHANNEL, UpcasterRegistry
+from eventstore.pool import connect
+from readmodels.checkpoints import (
+    advance,
+    ensure_checkpoint,
+    lock_checkpoint,
+    record_error,
+    try_lease,
+)
+from readmodels.log import read_batch
+from readmodels.notices import Notices
+from readmodels.projection import Projection
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Batch:
+    events: int  # events applied
+    before: int  # the checkpoint before
+    after: int  # the checkpoint after (positions scanned, not only applied)
+    head: int  # the log's head when read
+
+    @property
+    def more(self) -> bool:
+        return self.after < self.head
+
+
+class Follower:
+    """A projection and the stored type names it reads; applies one batch at a time."""
+
+    def __init__(self, projection: Projection, upcasters: UpcasterRegistry) -> None:
+        self.projection = projection
+        self._upcasters = upcasters
+        self._stored_types = sorted(
+            {s for t in projection.event_types for s in upcasters.stored_types(t)}
+        )
+
+    @property
+    def checkpoint(self) -> str:
+        return self.projection.checkpoint
+
+    async def step(self, conn: asyncpg.Connection, limit: int) -> Batch:
+        """One batch in its own transaction."""
+        async with conn.transaction():
+            return await self.step_in_transaction(conn, limit)
+
+    async def step_in_transaction(self, conn: asyncpg.Connection, limit: int) -> Batch:
+        before = await lock_checkpoint(conn, self.checkpoint)
+        events, after, head = await read_batch(
+            conn, self._upcasters, self._stored_types, before, limit
+        )
+        if after > before:
+            await self.projection.apply(conn, events)
+            await advance(conn, self.checkpoint, after)
+        return Batch(len(events), before, after, head)
+
+
+class ProjectionRunner:
+    def __init__(
+        self,
+        dsn: str,
+        projections: Sequence[Projection],
+        upcasters: UpcasterRegistry,
+        notices: Notices,
+        *,
+        batch_size: int = 1000,
+        poll_interval: float = 1.0,
+        lease_retry: float = 1.0,
+        failure_pause: float = 5.0,
+    ) -> None:
+        self._dsn = dsn
+        self._followers = [Follower(p, upcasters) for p in projections]
+        self._notices = notices
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._lease_retry = lease_retry
+        self._failure_pause = failure_pause
+        self.leased: set[str] = set()  # checkpoints this runner holds the lease of (for tests, logs)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow every projection until `stop` is set."""
+        tasks = [
+            asyncio.create_task(self._follow(f, stop), name=f"projection-{f.checkpoint}")
+            for f in self._followers
+        ]
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _follow(self, follower: Follower, stop: asyncio.Event) -> None:
+        name = follower.checkpoint
+        while not stop.is_set():
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await connect(self._dsn)
+                if not await try_lease(conn, name):
+                    await _pause(stop, None, self._lease_retry)
+                    continue
+                log.info("projection %s: lease taken", name)
+                self.leased.add(name)
+                await ensure_checkpoint(conn, name)
+                await self._drive(conn, follower, stop)
+            except Exception as error:  # lost connection, server restart: start over, lease first
+                log.warning("projection %s: %r; retrying", name, error)
+                await _pause(stop, None, self._lease_retry)
+            finally:
+                self.leased.discard(name)
+                if conn is not None:
+                    conn.terminate()  # releases the lease; an open batch rolls back
+
+    async def _drive(self, conn: asyncpg.Connection, follower: Follower, stop: asyncio.Event) -> None:
+        name = follower.checkpoint
+        while not stop.is_set():
+            wakeup = self._notices.next(NOTIFY_CHANNEL)
+            try:
+                batch = await follower.step(conn, self._batch_size)
+            except Exception as error:
+                if conn.is_closed():
+                    raise asyncpg.InterfaceError(f"lost the connection: {error!r}") from error
+                log.exception("projection %s stopped at its checkpoint; retrying later", name)
+                await record_error(conn, name, f"{type(error).__name__}: {error}")
+                await _pause(stop, None, self._failure_pause)
+                continue
+            if batch.events:
+                log.debug("projection %s: %d events to %d", name, batch.events, batch.after)
+            if not batch.more:
+                await _pause(stop, wakeup, self._poll_interval)
+
+
+async def _pause(stop: asyncio.Event, wakeup: asyncio.Event | None, seconds: float) -> None:
+    """Sleep until `seconds` pass, `stop` is set or `wakeup` fires."""
+    waiters = [asyncio.create_task(stop.wait())]
+    if wakeup is not None:
+        waiters.append(asyncio.create_task(wakeup.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,0 +1,23 @@
+"""Projections as a background worker: inside `serve`, or alone (`eventgraph projections run`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from readmodels.registry import PROJECTIONS
+from readmodels.runner import ProjectionRunner
+from service.container import Services, build_upcasters
+
+
+def projection_runner(services: Services) -> ProjectionRunner:
+    return ProjectionRunner(
+        services.dsn,
+        [cls() for cls in PROJECTIONS],
+        build_upcasters(),
+        services.read_models.notices,
+    )
+
+
+async def run_projections(services: Services, stop: asyncio.Event) -> None:
+    """Follow every registered projection until `stop`; each runs in one process at a time."""
+    await projection_runner(services).run(stop)

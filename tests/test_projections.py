@@ -1,0 +1,150 @@
+"""The orders projection: folds equal the aggregate's, batches apply exactly once in effect."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+
+from eventstore import AppendRequest, NewEvent, StreamWrite
+from eventstore.pool import connect
+from readmodels.log import read_batch
+from readmodels.orders import OrderProjection
+from readmodels.projection import LogEvent
+from readmodels.runner import Follower
+from service.container import Services, build_upcasters
+from tests.projection_helpers import (
+    STAFF,
+    aggregate_views,
+    random_orders,
+    run_to_head,
+    table_rows,
+)
+
+
+async def test_read_views_equal_the_aggregates_folded_from_the_store(services: Services, dsn: str) -> None:
+    ids = await random_orders(services, 12)
+    await run_to_head(dsn, batch=7)  # small batches: orders span several of them
+    views = await services.read_models.orders.by_ids(ids)
+    assert views == await aggregate_views(services, ids)
+    assert {v.status for v in views.values()} >= {"DRAFT", "SUBMITTED"}
+
+
+async def test_incremental_batches_equal_one_pass_from_scratch(services: Services, dsn: str) -> None:
+    ids = await random_orders(services, 8, seed=1)
+    await run_to_head(dsn, batch=5)
+    ids += await random_orders(services, 8, seed=2)  # more writes on top of applied state
+    for order_id in ids:
+        if (await services.orders.order_at(STAFF, order_id)).status.value == "DRAFT":
+            await services.orders.add_item(STAFF, order_id=order_id, sku="LATE", quantity=1, unit_price="1")
+    await run_to_head(dsn, batch=3)
+    incremental = await table_rows(dsn)
+    assert len(incremental[0]) == 16 and incremental[1]
+    assert incremental == await _rebuilt(dsn)
+
+
+async def _rebuilt(dsn: str) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+    """A from-scratch fold into fresh tables, for the comparison above."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("TRUNCATE order_views, order_lines")
+        await conn.execute("UPDATE projection_checkpoints SET position = 0 WHERE name = 'orders'")
+    finally:
+        await conn.close()
+    await run_to_head(dsn, batch=10_000)
+    return await table_rows(dsn)
+
+
+async def test_old_event_versions_are_projected_upcast(services: Services, dsn: str) -> None:
+    await services.appender.append(
+        AppendRequest(
+            [
+                StreamWrite(
+                    "order-legacy_1",
+                    [
+                        NewEvent("order.created.v1", {"customer_id": "cus_1"}, {}),
+                        NewEvent("item.added.v1", {"item_id": "A", "quantity": 3, "price": 0.1}, {}),
+                    ],
+                    owner="cus_1",
+                )
+            ]
+        )
+    )
+    await run_to_head(dsn)
+    view = (await services.read_models.orders.by_ids(["legacy_1"]))["legacy_1"]
+    assert view.currency == "USD"
+    assert [(line.sku, str(line.unit_price), str(line.discount)) for line in view.lines] == [("A", "0.1", "0")]
+    assert str(view.total) == "0.3"
+
+
+async def _log(dsn: str) -> list[LogEvent]:
+    conn = await connect(dsn)
+    try:
+        follower = Follower(OrderProjection(), build_upcasters())
+        events, _, _ = await read_batch(conn, build_upcasters(), follower._stored_types, 0, 10_000)
+        return events
+    finally:
+        await conn.close()
+
+
+async def test_applying_the_same_batch_twice_changes_nothing(services: Services, dsn: str) -> None:
+    await random_orders(services, 6)
+    events = await _log(dsn)
+    halves = [events[: len(events) // 2], events[len(events) // 2 :]]
+    conn = await connect(dsn)
+    try:
+        for half in halves:
+            await OrderProjection().apply(conn, half)
+            once = await table_rows(dsn)
+            await OrderProjection().apply(conn, half)
+            assert await table_rows(dsn) == once
+        await OrderProjection().apply(conn, events)  # a whole replay of what is applied
+        assert await table_rows(dsn) == once
+    finally:
+        await conn.close()
+
+
+class _CrashingProjection(OrderProjection):
+    """Kills its own connection after writing part of the batch: a process dying mid-batch."""
+
+    async def apply(self, conn: asyncpg.Connection, events: Sequence[LogEvent]) -> None:
+        await super().apply(conn, events[: len(events) // 2])
+        killer = await asyncpg.connect(self.dsn)
+        try:
+            await killer.execute("SELECT pg_terminate_backend($1)", conn.get_server_pid())
+        finally:
+            await killer.close()
+        await super().apply(conn, events[len(events) // 2 :])
+
+    dsn = ""
+
+
+async def test_a_crash_mid_batch_leaves_nothing_and_the_retry_converges(services: Services, dsn: str) -> None:
+    ids = await random_orders(services, 6)
+    crashing = _CrashingProjection()
+    crashing.dsn = dsn
+    conn = await connect(dsn)
+    await conn.execute("INSERT INTO projection_checkpoints (name) VALUES ('orders') ON CONFLICT DO NOTHING")
+    follower = Follower(crashing, build_upcasters())
+    crashed = False
+    try:
+        await follower.step(conn, 10_000)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        crashed = True
+    assert crashed and conn.is_closed()
+    assert await table_rows(dsn) == ([], [])
+    check = await asyncpg.connect(dsn)
+    assert await check.fetchval("SELECT position FROM projection_checkpoints WHERE name = 'orders'") == 0
+    await check.close()
+    await run_to_head(dsn, batch=10_000)
+    assert await services.read_models.orders.by_ids(ids) == await aggregate_views(services, ids)
+
+
+async def test_the_checkpoint_moves_past_events_of_other_streams(services: Services, dsn: str) -> None:
+    await random_orders(services, 2)
+    await services.appender.append(
+        AppendRequest([StreamWrite(f"other-{uuid.uuid4()}", [NewEvent("thing.happened.v1", {}, {})])])
+    )
+    head = await services.events.head_position()
+    assert await run_to_head(dsn) == head
