@@ -8,21 +8,32 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
+from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.types import ExecutionResult
 
+from api import http
 from api.auth import Unauthenticated, principal_from_authorization
 from api.context import Context
+from api.graphiql import graphiql_html, graphiql_routes
 from api.schema import build_schema
 from service.container import Services
 from service.settings import Settings
 from service.workers import BackgroundWorkers
 
 log = logging.getLogger(__name__)
+
+
+_POST_ONLY = {"Allow": "POST"}
 
 
 def correlation_id_of(headers: Any) -> str:
@@ -35,6 +46,102 @@ class GraphQLApp(GraphQL[Context, None]):
         super().__init__(build_schema(settings), **kwargs)
         self._services_ref = services_ref
         self._secret = settings.jwt_secret or ""
+        self._max_body = settings.max_body_bytes
+
+    # --- GraphQL over HTTP: every refusal is a coded JSON error, never plain text or a 500.
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        media_type = http.negotiate(Request(scope).headers.get("accept"))
+        try:
+            length = http.declared_length(scope["headers"])
+            if length is not None and length > self._max_body:
+                raise http.too_large(self._max_body)
+            try:
+                response = await self.run(Request(scope, http.limited_receive(receive, self._max_body)))
+            except http.BodyTooLarge:
+                raise http.too_large(self._max_body) from None
+            except HTTPException as error:
+                status = error.status_code
+                allow = {"Allow": "GET, POST"} if status == 405 else None
+                raise http.HTTPError(status, error.reason, headers=allow) from None
+        except http.HTTPError as error:
+            response = http.error_response(error, media_type)
+        await response(scope, receive, send)
+
+    def decode_json(self, data: str | bytes) -> object:
+        return orjson.loads(data)
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        if not data or not data.strip():
+            raise http.HTTPError(400, "The request body is empty: send JSON with a `query`.")
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise http.HTTPError(400, "The request body is not valid JSON.") from None
+        if not isinstance(value, dict | list):
+            raise http.HTTPError(400, "Expected a JSON object.")
+        return value
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        if request.method == "POST":
+            media = (request.content_type or "").partition(";")[0].strip().lower()
+            if media != http.JSON:
+                raise http.HTTPError(
+                    415, f"Unsupported content type {media or '(none)'!r}: send application/json."
+                )
+        data = await super().parse_http_body(request)
+        if isinstance(data, GraphQLRequestData) and not isinstance(data.operation_name, str | None):
+            raise http.HTTPError(400, "`operationName` must be a string or null.")
+        return data
+
+    async def execute_single(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        try:
+            return await super().execute_single(*args, **kwargs)
+        except HTTPException as error:
+            if isinstance(error.__cause__, InvalidOperationTypeError):
+                raise http.HTTPError(
+                    405, "Only queries are allowed over GET; send mutations with POST.", headers=_POST_ONLY
+                ) from None
+            raise
+
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        sub_response = await super().get_sub_response(request)
+        request.state.sub_response = sub_response
+        sub_response.media_type = http.negotiate(request.headers.get("accept"))
+        return sub_response
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        data = process_result(result)
+        if http.is_request_error(result.data, result.errors):
+            data.pop("data", None)  # a request error has no data entry (spec 7.1.2)
+            sub_response = request.state.sub_response
+            if sub_response.media_type == http.GRAPHQL_RESPONSE:
+                sub_response.status_code = 400
+        return data
+
+    def create_response(
+        self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response
+    ) -> Response:
+        response = Response(
+            self.encode_json(response_data),
+            status_code=sub_response.status_code or 200,
+            media_type=http.content_type(sub_response.media_type or http.JSON),
+        )
+        response.headers.raw.extend(sub_response.headers.raw)
+        if sub_response.background:
+            response.background = sub_response.background
+        return response
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return HTMLResponse(graphiql_html(request.url.path))
 
     def authenticate(self, authorization: str | None) -> Any:
         try:
@@ -84,9 +191,10 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         return JSONResponse({"status": "ok"})
 
     routes = [
-        Route("/graphql", graphql, methods=["GET", "POST"]),
+        Route("/graphql", graphql),  # any method: the view answers others with a coded 405
         WebSocketRoute("/graphql", graphql),
         Route("/healthz", healthz),
+        *graphiql_routes(),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
 

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import strawberry
 from strawberry.extensions import (
     DisableIntrospection,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
+    SchemaExtension,
     ValidationCache,
 )
 from strawberry.tools import merge_types
 
-from api.errors import ErrorCodes
+from api.errors import CodedParserCache, ErrorCodes
 from api.events import EventQuery
+from api.limits import ComplexityLimiter
 from api.orders import OrderHistoryQuery, OrderMutation
 from api.types import Event, Order
 from service.settings import Settings
@@ -27,16 +28,17 @@ NODE_TYPES: list[type] = [Order, Event]
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:
-    extensions = [
-        ErrorCodes(),
-        MaxTokensLimiter(max_token_count=settings.max_tokens),
-        ParserCache(maxsize=1024),
-        ValidationCache(maxsize=1024),
-        QueryDepthLimiter(max_depth=settings.max_depth),
-        MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+    # Factories, not instances: an extension instance keeps the execution context of the
+    # request it serves, so one shared instance mixes up concurrent requests' results.
+    extensions: list[Callable[[], SchemaExtension]] = [
+        ErrorCodes,
+        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
+        lambda: CodedParserCache(maxsize=1024),
+        lambda: ValidationCache(maxsize=1024),
+        lambda: ComplexityLimiter(max_depth=settings.max_depth, max_aliases=settings.max_aliases),
     ]
     if not settings.introspection:
-        extensions.append(DisableIntrospection())
+        extensions.append(DisableIntrospection)
     return strawberry.Schema(
         query=merge_types("Query", QUERIES),
         mutation=merge_types("Mutation", MUTATIONS),

@@ -1,0 +1,110 @@
+"""Query depth and alias limits that count introspection fields and cannot be made to hang.
+
+strawberry's QueryDepthLimiter skips `__schema`/`__type` (so `__type { fields { type {
+fields ... } } }` nests without bound) and, like its MaxAliasesLimiter, walks a fragment
+once per spread: a chain of fragments that each spread the next twice costs 2^n. Here
+each fragment is measured once and the result reused.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    ValidationContext,
+    ValidationRule,
+)
+from strawberry.extensions import AddValidationRules
+
+TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+
+# (depth, aliases) of a selection set; depth counts the fields that have a selection set
+# (the leaf's ancestors), like graphql-depth-limit and strawberry.
+Measure = tuple[int, int]
+
+
+class _Measurer:
+    def __init__(self, fragments: dict[str, FragmentDefinitionNode]) -> None:
+        self._fragments = fragments
+        self._done: dict[str, Measure] = {}
+        self._visiting: set[str] = set()
+
+    def selection_set(self, selection_set: SelectionSetNode | None) -> Measure:
+        depth = aliases = 0
+        for selection in selection_set.selections if selection_set else ():
+            if isinstance(selection, FieldNode):
+                inner_depth, inner_aliases = self.selection_set(selection.selection_set)
+                if selection.selection_set:
+                    inner_depth += 1
+                inner_aliases += 1 if selection.alias else 0
+            elif isinstance(selection, InlineFragmentNode):
+                inner_depth, inner_aliases = self.selection_set(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                inner_depth, inner_aliases = self.fragment(selection.name.value)
+            else:  # pragma: no cover - the grammar has no other selections
+                continue
+            depth = max(depth, inner_depth)
+            aliases += inner_aliases
+        return depth, aliases
+
+    def fragment(self, name: str) -> Measure:
+        if name in self._done:
+            return self._done[name]
+        fragment = self._fragments.get(name)
+        if fragment is None or name in self._visiting:
+            return 0, 0  # unknown fragments and cycles are other rules' errors
+        self._visiting.add(name)
+        measure = self.selection_set(fragment.selection_set)
+        self._visiting.discard(name)
+        self._done[name] = measure
+        return measure
+
+
+def too_complex(message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": TOO_COMPLEX})
+
+
+@functools.cache  # one class per limits: ValidationCache keys on the rule classes
+def complexity_rule(max_depth: int, max_aliases: int) -> type[ValidationRule]:
+    class ComplexityLimit(ValidationRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            definitions = context.document.definitions
+            measurer = _Measurer(
+                {d.name.value: d for d in definitions if isinstance(d, FragmentDefinitionNode)}
+            )
+            total_aliases = 0
+            for definition in definitions:
+                if not isinstance(definition, OperationDefinitionNode):
+                    continue
+                depth, aliases = measurer.selection_set(definition.selection_set)
+                total_aliases += aliases
+                if depth > max_depth:
+                    name = definition.name.value if definition.name else "anonymous"
+                    context.report_error(
+                        too_complex(
+                            f"'{name}' exceeds maximum operation depth of {max_depth} (it has {depth})"
+                        )
+                    )
+            if total_aliases > max_aliases:
+                context.report_error(
+                    too_complex(f"{total_aliases} aliases found. Allowed: {max_aliases}")
+                )
+
+    return ComplexityLimit
+
+
+class ComplexityLimiter(AddValidationRules):
+    """Depth (introspection fields included) and alias limits, as `QUERY_TOO_COMPLEX`."""
+
+    def __init__(self, max_depth: int, max_aliases: int) -> None:
+        super().__init__([complexity_rule(max_depth, max_aliases)])
+
+

@@ -1,0 +1,193 @@
+"""GraphQL over HTTP through a real server: media types, status codes, bad requests, limits.
+
+Every refused request must carry a coded error and append nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from tests.conftest import Api
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+CREATE = "mutation { createOrder(input: {customerId: \"cus_1\"}) { position } }"
+
+
+async def event_count(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM events"))
+    finally:
+        await conn.close()
+
+
+def auth(api: Api, sub: str = "cus_1", role: str = "customer") -> dict[str, str]:
+    return {"Authorization": f"Bearer {api.token(sub, role)}"}
+
+
+def only_error(body: dict, code: str) -> str:  # type: ignore[type-arg]
+    assert "data" not in body, body
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == code, body
+    return str(error["message"])
+
+
+async def test_media_type_follows_accept(api: Api) -> None:
+    query = {"query": "{ __typename }"}
+    for accept, expected in (
+        (GRAPHQL_RESPONSE, GRAPHQL_RESPONSE),
+        ("application/json", "application/json"),
+        ("*/*", "application/json"),
+        (None, "application/json"),
+        (f"application/json;q=0.5, {GRAPHQL_RESPONSE}", GRAPHQL_RESPONSE),
+        (f"{GRAPHQL_RESPONSE};q=0.1, application/json", "application/json"),
+    ):
+        headers = {"Accept": accept} if accept else {}
+        response = await api.http.post("/graphql", json=query, headers=headers)
+        assert response.status_code == 200
+        assert response.headers["content-type"] == f"{expected}; charset=utf-8", accept
+        assert response.json() == {"data": {"__typename": "Query"}}
+
+
+@pytest.mark.parametrize(
+    ("query", "variables", "code"),
+    [
+        ("{", None, "BAD_USER_INPUT"),  # syntax
+        ("{ noSuchField }", None, "BAD_USER_INPUT"),  # validation
+        ("query($id: ID!) { __typename }", {}, "BAD_USER_INPUT"),  # variable coercion
+        ("query($n: Int!) { __typename }", {"n": "seven"}, "BAD_USER_INPUT"),
+    ],
+)
+async def test_request_errors_are_400_only_for_graphql_response_json(
+    api: Api, query: str, variables: dict | None, code: str  # type: ignore[type-arg]
+) -> None:
+    body = {"query": query, "variables": variables}
+    modern = await api.http.post("/graphql", json=body, headers={"Accept": GRAPHQL_RESPONSE})
+    assert modern.status_code == 400
+    assert modern.headers["content-type"].startswith(GRAPHQL_RESPONSE)
+    message = only_error(modern.json(), code)
+    legacy = await api.http.post("/graphql", json=body, headers={"Accept": "application/json"})
+    assert legacy.status_code == 200
+    assert only_error(legacy.json(), code) == message
+    assert message != "Internal server error."  # syntax/validation messages are kept
+
+
+async def test_field_errors_stay_200_with_data_in_both_modes(api: Api) -> None:
+    for accept in (GRAPHQL_RESPONSE, "application/json"):
+        response = await api.http.post(
+            "/graphql", json={"query": "{ headPosition }"}, headers={"Accept": accept}
+        )
+        assert response.status_code == 200
+        body = response.json()
+        assert body["data"] is None and body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+        assert body["errors"][0]["path"] == ["headPosition"]
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status", "fragment"),
+    [
+        (b'{"query": "mutation', "application/json", 400, "not valid JSON"),
+        (b"", "application/json", 400, "empty"),
+        (b"   ", "application/json", 400, "empty"),
+        (b'"just a string"', "application/json", 400, "JSON object"),
+        (b"42", "application/json", 400, "JSON object"),
+        (b'{"variables": {}}', "application/json", 400, "No GraphQL query"),
+        (b'{"query": 7}', "application/json", 400, "query"),
+        (b'{"query": "{ __typename }", "variables": "x"}', "application/json", 400, "variables"),
+        (b'{"query": "{ __typename }", "operationName": 1}', "application/json", 400, "operationName"),
+        (b'{"query": "{ __typename }", "extensions": []}', "application/json", 400, "extensions"),
+        (b'[{"query": "{ __typename }"}]', "application/json", 400, "Batching"),
+        (CREATE.encode(), "application/graphql", 415, "application/json"),
+        (b"query=%7B__typename%7D", "application/x-www-form-urlencoded", 415, "application/json"),
+        (b'{"query": "{ __typename }"}', "text/plain", 415, "text/plain"),
+        (b'{"query": "{ __typename }"}', None, 415, "none"),
+    ],
+)
+async def test_malformed_posts_are_coded_4xx_and_append_nothing(
+    api: Api, dsn: str, content: bytes, content_type: str | None, status: int, fragment: str
+) -> None:
+    headers = {**auth(api), "Accept": "application/json"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    response = await api.http.post("/graphql", content=content, headers=headers)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json; charset=utf-8"
+    assert fragment.lower() in only_error(response.json(), "BAD_USER_INPUT").lower()
+    assert await event_count(dsn) == 0
+
+
+async def test_mutation_over_get_is_405_and_appends_nothing(api: Api, dsn: str) -> None:
+    for accept in ("application/json", GRAPHQL_RESPONSE):
+        response = await api.http.get(
+            "/graphql", params={"query": CREATE}, headers={**auth(api), "Accept": accept}
+        )
+        assert response.status_code == 405
+        assert response.headers["allow"] == "POST"
+        assert response.headers["content-type"].startswith(accept)
+        assert "POST" in only_error(response.json(), "BAD_USER_INPUT")
+    assert await event_count(dsn) == 0
+
+
+async def test_queries_over_get(api: Api) -> None:
+    response = await api.http.get(
+        "/graphql",
+        params={"query": "query($n: String!) { __type(name: $n) { name } }", "variables": '{"n": "Order"}'},
+        headers={"Accept": "application/json"},
+    )
+    assert response.status_code == 200 and response.json() == {"data": {"__type": {"name": "Order"}}}
+    head = await api.http.get("/graphql", params={"query": "{ headPosition }"}, headers=auth(api))
+    assert head.json() == {"data": {"headPosition": "0"}}
+    missing = await api.http.get("/graphql", headers={"Accept": "application/json"})
+    assert missing.status_code == 400
+    only_error(missing.json(), "BAD_USER_INPUT")
+
+
+async def test_other_methods_are_coded_405(api: Api) -> None:
+    for method in ("PUT", "DELETE", "PATCH"):
+        response = await api.http.request(method, "/graphql", json={"query": "{ __typename }"})
+        assert response.status_code == 405
+        assert response.headers["allow"] == "GET, POST"
+        only_error(response.json(), "BAD_USER_INPUT")
+
+
+async def test_body_over_one_mib_is_413_by_content_length(api: Api, dsn: str) -> None:
+    padding = " " * (1024 * 1024)
+    response = await api.http.post(
+        "/graphql", json={"query": CREATE + padding}, headers=auth(api)
+    )
+    assert response.status_code == 413
+    assert "1048576" in only_error(response.json(), "QUERY_TOO_COMPLEX")
+    assert await event_count(dsn) == 0
+    # the limit is on the body, not the query: just under it is fine
+    fits = await api.http.post(
+        "/graphql", json={"query": "{ __typename }" + " " * (1024 * 1024 - 100)}
+    )
+    assert fits.status_code == 200 and fits.json() == {"data": {"__typename": "Query"}}
+
+
+async def test_body_over_one_mib_is_413_while_streaming_chunked(api: Api, dsn: str) -> None:
+    sent = 0
+
+    async def chunks() -> AsyncIterator[bytes]:
+        nonlocal sent
+        yield b'{"query": "' + CREATE.replace('"', '\\"').encode()
+        for _ in range(64):  # up to 4 MiB, far past the limit, no Content-Length
+            sent += 64 * 1024
+            yield b" " * (64 * 1024)
+            await asyncio.sleep(0)
+        yield b'"}'
+
+    response = await api.http.post(
+        "/graphql", content=chunks(), headers={**auth(api), "Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert "transfer-encoding" not in response.request.headers or "content-length" not in response.request.headers
+    only_error(response.json(), "QUERY_TOO_COMPLEX")
+    assert await event_count(dsn) == 0
+    # the server is still healthy and answers the next request
+    again = await api.http.post("/graphql", json={"query": "{ __typename }"})
+    assert again.json() == {"data": {"__typename": "Query"}}
