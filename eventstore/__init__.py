@@ -6,6 +6,7 @@ from eventstore.errors import (
     ConcurrencyConflict,
     DuplicateRequest,
     EventStoreError,
+    StoreUnavailable,
 )
 from eventstore.reader import EventReader
 from eventstore.records import (
@@ -38,6 +39,7 @@ __all__ = [
     "IdempotencyRecord",
     "NewEvent",
     "RecordedEvent",
+    "StoreUnavailable",
     "StoredOutcome",
     "StreamWrite",
     "Tracking",

@@ -21,7 +21,12 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from eventstore.errors import AlreadyProcessed, ConcurrencyConflict, DuplicateRequest
+from eventstore.errors import (
+    AlreadyProcessed,
+    ConcurrencyConflict,
+    DuplicateRequest,
+    StoreUnavailable,
+)
 from eventstore.pool import dumps
 from eventstore.records import (
     NOTIFY_CHANNEL,
@@ -95,11 +100,17 @@ class Appender:
             del self._queue[: self._max_batch]
             try:
                 async with self._pool.acquire() as conn:
-                    await self._commit(conn, batch)
-            except Exception as error:  # the whole transaction failed: nothing was written
+                    try:
+                        await self._commit(conn, batch)
+                    except BaseException:
+                        conn.terminate()  # its state is unknown: the pool opens a fresh one
+                        raise
+            except Exception as error:  # the batch's one transaction failed or was cut off
                 log.warning("append batch of %d failed: %r", len(batch), error)
                 for pending in batch:
-                    pending.result, pending.error = None, error
+                    pending.result = None
+                    pending.error = StoreUnavailable(f"the append failed: {error!r}")
+                    pending.error.__cause__ = error
             for pending in batch:
                 if pending.future.done():
                     continue

@@ -36,3 +36,8 @@ class AlreadyProcessed(EventStoreError):
         super().__init__(f"{consumer} already processed {message_id}")
         self.consumer = consumer
         self.message_id = message_id
+
+
+class StoreUnavailable(EventStoreError):
+    """The database failed during an append: it may or may not have been stored.
+    Retrying with the same idempotency key is safe."""
