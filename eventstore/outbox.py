@@ -1,0 +1,62 @@
+"""The transactional outbox: rows written with the events (see eventstore_append), read,
+marked published and purged by the relay."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+# data and metadata as text: the relay passes them through without decoding them.
+_UNPUBLISHED = """
+SELECT e.position, e.event_id, e.stream_id, e.version, e.type,
+       e.data::text AS data, e.metadata::text AS metadata, e.recorded_at
+FROM outbox o JOIN events e ON e.position = o.position
+WHERE o.published_at IS NULL
+ORDER BY o.position
+LIMIT $1
+FOR UPDATE OF o SKIP LOCKED
+"""
+
+_MARK = "UPDATE outbox SET published_at = now() WHERE position = ANY($1::bigint[])"
+
+_PURGE = """
+DELETE FROM outbox WHERE position IN (
+    SELECT position FROM outbox
+    WHERE published_at < now() - make_interval(secs => $1)
+    LIMIT $2
+)
+"""
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    position: int
+    event_id: UUID
+    stream_id: str
+    version: int
+    type: str  # as stored: may need upcasting
+    data: str  # JSON text
+    metadata: str  # JSON text
+    recorded_at: datetime
+
+
+async def unpublished(conn: asyncpg.Connection, limit: int) -> list[OutboxEntry]:
+    """The oldest unpublished entries, locked until the caller's transaction ends."""
+    return [OutboxEntry(*row) for row in await conn.fetch(_UNPUBLISHED, limit)]
+
+
+async def mark_published(conn: asyncpg.Connection, positions: list[int]) -> None:
+    await conn.execute(_MARK, positions)
+
+
+async def purge_published(conn: asyncpg.Connection, older_than_seconds: float, limit: int = 10_000) -> int:
+    """Delete up to `limit` rows published longer ago than the retention; how many went."""
+    status = await conn.execute(_PURGE, older_than_seconds, limit)
+    return int(status.split()[-1])
+
+
+async def backlog(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"))

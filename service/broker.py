@@ -1,0 +1,51 @@
+"""The broker's message format (contract section 6): one Redis Streams entry per event,
+field `event` holding the Event as JSON with snake_case keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from eventstore import RecordedEvent, UpcasterRegistry
+from eventstore.outbox import OutboxEntry
+
+STREAM_KEY = "eventgraph:events"
+FIELD = "event"
+
+
+def encode(entry: OutboxEntry, upcasters: UpcasterRegistry) -> bytes:
+    """The entry's JSON; stored data is passed through as is unless an upcaster applies."""
+    type_ = entry.type
+    data: Any = orjson.Fragment(entry.data)
+    if upcasters.latest(type_) != type_:
+        type_, upcast = upcasters.upcast(type_, orjson.loads(entry.data))
+        data = dict(upcast)
+    return orjson.dumps(
+        {
+            "event_id": str(entry.event_id),
+            "event_type": type_,
+            "stream_id": entry.stream_id,
+            "version": entry.version,
+            "position": str(entry.position),  # as the Event type has it: a decimal string
+            "data": data,
+            "metadata": orjson.Fragment(entry.metadata),
+            "recorded_at": entry.recorded_at.isoformat(),
+        }
+    )
+
+
+def decode(payload: bytes | str) -> RecordedEvent:
+    value = orjson.loads(payload)
+    return RecordedEvent(
+        position=int(value["position"]),
+        event_id=UUID(value["event_id"]),
+        stream_id=value["stream_id"],
+        version=int(value["version"]),
+        type=value["event_type"],
+        data=value["data"],
+        metadata=value["metadata"],
+        recorded_at=datetime.fromisoformat(value["recorded_at"]),
+    )

@@ -1,0 +1,146 @@
+"""The outbox relay: publishes committed events to Redis Streams, in position order.
+
+One relay at a time does the work: each holds a session advisory lock (the
+lease) on its own connection while it publishes, and the others wait to take
+over, so entries go out in position order and, in normal operation, once. A
+batch is published, then marked in the transaction that locked its rows; a
+relay that dies in between leaves the rows unmarked and the next leader
+publishes them again (at least once: consumers deduplicate by `event_id`).
+While Redis is down the batch's transaction rolls back, the outbox grows and
+the relay retries with backoff; appends never wait for the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import asyncpg
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from eventstore import NOTIFY_CHANNEL, UpcasterRegistry
+from eventstore.outbox import mark_published, purge_published, unpublished
+from service import broker
+
+log = logging.getLogger(__name__)
+
+RELAY_LOCK_KEY = 0x6576_6E74_7265  # the relays' lease ("evntre")
+DAY = 24 * 3600.0
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        dsn: str,
+        redis_client: redis.Redis,
+        upcasters: UpcasterRegistry,
+        *,
+        stream_key: str = broker.STREAM_KEY,
+        batch_size: int = 1000,
+        retention_days: float = 7.0,
+        poll_interval: float = 1.0,
+        purge_interval: float = 60.0,
+        max_stream_length: int | None = 1_000_000,
+    ) -> None:
+        self._dsn = dsn
+        self._redis = redis_client
+        self._upcasters = upcasters
+        self.stream_key = stream_key
+        self._batch_size = batch_size
+        self._retention = retention_days * DAY
+        self._poll = poll_interval
+        self._purge_interval = purge_interval
+        # Trimmed approximately; a consumer group lagging that far behind loses the oldest.
+        self._maxlen = max_stream_length
+        self._wakeup = asyncio.Event()
+        self.is_leader = False
+        self.published = 0  # entries this relay has published (for tests and logs)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until `stop`: wait for the lease, then publish; survive database and Redis outages."""
+        backoff = 0.2
+        while not stop.is_set():
+            try:
+                conn = await asyncpg.connect(self._dsn)
+            except (OSError, asyncpg.PostgresError) as error:
+                log.warning("relay cannot reach the database: %r", error)
+                await _sleep(stop, backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.2
+            try:
+                if await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):
+                    await self._lead(conn, stop)
+                else:
+                    await _sleep(stop, self._poll)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning("relay lost its database connection: %r", error)
+            finally:
+                self.is_leader = False
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.close(), 2)
+
+    async def _lead(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
+        self.is_leader = True
+        log.info("outbox relay is publishing to %s", self.stream_key)
+        await conn.add_listener(NOTIFY_CHANNEL, self._notified)
+        next_purge = 0.0
+        redis_down = 0.0
+        while not stop.is_set():
+            self._wakeup.clear()
+            try:
+                count = await self.publish_batch(conn)
+            except RedisError as error:
+                redis_down = min(max(redis_down * 2, 0.2), 5.0)
+                log.warning("Redis unavailable (%r); retrying in %.1f s", error, redis_down)
+                await _sleep(stop, redis_down)
+                continue
+            if redis_down:
+                log.info("Redis is back; the relay is draining the outbox")
+                redis_down = 0.0
+            if count == self._batch_size:
+                continue  # more waiting: no pause
+            if time.monotonic() >= next_purge:
+                purged = await purge_published(conn, self._retention)
+                if purged:
+                    log.info("purged %d published outbox rows", purged)
+                next_purge = time.monotonic() + self._purge_interval
+            await _wait(stop, self._wakeup, self._poll)
+
+    def _notified(self, *_: object) -> None:
+        self._wakeup.set()
+
+    async def publish_batch(self, conn: asyncpg.Connection) -> int:
+        """Publish and mark one batch of unpublished entries; how many."""
+        async with conn.transaction():
+            entries = await unpublished(conn, self._batch_size)
+            if not entries:
+                return 0
+            await self._publish([broker.encode(e, self._upcasters) for e in entries])
+            await mark_published(conn, [e.position for e in entries])
+        self.published += len(entries)
+        return len(entries)
+
+    async def _publish(self, payloads: list[bytes]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for payload in payloads:
+                pipe.xadd(self.stream_key, {broker.FIELD: payload}, maxlen=self._maxlen, approximate=True)
+            await pipe.execute()
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def _wait(stop: asyncio.Event, wakeup: asyncio.Event, seconds: float) -> None:
+    """Until `wakeup` or `stop` is set, or `seconds` pass."""
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wakeup.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

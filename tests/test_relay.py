@@ -1,0 +1,209 @@
+"""The outbox relay against real PostgreSQL and real Redis: order, format, faults, leases."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis.asyncio as redis
+
+from eventstore import AppendRequest, ConcurrencyConflict, NewEvent, StreamWrite
+from eventstore.outbox import backlog, purge_published
+from service.container import Services, build_upcasters
+from service.relay import OutboxRelay
+from tests.relay_support import RedisProcess, append_events, entries, eventually, private_stream_key
+
+
+@pytest.fixture
+async def broker(redis_url: str) -> AsyncIterator[tuple[redis.Redis, str]]:
+    client = redis.from_url(redis_url)
+    key = private_stream_key()
+    yield client, key
+    await client.delete(key)
+    await client.aclose()
+
+
+def make_relay(services: Services, client: redis.Redis, key: str, **kwargs: object) -> OutboxRelay:
+    return OutboxRelay(services.dsn, client, build_upcasters(), stream_key=key, poll_interval=0.2, **kwargs)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def running(relay: OutboxRelay) -> AsyncIterator[asyncio.Task[None]]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        yield task
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def published_positions(services: Services) -> list[int]:
+    rows = await services.pool.fetch("SELECT position FROM outbox WHERE published_at IS NOT NULL ORDER BY 1")
+    return [r[0] for r in rows]
+
+
+async def test_publishes_every_event_in_order_in_the_contract_format(services: Services, broker) -> None:
+    client, key = broker
+    await append_events(services.appender, 30)
+    relay = make_relay(services, client, key, batch_size=7)
+    async with running(relay):
+        await append_events(services.appender, 20)  # while it runs: woken by NOTIFY
+        await eventually(lambda: _backlog_is(services, 0))
+    published = await entries(client, key)
+    stored = await services.reader.read_all(0, 1000)
+    assert [e["position"] for e in published] == [str(e.position) for e in stored] == [str(p) for p in range(1, 51)]
+    first, event = published[0], stored[0]
+    assert first == {
+        "event_id": str(event.event_id),
+        "event_type": "test.happened.v1",
+        "stream_id": "thing-0",
+        "version": 1,
+        "position": "1",
+        "data": {"n": 0},
+        "metadata": {"correlation_id": "c"},
+        "recorded_at": first["recorded_at"],
+    }
+    assert datetime.fromisoformat(first["recorded_at"]) == event.recorded_at
+    assert await published_positions(services) == list(range(1, 51))
+
+
+async def _backlog_is(services: Services, count: int) -> bool:
+    return await backlog(services.pool) == count
+
+
+async def test_old_event_versions_are_published_upcast(services: Services, broker) -> None:
+    client, key = broker
+    old = NewEvent(type="order.created.v1", data={"customer_id": "cus_1"}, metadata={"correlation_id": "c"})
+    await services.appender.append(AppendRequest(writes=[StreamWrite("order-o1", [old])]))
+    relay = make_relay(services, client, key)
+    async with running(relay):
+        await eventually(lambda: _backlog_is(services, 0))
+    [published] = await entries(client, key)
+    assert published["event_type"] == "order.created.v2"
+    assert published["data"] == {"customer_id": "cus_1", "currency": "USD"}
+
+
+async def test_every_event_has_its_outbox_row_and_a_refused_append_has_neither(services: Services) -> None:
+    await append_events(services.appender, 5, streams=1)
+    stale = StreamWrite("thing-0", [NewEvent("test.happened.v1", {}, {})], expected_version=1)
+    with pytest.raises(ConcurrencyConflict):
+        await services.appender.append(AppendRequest(writes=[stale]))
+    counts = await services.pool.fetchrow(
+        "SELECT (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM outbox) AS outbox,"
+        " (SELECT count(*) FROM outbox o JOIN events e USING (position)) AS joined"
+    )
+    assert tuple(counts) == (5, 5, 5)
+
+
+async def test_two_relays_publish_everything_once_in_order(services: Services, broker) -> None:
+    client, key = broker
+    first, second = make_relay(services, client, key, batch_size=50), make_relay(services, client, key, batch_size=50)
+    async with running(first), running(second):
+        await asyncio.gather(*(append_events(services.appender, 100, streams=3) for _ in range(4)))
+        await eventually(lambda: _backlog_is(services, 0))
+    positions = [int(e["position"]) for e in await entries(client, key)]
+    assert positions == list(range(1, 401))
+    assert first.published + second.published == 400
+
+
+async def test_a_standby_relay_takes_over_when_the_leader_dies(services: Services, broker) -> None:
+    client, key = broker
+    leader, standby = make_relay(services, client, key), make_relay(services, client, key)
+    stop_leader = asyncio.Event()
+    leader_task = asyncio.create_task(leader.run(stop_leader))
+    await eventually(lambda: _true(leader.is_leader))
+    async with running(standby):
+        await append_events(services.appender, 10)
+        await eventually(lambda: _backlog_is(services, 0))
+        assert standby.published == 0
+        leader_task.cancel()  # killed: its connection (and lease) goes away
+        with contextlib.suppress(asyncio.CancelledError):
+            await leader_task
+        await append_events(services.appender, 10)
+        await eventually(lambda: _backlog_is(services, 0))
+        assert standby.published == 10
+    assert [int(e["position"]) for e in await entries(client, key)] == list(range(1, 21))
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+class _DiesAfterPublishing(OutboxRelay):
+    """Stops forever between publishing a batch and marking it (then the test kills it)."""
+
+    hung = False
+
+    async def _publish(self, payloads: list[bytes]) -> None:
+        await super()._publish(payloads)
+        self.hung = True
+        await asyncio.Event().wait()
+
+
+async def test_relay_killed_between_publishing_and_marking_publishes_again(services: Services, broker) -> None:
+    client, key = broker
+    await append_events(services.appender, 25)
+    doomed = _DiesAfterPublishing(services.dsn, client, build_upcasters(), stream_key=key, batch_size=10)
+    stop = asyncio.Event()
+    task = asyncio.create_task(doomed.run(stop))
+    await eventually(lambda: _true(doomed.hung))
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert await backlog(services.pool) == 25  # the batch went out but was not marked
+    async with running(make_relay(services, client, key)):
+        await eventually(lambda: _backlog_is(services, 0))
+    positions = [int(e["position"]) for e in await entries(client, key)]
+    # at least once: the first batch twice, then everything in order
+    assert positions == list(range(1, 11)) + list(range(1, 26))
+
+
+async def test_redis_down_commands_succeed_and_the_outbox_drains_when_it_returns(
+    services: Services, tmp_path: Path
+) -> None:
+    server = RedisProcess(tmp_path)
+    server.start()
+    client = redis.from_url(server.url, socket_timeout=2, socket_connect_timeout=1)
+    key = private_stream_key()
+    try:
+        relay = make_relay(services, client, key, batch_size=20)
+        async with running(relay):
+            await append_events(services.appender, 30)
+            await eventually(lambda: _backlog_is(services, 0))
+            server.stop()
+            await append_events(services.appender, 40)  # appends never wait for the broker
+            await asyncio.sleep(0.5)
+            assert await backlog(services.pool) == 40
+            server.start()
+            await eventually(lambda: _backlog_is(services, 0), within=30)
+        positions = [int(e["position"]) for e in await entries(client, key)]
+        assert positions == list(range(1, 71))
+    finally:
+        await client.aclose()
+        server.stop()
+
+
+async def test_published_rows_are_deleted_after_the_retention(services: Services, broker) -> None:
+    client, key = broker
+    await append_events(services.appender, 10)
+    relay = make_relay(services, client, key)
+    async with running(relay):
+        await eventually(lambda: _backlog_is(services, 0))
+    await append_events(services.appender, 3)  # unpublished: never purged
+    await services.pool.execute(
+        "UPDATE outbox SET published_at = now() - interval '8 days' WHERE position <= 4"
+    )
+    conn = await asyncpg.connect(services.dsn)
+    try:
+        assert await purge_published(conn, 7 * 24 * 3600.0) == 4
+    finally:
+        await conn.close()
+    rows = await services.pool.fetch("SELECT position, published_at IS NULL AS pending FROM outbox ORDER BY 1")
+    assert [(r[0], r[1]) for r in rows] == [(p, False) for p in range(5, 11)] + [(p, True) for p in range(11, 14)]
+    assert await services.pool.fetchval("SELECT count(*) FROM events") == 13
