@@ -1,0 +1,143 @@
+"""A Redis Streams consumer group member: read, react, acknowledge after commit, reclaim.
+
+Messages of one batch run concurrently across orders and in order within an
+order (a payment failure is never handled before the reservation it undoes).
+A message is acknowledged only once its reaction committed; one whose reaction
+failed stays pending, and any member of the group reclaims it with XAUTOCLAIM
+once it has been idle for `claim_idle` (its consumer died, or it failed here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError, ResponseError
+
+from eventstore import RecordedEvent
+from service import broker
+from service.saga.reactions import Reactions
+
+log = logging.getLogger(__name__)
+
+Message = tuple[bytes, dict[bytes, bytes]]
+
+
+def consumer_name() -> str:
+    """Unique per process start: a restarted process reclaims its old self's messages."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class StreamConsumer:
+    def __init__(
+        self,
+        redis_client: redis.Redis,
+        reactions: Reactions,
+        *,
+        stream_key: str = broker.STREAM_KEY,
+        name: str | None = None,
+        batch_size: int = 100,
+        block_ms: int = 1000,
+        claim_idle: float = 30.0,
+    ) -> None:
+        self._redis = redis_client
+        self._reactions = reactions
+        self.group = reactions.group
+        self.stream_key = stream_key
+        self.name = name or consumer_name()
+        self._batch = batch_size
+        self._block_ms = block_ms
+        self._claim_idle_ms = int(claim_idle * 1000)
+        self._claim_every = max(claim_idle / 2, 0.1)
+        self.handled = 0  # messages acknowledged by this consumer
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = 0.2
+        while not stop.is_set():
+            try:
+                await self._ensure_group()
+                await self._consume(stop)
+            except (RedisError, OSError) as error:  # Redis down or restarted empty: start over
+                log.warning("%s consumer: %r; retrying in %.1f s", self.group, error, backoff)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff)
+                backoff = min(backoff * 2, 5.0)
+            else:
+                backoff = 0.2
+
+    async def _ensure_group(self) -> None:
+        try:
+            # From the stream's start: events published before the group existed count too.
+            await self._redis.xgroup_create(self.stream_key, self.group, id="0", mkstream=True)
+        except ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        next_claim = 0.0
+        while not stop.is_set():
+            if time.monotonic() >= next_claim:
+                await self.reclaim()
+                next_claim = time.monotonic() + self._claim_every
+            reply = await self._redis.xreadgroup(
+                self.group, self.name, {self.stream_key: ">"}, count=self._batch, block=self._block_ms
+            )
+            for _stream, messages in reply or ():
+                await self.process(messages)
+
+    async def reclaim(self) -> int:
+        """Take over messages left pending too long by any member; process them. How many."""
+        start, total = "0-0", 0
+        while True:
+            reply = await self._redis.xautoclaim(
+                self.stream_key, self.group, self.name, self._claim_idle_ms, start, count=self._batch
+            )
+            start, messages = reply[0], [m for m in reply[1] if m[1] is not None]
+            if messages:
+                log.info("%s reclaimed %d pending messages", self.group, len(messages))
+                await self.process(messages)
+                total += len(messages)
+            if start in (b"0-0", "0-0"):
+                return total
+
+    async def process(self, messages: list[Message]) -> None:
+        by_order: dict[str, list[tuple[bytes, RecordedEvent]]] = {}
+        done: list[bytes] = []
+        for message_id, fields in messages:
+            event = self._decode(message_id, fields)
+            if event is None or event.type not in self._reactions.handles:
+                done.append(message_id)
+                continue
+            key = str(event.data.get("order_id") or event.stream_id)
+            by_order.setdefault(key, []).append((message_id, event))
+        results = await asyncio.gather(*(self._in_order(items) for items in by_order.values()))
+        done += [message_id for handled in results for message_id in handled]
+        if done:
+            await self._redis.xack(self.stream_key, self.group, *done)
+            self.handled += len(done)
+
+    async def _in_order(self, items: list[tuple[bytes, RecordedEvent]]) -> list[bytes]:
+        """React to one order's messages in turn; the ids that committed (the rest stay pending)."""
+        handled = []
+        for message_id, event in items:
+            try:
+                await self._reactions.handle(event)
+            except Exception:
+                log.exception("%s failed on %s (%s); it stays pending", self.group, event.type, message_id)
+                break
+            handled.append(message_id)
+        return handled
+
+    def _decode(self, message_id: bytes, fields: dict[bytes, bytes]) -> RecordedEvent | None:
+        payload = fields.get(broker.FIELD.encode())
+        try:
+            return broker.decode(payload) if payload is not None else None
+        except (ValueError, KeyError, TypeError):
+            log.error("%s: message %s is not an event; acknowledged unprocessed", self.group, message_id)
+            return None

@@ -1,0 +1,130 @@
+"""Reacting to a message: load aggregates, decide, append them all with the message's tracking.
+
+One append carries every changed stream (each with the version it was loaded
+at) and the `Tracking(consumer, event_id)` record, in one transaction: the
+reaction happens exactly once in effect. A concurrent write to any of the
+streams is a ConcurrencyConflict: the reaction is decided again on fresh
+state. A message processed before is AlreadyProcessed: nothing to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from domain.aggregate import Aggregate, DomainEvent, decode_event
+from eventstore import (
+    Appender,
+    AppendRequest,
+    AppendResult,
+    ConcurrencyConflict,
+    EventReader,
+    NewEvent,
+    RecordedEvent,
+    StreamWrite,
+    Tracking,
+)
+from service.errors import TooMuchContention
+
+A = TypeVar("A", bound=Aggregate)
+
+MAX_ATTEMPTS = 50
+CACHE_SIZE = 10_000
+
+
+@dataclass(frozen=True)
+class Extra:
+    """An event for a stream no loaded aggregate owns (appended at any version)."""
+
+    stream_id: str
+    event: DomainEvent
+    owner: str | None = None
+
+
+Decide = Callable[[dict[str, Any]], Sequence[Extra]]
+
+
+def reaction_metadata(cause: RecordedEvent, service: str) -> dict[str, Any]:
+    """Same flow as the cause (its correlation id), caused by it (its event id)."""
+    meta = cause.metadata
+    return {
+        "correlation_id": meta.get("correlation_id") or str(cause.event_id),
+        "causation_id": str(cause.event_id),
+        "user_id": meta.get("user_id"),
+        "service": service,
+    }
+
+
+class TrackedAppends:
+    def __init__(self, appender: Appender, reader: EventReader) -> None:
+        self._appender = appender
+        self._reader = reader
+        self._cache: OrderedDict[str, Aggregate] = OrderedDict()
+
+    async def load(self, stream_id: str, new_aggregate: Callable[[], A], to_version: int | None = None) -> A:
+        """The aggregate as stored now (or at `to_version`), without caching it."""
+        aggregate = new_aggregate()
+        await self._catch_up(aggregate, stream_id, to_version)
+        return aggregate
+
+    async def react(
+        self,
+        tracking: Tracking,
+        metadata: dict[str, Any],
+        streams: Mapping[str, Callable[[], Aggregate]],
+        decide: Decide,
+    ) -> AppendResult | None:
+        """Decide on the loaded aggregates and append; None when nothing was to be written.
+
+        Raises AlreadyProcessed for a message processed before.
+        """
+        for attempt in range(MAX_ATTEMPTS):
+            aggregates = {s: await self._fresh(s, factory) for s, factory in streams.items()}
+            bases = {s: a.version for s, a in aggregates.items()}
+            extras = decide(aggregates)
+            writes = [
+                StreamWrite(s, [_new(e, metadata) for e in changes], bases[s], owner=a.owner)
+                for s, a in aggregates.items()
+                if (changes := a.take_changes())
+            ]
+            writes += [StreamWrite(x.stream_id, [_new(x.event, metadata)], owner=x.owner) for x in extras]
+            if not writes:
+                return None
+            try:
+                result = await self._appender.append(AppendRequest(writes=writes, tracking=tracking))
+            except ConcurrencyConflict:
+                for s in streams:
+                    self._cache.pop(s, None)
+                await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+                continue
+            recorded_at = result.events[-1].recorded_at
+            for s, aggregate in aggregates.items():
+                aggregate.mark_recorded(recorded_at)
+                self._remember(s, aggregate)
+            return result
+        raise TooMuchContention(f"could not append to {sorted(streams)}: too contended")
+
+    async def _fresh(self, stream_id: str, new_aggregate: Callable[[], Aggregate]) -> Aggregate:
+        """A private copy of the cached aggregate, caught up with the store."""
+        cached = self._cache.get(stream_id)
+        aggregate = cached.snapshot() if cached is not None else new_aggregate()
+        await self._catch_up(aggregate, stream_id)
+        return aggregate
+
+    def _remember(self, stream_id: str, aggregate: Aggregate) -> None:
+        self._cache[stream_id] = aggregate
+        self._cache.move_to_end(stream_id)
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+
+    async def _catch_up(self, aggregate: Aggregate, stream_id: str, to_version: int | None = None) -> None:
+        for event in await self._reader.read_stream(stream_id, aggregate.version + 1, to_version=to_version):
+            aggregate.replay(decode_event(event.type, event.data), event.version, event.recorded_at)
+
+
+def _new(event: DomainEvent, metadata: dict[str, Any]) -> NewEvent:
+    return NewEvent(type=event.TYPE, data=event.to_data(), metadata=metadata)

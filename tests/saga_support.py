@@ -1,0 +1,112 @@
+"""The saga running for real in a test: relay + three consumer groups on a private stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import redis.asyncio as redis
+
+from domain.order import Order, OrderStatus, order_stream
+from domain.product import Product, product_stream
+from domain.wallet import Wallet, wallet_stream
+from service.container import Services, build_upcasters
+from service.context import Principal, RequestContext, Role
+from service.inventory import ProductCommands
+from service.payments import WalletCommands
+from service.relay import OutboxRelay
+from service.saga.consumer import StreamConsumer
+from service.saga.reactions import ALL_REACTIONS, Reactions
+from service.saga.tracked import TrackedAppends
+from tests.relay_support import eventually
+
+STAFF = Principal("staff_1", Role.STAFF)
+
+
+def staff() -> RequestContext:
+    return RequestContext.new(STAFF)
+
+
+def customer(sub: str = "cus_1", correlation_id: str | None = None) -> RequestContext:
+    return RequestContext.new(Principal(sub, Role.CUSTOMER), correlation_id)
+
+
+def consumers_for(
+    services: Services, client: redis.Redis, key: str, *, claim_idle: float = 0.5,
+    reactions: list[Reactions] | None = None,
+) -> list[StreamConsumer]:
+    tracked = TrackedAppends(services.appender, services.reader)
+    chosen = reactions if reactions is not None else [r(tracked) for r in ALL_REACTIONS]
+    return [StreamConsumer(client, r, stream_key=key, claim_idle=claim_idle, block_ms=100) for r in chosen]
+
+
+@contextlib.asynccontextmanager
+async def running(*runnables: OutboxRelay | StreamConsumer) -> AsyncIterator[asyncio.Event]:
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(r.run(stop)) for r in runnables]
+    try:
+        yield stop
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 15)
+
+
+def relay_for(services: Services, client: redis.Redis, key: str) -> OutboxRelay:
+    return OutboxRelay(services.dsn, client, build_upcasters(), stream_key=key, poll_interval=0.2)
+
+
+@contextlib.asynccontextmanager
+async def saga(services: Services, client: redis.Redis, key: str) -> AsyncIterator[list[StreamConsumer]]:
+    consumers = consumers_for(services, client, key)
+    async with running(relay_for(services, client, key), *consumers):
+        yield consumers
+
+
+async def stock(services: Services, **products: int) -> None:
+    commands = ProductCommands(services.commands)
+    for sku, quantity in products.items():
+        await commands.register_product(staff(), sku=sku, name=f"Product {sku}", price="1.00", initial_stock=quantity)
+
+
+async def deposit(services: Services, customer_id: str, amount: str) -> None:
+    await WalletCommands(services.commands).deposit_funds(staff(), customer_id=customer_id, amount=amount)
+
+
+async def place_order(
+    services: Services, order_id: str, lines: dict[str, tuple[int, str]], *, customer_id: str = "cus_1",
+    correlation_id: str | None = None,
+) -> None:
+    """Create, fill and submit an order; the submit runs under `correlation_id`."""
+    orders = services.orders
+    await orders.create_order(customer(customer_id), customer_id=customer_id, order_id=order_id)
+    for sku, (quantity, price) in lines.items():
+        await orders.add_item(customer(customer_id), order_id=order_id, sku=sku, quantity=quantity, unit_price=price)
+    await orders.submit_order(customer(customer_id, correlation_id), order_id=order_id)
+
+
+async def order(services: Services, order_id: str) -> Order:
+    return await services.commands.load(order_stream(order_id), lambda: Order(order_id))
+
+
+async def product(services: Services, sku: str) -> Product:
+    return await services.commands.load(product_stream(sku), lambda: Product(sku))
+
+
+async def wallet(services: Services, customer_id: str) -> Wallet:
+    return await services.commands.load(wallet_stream(customer_id), lambda: Wallet(customer_id))
+
+
+async def settled(services: Services, order_id: str, within: float = 30.0) -> Order:
+    """The order once the saga has taken it out of SUBMITTED."""
+
+    async def done() -> bool:
+        return (await order(services, order_id)).status is not OrderStatus.SUBMITTED
+
+    await eventually(done, within)
+    return await order(services, order_id)
+
+
+def money(value: str) -> Decimal:
+    return Decimal(value)

@@ -1,0 +1,256 @@
+"""The order saga end to end: relay, three consumer groups, real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as redis
+
+from domain.order import OrderStatus
+from eventstore import RecordedEvent
+from service.container import Services
+from service.saga.reactions import Inventory, Ordering, Payments, Reactions
+from service.saga.tracked import TrackedAppends
+from tests.relay_support import entries, eventually, private_stream_key
+from tests.saga_support import (
+    consumers_for,
+    deposit,
+    money,
+    order,
+    place_order,
+    product,
+    relay_for,
+    running,
+    saga,
+    settled,
+    stock,
+    wallet,
+)
+
+
+@pytest.fixture
+async def broker(redis_url: str) -> AsyncIterator[tuple[redis.Redis, str]]:
+    client = redis.from_url(redis_url)
+    key = private_stream_key()
+    yield client, key
+    await client.delete(key)
+    await client.aclose()
+
+
+def by_type(events: list[RecordedEvent]) -> dict[str, list[RecordedEvent]]:
+    grouped: dict[str, list[RecordedEvent]] = {}
+    for event in events:
+        grouped.setdefault(event.type, []).append(event)
+    return grouped
+
+
+async def test_happy_path_reserves_charges_and_completes(services: Services, broker) -> None:
+    client, key = broker
+    await stock(services, A=10, B=5)
+    await deposit(services, "cus_1", "100.00")
+    async with saga(services, client, key):
+        await place_order(services, "ord_1", {"A": (2, "10.00"), "B": (1, "5.00")}, correlation_id="flow-1")
+        done = await settled(services, "ord_1")
+    assert done.status is OrderStatus.COMPLETED
+    a, b = await product(services, "A"), await product(services, "B")
+    assert (a.available, a.held, b.available, b.held) == (8, {"ord_1": 2}, 4, {"ord_1": 1})
+    assert (await wallet(services, "cus_1")).balance == money("75.00")
+
+    flow = await services.reader.read_correlation("flow-1")
+    assert [(e.type, e.stream_id) for e in flow] == [
+        ("order.submitted.v1", "order-ord_1"),
+        ("inventory.reserved.v1", "product-A"),
+        ("inventory.reserved.v1", "product-B"),
+        ("payment.charged.v1", "wallet-cus_1"),
+        ("order.completed.v1", "order-ord_1"),
+    ]
+    submitted, reserved_a, reserved_b, charged, completed = flow
+    cause = {e.event_id: e for e in flow}
+    assert reserved_a.metadata["causation_id"] == reserved_b.metadata["causation_id"] == str(submitted.event_id)
+    assert charged.metadata["causation_id"] == str(reserved_a.event_id)  # the reservation's lead
+    assert completed.metadata["causation_id"] == str(charged.event_id)
+    assert completed.data == {"payment_id": str(charged.event_id)}
+    assert charged.data == {"order_id": "ord_1", "amount": "25.00"}
+    assert reserved_b.data == {"order_id": "ord_1", "items": [{"sku": "A", "quantity": 2}, {"sku": "B", "quantity": 1}]}
+    assert all(e.position > cause[_uuid(e.metadata["causation_id"])].position for e in flow[1:])
+    assert {e.metadata["service"] for e in flow[1:]} == {"inventory", "payments", "ordering"}
+
+
+def _uuid(value: str):  # type: ignore[no-untyped-def]
+    from uuid import UUID
+
+    return UUID(value)
+
+
+async def test_out_of_stock_rejects_the_order_and_reserves_nothing(services: Services, broker) -> None:
+    client, key = broker
+    await stock(services, A=10, B=1)
+    await deposit(services, "cus_1", "100.00")
+    async with saga(services, client, key):
+        await place_order(services, "ord_1", {"A": (2, "1.00"), "B": (2, "1.00")}, correlation_id="flow-2")
+        done = await settled(services, "ord_1")
+    assert done.status is OrderStatus.REJECTED and done.rejection_reason == "out_of_stock"
+    assert (await product(services, "A")).available == 10 and (await product(services, "A")).version == 1
+    assert (await product(services, "B")).available == 1
+    assert (await wallet(services, "cus_1")).balance == money("100.00")
+    flow = await services.reader.read_correlation("flow-2")
+    assert [(e.type, e.stream_id) for e in flow] == [
+        ("order.submitted.v1", "order-ord_1"),
+        ("inventory.reservation.failed.v1", "reservation-ord_1"),
+        ("order.rejected.v1", "order-ord_1"),
+    ]
+    assert flow[1].data == {"order_id": "ord_1", "reason": "out_of_stock", "sku": "B"}
+
+
+async def test_unknown_product_rejects_the_order(services: Services, broker) -> None:
+    client, key = broker
+    await stock(services, A=10)
+    async with saga(services, client, key):
+        await place_order(services, "ord_1", {"A": (1, "1.00"), "NOPE": (1, "1.00")})
+        done = await settled(services, "ord_1")
+    assert done.status is OrderStatus.REJECTED and done.rejection_reason == "unknown_product"
+    assert (await product(services, "A")).available == 10
+
+
+async def test_insufficient_funds_releases_the_reservation_and_cancels(services: Services, broker) -> None:
+    client, key = broker
+    await stock(services, A=10, B=5)
+    await deposit(services, "cus_1", "20.00")
+    async with saga(services, client, key):
+        await place_order(services, "ord_1", {"A": (2, "10.00"), "B": (1, "5.00")}, correlation_id="flow-3")
+        done = await settled(services, "ord_1")
+        # compensation runs beside the cancellation: wait for the stock to come back
+        await eventually(lambda: _available_is(services, A=10, B=5))
+    assert done.status is OrderStatus.CANCELLED and done.cancellation_reason == "payment_failed"
+    assert (await wallet(services, "cus_1")).balance == money("20.00")
+    flow = await services.reader.read_correlation("flow-3")
+    kinds = by_type(flow)
+    assert [e.data for e in kinds["payment.failed.v1"]] == [{"order_id": "ord_1", "reason": "insufficient_funds"}]
+    failed = kinds["payment.failed.v1"][0]
+    assert sorted(e.stream_id for e in kinds["inventory.released.v1"]) == ["product-A", "product-B"]
+    assert all(e.metadata["causation_id"] == str(failed.event_id) for e in kinds["inventory.released.v1"])
+    assert kinds["order.cancelled.v1"][0].metadata["causation_id"] == str(failed.event_id)
+    assert (await product(services, "A")).held == {}
+
+
+async def _available_is(services: Services, **expected: int) -> bool:
+    actual = {sku: (await product(services, sku)).available for sku in expected}
+    return actual == expected
+
+
+async def test_duplicate_delivery_of_every_message_changes_nothing(services: Services, broker) -> None:
+    client, key = broker
+    await stock(services, A=10, B=5)
+    await deposit(services, "cus_1", "20.00")
+    await deposit(services, "cus_2", "100.00")
+    async with saga(services, client, key) as consumers:
+        await place_order(services, "ord_1", {"A": (2, "10.00"), "B": (1, "5.00")})  # fails payment
+        await place_order(services, "ord_2", {"A": (1, "10.00")}, customer_id="cus_2")
+        await place_order(services, "ord_3", {"B": (9, "1.00")})  # out of stock
+        for order_id in ("ord_1", "ord_2", "ord_3"):
+            await settled(services, order_id)
+        await eventually(lambda: _available_is(services, A=9, B=5))
+        head = await services.reader.head_position()
+        snapshot = await _state(services)
+        published = await client.xrange(key)
+        handled = sum(c.handled for c in consumers)
+        for _, fields in published:  # the relay "published everything twice"
+            await client.xadd(key, fields)
+        await eventually(lambda: _handled_is(consumers, handled + 3 * len(published)))
+    assert await services.reader.head_position() == head
+    assert await _state(services) == snapshot
+
+
+async def _handled_is(consumers, count: int) -> bool:  # type: ignore[no-untyped-def]
+    return sum(c.handled for c in consumers) >= count
+
+
+async def _state(services: Services) -> tuple[object, ...]:
+    a, b = await product(services, "A"), await product(services, "B")
+    w1, w2 = await wallet(services, "cus_1"), await wallet(services, "cus_2")
+    orders = [(await order(services, o)).status for o in ("ord_1", "ord_2", "ord_3")]
+    return (a.available, a.held, b.available, b.held, w1.balance, w2.balance, orders)
+
+
+async def test_concurrent_orders_never_oversell(services: Services, broker) -> None:
+    client, key = broker
+    await stock(services, A=10)
+    for n in range(20):
+        await deposit(services, f"cus_{n}", "10.00")
+    async with saga(services, client, key):
+        await asyncio.gather(
+            *(place_order(services, f"ord_{n}", {"A": (1, "1.00")}, customer_id=f"cus_{n}") for n in range(20))
+        )
+        statuses = [(await settled(services, f"ord_{n}")).status for n in range(20)]
+    assert statuses.count(OrderStatus.COMPLETED) == 10
+    assert statuses.count(OrderStatus.REJECTED) == 10
+    a = await product(services, "A")
+    assert a.available == 0 and len(a.held) == 10
+
+
+class _Stalls(Reactions):
+    """A context whose process dies mid-message: before or after the reaction commits."""
+
+    def __init__(self, inner: Reactions, *, after_commit: bool) -> None:
+        super().__init__(inner._tracked)
+        self.inner, self.after_commit, self.stalled = inner, after_commit, asyncio.Event()
+        self.group, self.handles = inner.group, inner.handles  # type: ignore[misc]
+
+    async def handle(self, event: RecordedEvent) -> None:
+        if self.after_commit:
+            await self.inner.handle(event)
+        self.stalled.set()
+        await asyncio.Event().wait()  # never acknowledged: the test kills this consumer
+
+
+@pytest.mark.parametrize("after_commit", [False, True])
+async def test_a_consumer_killed_mid_message_is_taken_over(services: Services, broker, after_commit: bool) -> None:
+    client, key = broker
+    await stock(services, A=10)
+    await deposit(services, "cus_1", "100.00")
+    tracked = TrackedAppends(services.appender, services.reader)
+    stalling = _Stalls(Payments(tracked), after_commit=after_commit)
+    doomed = consumers_for(services, client, key, reactions=[stalling])[0]
+    others = consumers_for(services, client, key, reactions=[Inventory(tracked), Ordering(tracked)])
+    async with running(relay_for(services, client, key), *others):
+        stop_doomed = asyncio.Event()
+        doomed_task = asyncio.create_task(doomed.run(stop_doomed))
+        await place_order(services, "ord_1", {"A": (2, "10.00")})
+        await asyncio.wait_for(stalling.stalled.wait(), 20)
+        doomed_task.cancel()  # killed mid-message
+        with contextlib.suppress(asyncio.CancelledError):
+            await doomed_task
+        pending = await client.xpending(key, "payments")
+        assert pending["pending"] == 1
+        successor = consumers_for(services, client, key, reactions=[Payments(tracked)], claim_idle=0.3)[0]
+        async with running(successor):
+            done = await settled(services, "ord_1")
+            await eventually(lambda: _no_pending(client, key, "payments"))
+    assert done.status is OrderStatus.COMPLETED
+    assert (await wallet(services, "cus_1")).balance == money("80.00")  # charged once
+    charges = [e for e in await services.reader.read_stream("wallet-cus_1") if e.type == "payment.charged.v1"]
+    assert len(charges) == 1
+
+
+async def _no_pending(client: redis.Redis, key: str, group: str) -> bool:
+    return (await client.xpending(key, group))["pending"] == 0
+
+
+async def test_events_published_before_the_consumers_start_are_handled(services: Services, broker) -> None:
+    client, key = broker
+    await stock(services, A=3)
+    await deposit(services, "cus_1", "5.00")
+    async with running(relay_for(services, client, key)):
+        await place_order(services, "ord_1", {"A": (1, "5.00")})
+        await eventually(lambda: _published(client, key, 1))
+    async with running(*consumers_for(services, client, key), relay_for(services, client, key)):
+        done = await settled(services, "ord_1")
+    assert done.status is OrderStatus.COMPLETED
+    assert [e["event_type"] for e in await entries(client, key)][-1] == "order.completed.v1"
+
+
+async def _published(client: redis.Redis, key: str, at_least: int) -> bool:
+    return len([e for e in await entries(client, key) if e["event_type"] == "order.submitted.v1"]) >= at_least
