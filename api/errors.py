@@ -29,9 +29,12 @@ _CODES: list[tuple[type[Exception], str]] = [
     (TooMuchContention, "CONCURRENCY_CONFLICT"),
 ]
 
-# strawberry's limiters report as validation errors; these are their messages.
+# Limits reported as plain validation/syntax errors: the token limit (graphql-core's
+# parser), graphql-core's own introspection depth rule and its budget for comparing
+# same-named fields (`{ a a a ... }` is quadratic), and the depth/alias messages.
 _TOO_COMPLEX = re.compile(
-    r"exceeds maximum operation depth|aliases found\. Allowed|more than \d+ tokens|too complex",
+    r"exceeds maximum operation depth|aliases found\. Allowed|more than \d+ tokens|too complex"
+    r"|Maximum introspection depth exceeded|Validation aborted",
     re.IGNORECASE,
 )
 
