@@ -23,6 +23,7 @@ class Context:
     correlation_id: str
     authenticated: Principal | Unauthenticated | None  # None: no credentials sent
     loaders: dict[str, Any] = field(default_factory=dict)  # per-request DataLoaders by name
+    consistency: list[Any] = field(default_factory=list)  # read-your-writes waits, for `extensions`
 
     @property
     def principal(self) -> Principal:

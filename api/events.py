@@ -5,8 +5,8 @@ from __future__ import annotations
 import strawberry
 
 from api.context import Info
-from api.types import Event, EventConnection, EventEdge, Node, Order, PageInfo
-from readmodels.views import order_view
+from api.readmodels import order_node
+from api.types import Event, EventConnection, EventEdge, Node, PageInfo
 
 
 @strawberry.type
@@ -50,7 +50,7 @@ class EventQuery:
         c = info.context
         if _looks_like_uuid(id):
             return Event.of(await c.services.events.event(c.principal, id))
-        return Order.of(order_view(await c.services.orders.order_at(c.ctx, id)))
+        return await order_node(info, id)  # orders come from the read model
 
 
 def _looks_like_uuid(value: str) -> bool:

@@ -17,11 +17,12 @@ from api.errors import CodedParserCache, ErrorCodes
 from api.events import EventQuery
 from api.limits import ComplexityLimiter
 from api.orders import OrderHistoryQuery, OrderMutation
+from api.readmodels import ConsistencyReport, ReadModelQuery
 from api.types import Event, Order
 from service.settings import Settings
 
 # A feature adds its types here, and nowhere else.
-QUERIES: tuple[type, ...] = (EventQuery, OrderHistoryQuery)
+QUERIES: tuple[type, ...] = (EventQuery, OrderHistoryQuery, ReadModelQuery)
 MUTATIONS: tuple[type, ...] = (OrderMutation,)
 SUBSCRIPTIONS: tuple[type, ...] = ()
 NODE_TYPES: list[type] = [Order, Event]
@@ -32,6 +33,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     # request it serves, so one shared instance mixes up concurrent requests' results.
     extensions: list[Callable[[], SchemaExtension]] = [
         ErrorCodes,
+        ConsistencyReport,
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: CodedParserCache(maxsize=1024),
         lambda: ValidationCache(maxsize=1024),

@@ -1,0 +1,146 @@
+"""Queries answered from the read models: order, orders, projections; and read-your-writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.dataloader import DataLoader
+from strawberry.extensions import SchemaExtension
+
+from api.context import Context, Info
+from api.types import Order, OrderStatus, PageInfo
+from domain.order import check_id
+from readmodels.consistency import Consistency
+from readmodels.orders import OrderProjection
+from readmodels.views import OrderView
+from service.errors import Forbidden, NotFound
+from service.events import parse_position
+
+ORDERS = OrderProjection.name
+
+
+@strawberry.type
+class OrderEdge:
+    cursor: str
+    node: Order
+
+
+@strawberry.type
+class OrderConnection:
+    edges: list[OrderEdge]
+    page_info: PageInfo
+
+
+@strawberry.type
+class ProjectionStatus:
+    name: str
+    position: str
+    lag: int
+    state: str
+
+
+def orders_loader(context: Context) -> DataLoader[str, OrderView | None]:
+    """Per request: every order looked up by id in one operation costs one statement."""
+    loader = context.loaders.get("orders")
+    if loader is None:
+        read = context.services.read_models.orders
+
+        async def load(ids: list[str]) -> list[OrderView | None]:
+            found = await read.by_ids(ids)
+            return [found.get(i) for i in ids]
+
+        loader = context.loaders["orders"] = DataLoader(load_fn=load)
+    return loader  # type: ignore[no-any-return]
+
+
+async def read_your_writes(context: Context, consistent_with: str | None) -> None:
+    """Wait (bounded) until the orders projection has applied `consistent_with`."""
+    if consistent_with is None:
+        return
+    position = parse_position(consistent_with, "consistentWith")
+    services = context.services
+    outcome = await services.read_models.consistent_with(
+        ORDERS, position, services.settings.consistency_timeout
+    )
+    context.consistency.append(outcome)
+
+
+async def order_node(info: Info, order_id: str) -> Order:
+    """An order the caller may see, from the read model; anything else is NOT_FOUND."""
+    principal = info.context.principal
+    check_id(order_id, "id")
+    view = await orders_loader(info.context).load(order_id)
+    if view is None or not principal.can_see_customer(view.customer_id):
+        raise NotFound(f"order {order_id} not found")
+    return Order.of(view)
+
+
+@strawberry.type
+class ReadModelQuery:
+    @strawberry.field(description="An order from the read model; `consistentWith` waits for a write.")
+    async def order(
+        self, info: Info, id: strawberry.ID, consistent_with: str | None = None
+    ) -> Order | None:
+        info.context.principal  # noqa: B018 - authenticate before waiting
+        await read_your_writes(info.context, consistent_with)
+        return await order_node(info, id)
+
+    @strawberry.field(description="Orders newest first; a customer sees only its own.")
+    async def orders(
+        self,
+        info: Info,
+        customer_id: strawberry.ID | None = None,
+        status: OrderStatus | None = None,
+        first: int | None = 20,
+        after: str | None = None,
+        consistent_with: str | None = None,
+    ) -> OrderConnection:
+        c = info.context
+        principal = c.principal
+        if not principal.privileged:
+            if customer_id is not None and customer_id != principal.sub:
+                raise Forbidden("a customer can only list its own orders")
+            customer_id = strawberry.ID(principal.sub)
+        await read_your_writes(c, consistent_with)
+        page = await c.services.read_models.orders.page(
+            customer_id=customer_id,
+            status=status.value if status is not None else None,
+            first=20 if first is None else first,
+            after=after,
+        )
+        loader = orders_loader(c)
+        edges = []
+        for cursor, view in page.items:
+            loader.prime(view.id, view)
+            edges.append(OrderEdge(cursor=cursor, node=Order.of(view)))
+        return OrderConnection(
+            edges=edges,
+            page_info=PageInfo(has_next_page=page.has_next, end_cursor=edges[-1].cursor if edges else after),
+        )
+
+    @strawberry.field(description="Each projection's checkpoint, lag and state (staff).")
+    async def projections(self, info: Info) -> list[ProjectionStatus]:
+        c = info.context
+        c.principal.require_privileged("see projections")
+        return [
+            ProjectionStatus(name=s.name, position=str(s.position), lag=min(s.lag, 2**31 - 1), state=s.state)
+            for s in await c.services.read_models.statuses()
+        ]
+
+
+class ConsistencyReport(SchemaExtension):
+    """Marks the response stale when a `consistentWith` wait ran out of time."""
+
+    def get_results(self) -> dict[str, Any]:
+        waits: list[Consistency] = getattr(self.execution_context.context, "consistency", [])
+        stale = [w for w in waits if w.stale]
+        if not stale:
+            return {}
+        return {
+            "stale": True,
+            "consistency": [
+                {"projection": w.projection, "requested": str(w.requested), "applied": str(w.applied)}
+                for w in stale
+            ],
+        }
