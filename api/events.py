@@ -18,10 +18,16 @@ class EventQuery:
 
     @strawberry.field
     async def stream(
-        self, info: Info, stream_id: str, from_version: int = 1, first: int = 100
+        self, info: Info, stream_id: str, from_version: int | None = 1, first: int | None = 100
     ) -> list[Event]:
         c = info.context
-        events = await c.services.events.stream(c.principal, stream_id, from_version, first)
+        # nullable with defaults, as the contract prints them; an explicit null means the default
+        events = await c.services.events.stream(
+            c.principal,
+            stream_id,
+            1 if from_version is None else from_version,
+            100 if first is None else first,
+        )
         return [Event.of(e) for e in events]
 
     @strawberry.field(description="The global log; the cursor is the position.")
@@ -29,11 +35,13 @@ class EventQuery:
         self,
         info: Info,
         after: str | None = None,
-        first: int = 100,
+        first: int | None = 100,
         types: list[str] | None = None,
     ) -> EventConnection:
         c = info.context
-        events, more = await c.services.events.page(c.principal, after, first, types)
+        events, more = await c.services.events.page(
+            c.principal, after, 100 if first is None else first, types
+        )
         edges = [EventEdge(cursor=str(e.position), node=Event.of(e)) for e in events]
         return EventConnection(
             edges=edges,
