@@ -8,12 +8,18 @@ from typing import Any
 from uuid import UUID
 
 import orjson
+import redis.asyncio as redis
 
 from eventstore import RecordedEvent, UpcasterRegistry
 from eventstore.outbox import OutboxEntry
 
 STREAM_KEY = "eventgraph:events"
 FIELD = "event"
+
+
+def redis_client(url: str) -> redis.Redis:
+    # socket_timeout above the consumers' 1 s blocking reads
+    return redis.from_url(url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=10)
 
 
 def encode(entry: OutboxEntry, upcasters: UpcasterRegistry) -> bytes:

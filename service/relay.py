@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from eventstore import NOTIFY_CHANNEL, UpcasterRegistry
 from eventstore.outbox import mark_published, purge_published, unpublished
 from service import broker
+from service.container import Services, build_upcasters
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,22 @@ class OutboxRelay:
             for payload in payloads:
                 pipe.xadd(self.stream_key, {broker.FIELD: payload}, maxlen=self._maxlen, approximate=True)
             await pipe.execute()
+
+
+async def relay_worker(services: Services, stop: asyncio.Event) -> None:
+    """The relay inside `serve` (and `eventgraph relay`): off, and says so, without Redis."""
+    settings = services.settings
+    if not settings.redis_url:
+        log.warning("outbox relay off: no REDIS_URL and no embedded Redis; events stay in the outbox")
+        return
+    client = broker.redis_client(settings.redis_url)
+    try:
+        relay = OutboxRelay(
+            services.dsn, client, build_upcasters(), retention_days=settings.outbox_retention_days
+        )
+        await relay.run(stop)
+    finally:
+        await client.aclose()
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

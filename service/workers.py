@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 
 from service.container import Services
 from service.projections import run_projections
+from service.relay import relay_worker
+from service.saga.worker import saga_worker
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +19,8 @@ Worker = Callable[[Services, asyncio.Event], Awaitable[None]]
 # A feature registers its worker here: (name, setting that enables it in serve, worker).
 WORKERS: list[tuple[str, str, Worker]] = [
     ("projections", "run_projections", run_projections),
+    ("outbox-relay", "run_relay", relay_worker),
+    ("saga-consumers", "run_saga", saga_worker),
 ]
 
 
