@@ -83,6 +83,14 @@ class InventoryReleased(DomainEvent):
     order_id: str
 
 
+@event_type("inventory.consumed.v1")
+@dataclass(frozen=True)
+class InventoryConsumed(DomainEvent):
+    """The completed order took the units it held: reserved goes down, available stays."""
+
+    order_id: str
+
+
 class Product(Aggregate):
     """Stock of one sku: `available` to reserve, and what each order in flight holds."""
 
@@ -93,7 +101,8 @@ class Product(Aggregate):
         self.price = Decimal(0)
         self.currency = "USD"
         self.available = 0
-        self.held: dict[str, int] = {}  # order id -> units reserved for it, until released
+        self.reserved = 0
+        self.held: dict[str, int] = {}  # order id -> units reserved for it, until released or consumed
 
     @property
     def exists(self) -> bool:
@@ -143,6 +152,11 @@ class Product(Aggregate):
             raise RuleViolation(f"{self.sku} holds nothing for {order_id}")
         self._emit(InventoryReleased(order_id=order_id))
 
+    def consume(self, order_id: str) -> None:
+        if order_id not in self.held:
+            raise RuleViolation(f"{self.sku} holds nothing for {order_id}")
+        self._emit(InventoryConsumed(order_id=order_id))
+
     # State changes: one apply step per event type, shared by commands and replay.
 
     @singledispatchmethod
@@ -164,11 +178,18 @@ class Product(Aggregate):
     def _(self, event: InventoryReserved) -> None:
         quantity = event.quantity_of(self.sku)
         self.available -= quantity
+        self.reserved += quantity
         self.held[event.order_id] = quantity
 
     @apply.register
     def _(self, event: InventoryReleased) -> None:
-        self.available += self.held.pop(event.order_id, 0)
+        quantity = self.held.pop(event.order_id, 0)
+        self.available += quantity
+        self.reserved -= quantity
+
+    @apply.register
+    def _(self, event: InventoryConsumed) -> None:
+        self.reserved -= self.held.pop(event.order_id, 0)
 
 
 def _check_quantity(value: int, what: str, *, minimum: int) -> None:
@@ -205,3 +226,10 @@ def release_order(products: Mapping[str, Product], order_id: str) -> None:
     for product in products.values():
         if order_id in product.held:
             product.release(order_id)
+
+
+def consume_order(products: Mapping[str, Product], order_id: str) -> None:
+    """The order completed: every product holding stock for it lets the units go."""
+    for product in products.values():
+        if order_id in product.held:
+            product.consume(order_id)

@@ -10,12 +10,14 @@ from domain.errors import InvalidInput, RuleViolation
 from domain.product import (
     OUT_OF_STOCK,
     UNKNOWN_PRODUCT,
+    InventoryConsumed,
     InventoryReleased,
     InventoryReservationFailed,
     InventoryReserved,
     Product,
     ProductRegistered,
     ProductRestocked,
+    consume_order,
     release_order,
     reserve_order,
 )
@@ -98,8 +100,21 @@ def test_release_returns_the_held_units_once() -> None:
     assert products["A"].take_changes() == [InventoryReleased("ord_1")]
     assert products["B"].take_changes() == [InventoryReleased("ord_1")]
     assert (products["A"].available, products["B"].available) == (5, 1)
+    assert (products["A"].reserved, products["B"].reserved) == (0, 0)
     release_order(products, "ord_1")
     assert products["A"].take_changes() == [] and products["B"].take_changes() == []
+
+
+def test_a_completed_order_consumes_what_it_held() -> None:
+    items = [{"sku": "A", "quantity": 2}]
+    products = {"A": given("A", registered("A", 5), InventoryReserved("ord_1", items))}
+    assert (products["A"].available, products["A"].reserved) == (3, 2)
+    consume_order(products, "ord_1")
+    consume_order(products, "ord_1")
+    assert products["A"].take_changes() == [InventoryConsumed("ord_1")]
+    assert (products["A"].available, products["A"].reserved, products["A"].held) == (3, 0, {})
+    with pytest.raises(RuleViolation):
+        products["A"].release("ord_1")
 
 
 def test_only_the_first_items_stream_leads() -> None:

@@ -54,9 +54,10 @@ async def test_happy_path_reserves_charges_and_completes(services: Services, bro
     async with saga(services, client, key):
         await place_order(services, "ord_1", {"A": (2, "10.00"), "B": (1, "5.00")}, correlation_id="flow-1")
         done = await settled(services, "ord_1")
+        await eventually(lambda: _consumed(services, "flow-1", 2))
     assert done.status is OrderStatus.COMPLETED
     a, b = await product(services, "A"), await product(services, "B")
-    assert (a.available, a.held, b.available, b.held) == (8, {"ord_1": 2}, 4, {"ord_1": 1})
+    assert (a.available, a.reserved, a.held, b.available, b.reserved) == (8, 0, {}, 4, 0)
     assert (await wallet(services, "cus_1")).balance == money("75.00")
 
     flow = await services.reader.read_correlation("flow-1")
@@ -66,8 +67,11 @@ async def test_happy_path_reserves_charges_and_completes(services: Services, bro
         ("inventory.reserved.v1", "product-B"),
         ("payment.charged.v1", "wallet-cus_1"),
         ("order.completed.v1", "order-ord_1"),
+        ("inventory.consumed.v1", "product-A"),
+        ("inventory.consumed.v1", "product-B"),
     ]
-    submitted, reserved_a, reserved_b, charged, completed = flow
+    submitted, reserved_a, reserved_b, charged, completed, consumed_a, _ = flow
+    assert consumed_a.metadata["causation_id"] == str(completed.event_id)
     cause = {e.event_id: e for e in flow}
     assert reserved_a.metadata["causation_id"] == reserved_b.metadata["causation_id"] == str(submitted.event_id)
     assert charged.metadata["causation_id"] == str(reserved_a.event_id)  # the reservation's lead
@@ -77,6 +81,11 @@ async def test_happy_path_reserves_charges_and_completes(services: Services, bro
     assert reserved_b.data == {"order_id": "ord_1", "items": [{"sku": "A", "quantity": 2}, {"sku": "B", "quantity": 1}]}
     assert all(e.position > cause[_uuid(e.metadata["causation_id"])].position for e in flow[1:])
     assert {e.metadata["service"] for e in flow[1:]} == {"inventory", "payments", "ordering"}
+
+
+async def _consumed(services: Services, correlation_id: str, count: int) -> bool:
+    flow = await services.reader.read_correlation(correlation_id)
+    return len([e for e in flow if e.type == "inventory.consumed.v1"]) == count
 
 
 def _uuid(value: str):  # type: ignore[no-untyped-def]
@@ -153,6 +162,7 @@ async def test_duplicate_delivery_of_every_message_changes_nothing(services: Ser
         for order_id in ("ord_1", "ord_2", "ord_3"):
             await settled(services, order_id)
         await eventually(lambda: _available_is(services, A=9, B=5))
+        await eventually(lambda: _reserved_is(services, A=0, B=0))
         head = await services.reader.head_position()
         snapshot = await _state(services)
         published = await client.xrange(key)
@@ -162,6 +172,11 @@ async def test_duplicate_delivery_of_every_message_changes_nothing(services: Ser
         await eventually(lambda: _handled_is(consumers, handled + 3 * len(published)))
     assert await services.reader.head_position() == head
     assert await _state(services) == snapshot
+
+
+async def _reserved_is(services: Services, **expected: int) -> bool:
+    actual = {sku: (await product(services, sku)).reserved for sku in expected}
+    return actual == expected
 
 
 async def _handled_is(consumers, count: int) -> bool:  # type: ignore[no-untyped-def]
@@ -185,10 +200,11 @@ async def test_concurrent_orders_never_oversell(services: Services, broker) -> N
             *(place_order(services, f"ord_{n}", {"A": (1, "1.00")}, customer_id=f"cus_{n}") for n in range(20))
         )
         statuses = [(await settled(services, f"ord_{n}")).status for n in range(20)]
+        await eventually(lambda: _reserved_is(services, A=0))
     assert statuses.count(OrderStatus.COMPLETED) == 10
     assert statuses.count(OrderStatus.REJECTED) == 10
     a = await product(services, "A")
-    assert a.available == 0 and len(a.held) == 10
+    assert a.available == 0 and a.held == {} and a.version == 1 + 10 + 10  # reserved, consumed
 
 
 class _Stalls(Reactions):

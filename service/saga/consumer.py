@@ -114,7 +114,7 @@ class StreamConsumer:
             if event is None or event.type not in self._reactions.handles:
                 done.append(message_id)
                 continue
-            key = str(event.data.get("order_id") or event.stream_id)
+            key = str(event.data.get("order_id") or event.stream_id.removeprefix("order-"))
             by_order.setdefault(key, []).append((message_id, event))
         results = await asyncio.gather(*(self._in_order(items) for items in by_order.values()))
         done += [message_id for handled in results for message_id in handled]

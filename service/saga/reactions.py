@@ -12,6 +12,7 @@ from domain.order import Order, OrderStatus, order_stream
 from domain.product import (
     InventoryReserved,
     Product,
+    consume_order,
     product_stream,
     release_order,
     reservation_stream,
@@ -48,10 +49,11 @@ class Reactions:
 
 
 class Inventory(Reactions):
-    """Reserves a submitted order's lines (all or none); releases them when payment fails."""
+    """Reserves a submitted order's lines (all or none); releases them when payment fails;
+    lets them go (consumed) when the order completes."""
 
     group = "inventory"
-    handles = frozenset({"order.submitted.v1", "payment.failed.v1"})
+    handles = frozenset({"order.submitted.v1", "payment.failed.v1", "order.completed.v1"})
 
     async def _react(self, event: RecordedEvent, tracking: Tracking, metadata: dict[str, Any]) -> None:
         if event.type == "order.submitted.v1":
@@ -66,15 +68,17 @@ class Inventory(Reactions):
 
             await self._tracked.react(tracking, metadata, _products(lines), reserve)
         else:
-            order_id = event.data["order_id"]
+            completed = event.type == "order.completed.v1"
+            order_id = event.stream_id.removeprefix("order-") if completed else event.data["order_id"]
             order = await self._order(order_id)
             lines = {sku: line.quantity for sku, line in order.lines.items()}
+            settle = consume_order if completed else release_order
 
-            def release(aggregates: dict[str, Any]) -> list[Extra]:
-                release_order({sku: aggregates[product_stream(sku)] for sku in lines}, order_id)
+            def let_go(aggregates: dict[str, Any]) -> list[Extra]:
+                settle({sku: aggregates[product_stream(sku)] for sku in lines}, order_id)
                 return []
 
-            await self._tracked.react(tracking, metadata, _products(lines), release)
+            await self._tracked.react(tracking, metadata, _products(lines), let_go)
 
 
 class Payments(Reactions):
