@@ -14,7 +14,6 @@ import asyncio
 import time
 import uuid
 
-import asyncpg
 import uvloop
 
 from benchmarks._db import drop_database, scratch_database
