@@ -9,8 +9,10 @@ from readmodels.checkpoints import PROJECTIONS_CHANNEL
 from readmodels.consistency import Consistency, ConsistencyWaiter
 from readmodels.notices import Notices
 from readmodels.order_queries import OrderReadModel
+from readmodels.products import ProductReadModel
 from readmodels.registry import PROJECTIONS
 from readmodels.status import ProjectionStatus, projection_statuses
+from readmodels.wallets import WalletReadModel
 
 
 class ReadModels:
@@ -19,6 +21,8 @@ class ReadModels:
         # One LISTEN connection per process, shared by waiters and the runner.
         self.notices = Notices(dsn, [NOTIFY_CHANNEL, PROJECTIONS_CHANNEL])
         self.orders = OrderReadModel(pool)
+        self.products = ProductReadModel(pool)
+        self.wallets = WalletReadModel(pool)
         self._waiter = ConsistencyWaiter(pool, self.notices)
 
     async def consistent_with(self, projection: str, position: int, within: float) -> Consistency:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from readmodels.orders import OrderProjection
+from readmodels.products import ProductProjection
 from readmodels.projection import Projection
+from readmodels.wallets import WalletProjection
 
-PROJECTIONS: list[type[Projection]] = [OrderProjection]
+PROJECTIONS: list[type[Projection]] = [OrderProjection, ProductProjection, WalletProjection]
 
 
 def projection_class(name: str) -> type[Projection]:
