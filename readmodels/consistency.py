@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from domain.errors import InvalidInput
 from readmodels.checkpoints import PROJECTIONS_CHANNEL, position_of
+from readmodels.log import head_position
 from readmodels.notices import Notices
 
 POLL_INTERVAL = 0.1  # re-read the checkpoint this often when no notice comes
@@ -49,9 +51,16 @@ class ConsistencyWaiter:
             return Consistency(projection, position, applied)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
+        checked_head = False
         while True:
             notice = self._notices.next(PROJECTIONS_CHANNEL)
             applied = self._note(projection, await position_of(self._pool, projection))
+            if applied < position and not checked_head:
+                # A mutation's position is committed before it is returned: one past
+                # the head never came from this log, and waiting for it is pointless.
+                if position > await head_position(self._pool):
+                    raise InvalidInput(f"consistentWith {position} is past the log's head")
+                checked_head = True
             remaining = deadline - loop.time()
             if applied >= position or remaining <= 0:
                 return Consistency(projection, position, applied)
