@@ -1,0 +1,121 @@
+"""When the database goes away: /healthz says 503 and errors are masked, logged, and coded.
+
+The app runs on its own database, which the test then drops (terminating its connections),
+so the failure is real, not simulated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+import pytest
+import uvicorn
+
+from api.app import create_app
+from api.auth import mint_token
+from service.container import Services
+from service.database import migrate
+from service.settings import Settings
+from tests.conftest import _with_database
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings, services: Services) -> AsyncIterator[httpx.AsyncClient]:
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings, services), host="127.0.0.1", port=0, log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            yield http
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture
+async def doomed_url(database_url: str) -> AsyncIterator[str]:
+    """A migrated database of its own, dropped by the test (or at the end)."""
+    name = f"eventgraph_doomed_{uuid.uuid4().hex[:10]}"
+    admin = _with_database(database_url, "postgres")
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = _with_database(database_url, name)
+    await asyncio.to_thread(migrate, url)
+    yield url
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def drop(url: str) -> None:
+    name = urlsplit(url).path.lstrip("/")
+    conn = await asyncpg.connect(_with_database(url, "postgres"))
+    try:
+        await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def test_database_going_away(
+    doomed_url: str, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    services = await Services.start(settings, doomed_url)
+    headers = {"Authorization": f"Bearer {mint_token(settings.jwt_secret or '', 'cus_1', 'customer')}"}
+    try:
+        async with serving(settings, services) as http:
+            healthy = await http.get("/healthz")
+            assert (healthy.status_code, healthy.json()) == (200, {"status": "ok"})
+            created = await http.post(
+                "/graphql",
+                json={"query": 'mutation { createOrder(input: {customerId: "cus_1"}) { position } }'},
+                headers=headers,
+            )
+            assert created.json() == {"data": {"createOrder": {"position": "1"}}}
+
+            await drop(doomed_url)
+
+            unhealthy = await http.get("/healthz")
+            assert (unhealthy.status_code, unhealthy.json()) == (503, {"status": "unavailable"})
+            caplog.set_level(logging.ERROR, logger="eventgraph.errors")
+            for query in (
+                "{ headPosition }",
+                'mutation { createOrder(input: {customerId: "cus_1"}) { position } }',
+            ):
+                response = await http.post(
+                    "/graphql", json={"query": query}, headers={**headers, "X-Correlation-ID": "cid-503"}
+                )
+                assert response.status_code == 200
+                body = response.json()
+                [error] = body["errors"]
+                assert error["message"] == "Internal server error."
+                assert error["extensions"] == {"code": "INTERNAL_SERVER_ERROR"}
+                assert body["data"] is None
+                for leak in ("asyncpg", "database", "postgres", "Traceback", "eventgraph_doomed"):
+                    assert leak not in response.text
+            logged = [r for r in caplog.records if r.name == "eventgraph.errors"]
+            assert len(logged) == 2 and all("cid-503" in r.getMessage() for r in logged)
+            assert all(r.exc_info for r in logged)  # the internals go to the log instead
+            # meta fields still answer: the process is up, only the database is gone
+            meta = await http.post("/graphql", json={"query": "{ __typename }"})
+            assert meta.json() == {"data": {"__typename": "Query"}}
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(services.close(), 10)
