@@ -15,6 +15,7 @@ from strawberry.tools import merge_types
 
 from api.errors import CodedParserCache, ErrorCodes
 from api.events import EventQuery
+from api.inventory import InventoryMutation, InventoryQuery
 from api.limits import ComplexityLimiter
 from api.orders import OrderHistoryQuery, OrderMutation
 from api.readmodels import ConsistencyReport, ReadModelQuery
@@ -22,8 +23,8 @@ from api.types import Event, Order
 from service.settings import Settings
 
 # A feature adds its types here, and nowhere else.
-QUERIES: tuple[type, ...] = (EventQuery, OrderHistoryQuery, ReadModelQuery)
-MUTATIONS: tuple[type, ...] = (OrderMutation,)
+QUERIES: tuple[type, ...] = (EventQuery, OrderHistoryQuery, ReadModelQuery, InventoryQuery)
+MUTATIONS: tuple[type, ...] = (OrderMutation, InventoryMutation)
 SUBSCRIPTIONS: tuple[type, ...] = ()
 NODE_TYPES: list[type] = [Order, Event]
 

@@ -11,7 +11,9 @@ from eventstore import Appender, EventReader, UpcasterRegistry
 from eventstore.pool import create_pool
 from readmodels.read_models import ReadModels
 from service.events import EventQueries
+from service.inventory import ProductCommands
 from service.orders import OrderCommands
+from service.payments import WalletCommands
 from service.settings import Settings
 from service.stream_commands import StreamCommands
 
@@ -34,6 +36,8 @@ class Services:
     orders: OrderCommands
     events: EventQueries
     read_models: ReadModels
+    products: ProductCommands
+    wallets: WalletCommands
 
     @classmethod
     async def start(cls, settings: Settings, dsn: str) -> Services:
@@ -51,6 +55,8 @@ class Services:
             orders=OrderCommands(commands),
             events=EventQueries(reader),
             read_models=ReadModels(pool, dsn),
+            products=ProductCommands(commands),
+            wallets=WalletCommands(commands),
         )
 
     async def close(self) -> None:

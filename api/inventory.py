@@ -1,0 +1,189 @@
+"""Products and wallets: staff commands, and queries from the read tables."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from decimal import Decimal
+from typing import TypeVar
+
+import strawberry
+from strawberry.dataloader import DataLoader
+
+from api.context import Context, Info
+from api.types import Money, Node
+from domain.order import check_id
+from domain.product import Product as ProductAggregate
+from domain.product import product_stream
+from domain.wallet import Wallet as WalletAggregate
+from readmodels.products import ProductProjection, ProductView
+from readmodels.wallets import WalletProjection, WalletView
+from service.errors import NotFound
+from service.events import parse_position
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+@strawberry.type
+class Product(Node):
+    id: strawberry.ID  # the product's stream id, "product-<sku>"
+    sku: str
+    name: str
+    price: Money
+    available: int
+    reserved: int
+
+    @classmethod
+    def of(cls, view: ProductView) -> Product:
+        return cls(
+            id=strawberry.ID(product_stream(view.sku)),
+            sku=view.sku,
+            name=view.name,
+            price=Money.of(view.price, view.currency),
+            available=view.available,
+            reserved=view.reserved,
+        )
+
+    @classmethod
+    def of_aggregate(cls, product: ProductAggregate) -> Product:
+        return cls(
+            id=strawberry.ID(product_stream(product.sku)),
+            sku=product.sku,
+            name=product.name,
+            price=Money.of(product.price, product.currency),
+            available=product.available,
+            reserved=product.reserved,
+        )
+
+
+@strawberry.type
+class Wallet:
+    customer_id: strawberry.ID
+    balance: Money
+
+    @classmethod
+    def of(cls, view: WalletView) -> Wallet:
+        return cls(customer_id=strawberry.ID(view.customer_id), balance=Money.of(view.balance, view.currency))
+
+
+@strawberry.type
+class ProductPayload:
+    product: Product
+    position: str
+
+
+@strawberry.type
+class WalletPayload:
+    wallet: Wallet
+    position: str
+
+
+@strawberry.input
+class RegisterProductInput:
+    sku: str
+    name: str
+    price: Decimal
+    currency: str | None = "USD"
+    initial_stock: int | None = 0
+
+
+@strawberry.input
+class RestockProductInput:
+    sku: str
+    quantity: int
+
+
+@strawberry.input
+class DepositFundsInput:
+    customer_id: strawberry.ID
+    amount: Decimal
+    currency: str | None = "USD"
+
+
+def _loader(
+    context: Context, name: str, fetch: Callable[[Sequence[K]], Awaitable[dict[K, V]]]
+) -> DataLoader[K, V | None]:
+    """Per request: every lookup of one kind in an operation costs one statement."""
+    loader = context.loaders.get(name)
+    if loader is None:
+
+        async def load(keys: list[K]) -> list[V | None]:
+            found = await fetch(keys)
+            return [found.get(k) for k in keys]
+
+        loader = context.loaders[name] = DataLoader(load_fn=load)
+    return loader  # type: ignore[no-any-return]
+
+
+async def _consistent_with(context: Context, projection: str, consistent_with: str | None) -> None:
+    """Wait (bounded) until `projection` has applied the position: read-your-writes."""
+    if consistent_with is None:
+        return
+    position = parse_position(consistent_with, "consistentWith")
+    services = context.services
+    outcome = await services.read_models.consistent_with(
+        projection, position, services.settings.consistency_timeout
+    )
+    context.consistency.append(outcome)
+
+
+@strawberry.type
+class InventoryQuery:
+    @strawberry.field(description="A product from the read model; `consistentWith` waits for a write.")
+    async def product(self, info: Info, sku: str, consistent_with: str | None = None) -> Product | None:
+        c = info.context
+        c.principal  # noqa: B018 - authenticate before waiting
+        check_id(sku, "sku")
+        await _consistent_with(c, ProductProjection.name, consistent_with)
+        view = await _loader(c, "products", c.services.read_models.products.by_skus).load(sku)
+        if view is None:
+            raise NotFound(f"product {sku} not found")
+        return Product.of(view)
+
+    @strawberry.field(description="A customer's wallet; a customer sees only its own.")
+    async def wallet(
+        self, info: Info, customer_id: strawberry.ID, consistent_with: str | None = None
+    ) -> Wallet | None:
+        c = info.context
+        c.principal.require_customer(customer_id)
+        check_id(customer_id, "customerId")
+        await _consistent_with(c, WalletProjection.name, consistent_with)
+        view = await _loader(c, "wallets", c.services.read_models.wallets.by_customers).load(customer_id)
+        if view is None:
+            raise NotFound(f"no wallet for {customer_id}")
+        return Wallet.of(view)
+
+
+def _wallet_payload(wallet: WalletAggregate, position: int) -> WalletPayload:
+    balance = Money.of(wallet.balance, wallet.currency or "USD")
+    return WalletPayload(wallet=Wallet(customer_id=strawberry.ID(wallet.customer_id), balance=balance), position=str(position))
+
+
+@strawberry.type
+class InventoryMutation:
+    @strawberry.mutation(description="Staff: a new product with its price and initial stock.")
+    async def register_product(self, info: Info, input: RegisterProductInput) -> ProductPayload:
+        c = info.context
+        result = await c.services.products.register_product(
+            c.ctx,
+            sku=input.sku,
+            name=input.name,
+            price=input.price,
+            currency=input.currency or "USD",
+            initial_stock=0 if input.initial_stock is None else input.initial_stock,
+        )
+        return ProductPayload(product=Product.of_aggregate(result.aggregate), position=str(result.position))
+
+    @strawberry.mutation(description="Staff: more units of a product.")
+    async def restock_product(self, info: Info, input: RestockProductInput) -> ProductPayload:
+        c = info.context
+        result = await c.services.products.restock_product(c.ctx, sku=input.sku, quantity=input.quantity)
+        return ProductPayload(product=Product.of_aggregate(result.aggregate), position=str(result.position))
+
+    @strawberry.mutation(description="Staff: funds into a customer's wallet.")
+    async def deposit_funds(self, info: Info, input: DepositFundsInput) -> WalletPayload:
+        c = info.context
+        result = await c.services.wallets.deposit_funds(
+            c.ctx, customer_id=input.customer_id, amount=input.amount, currency=input.currency or "USD"
+        )
+        return _wallet_payload(result.aggregate, result.position)
