@@ -141,7 +141,11 @@ async def relay_worker(services: Services, stop: asyncio.Event) -> None:
     client = broker.redis_client(settings.redis_url)
     try:
         relay = OutboxRelay(
-            services.dsn, client, build_upcasters(), retention_days=settings.outbox_retention_days
+            services.dsn,
+            client,
+            build_upcasters(),
+            stream_key=settings.broker_stream,
+            retention_days=settings.outbox_retention_days,
         )
         await relay.run(stop)
     finally:

@@ -36,6 +36,7 @@ class Settings:
     run_relay: bool = True  # inside `serve`
     run_saga: bool = True  # inside `serve`: the saga's consumers (inventory, payments, ordering)
     outbox_retention_days: float = 7.0
+    broker_stream: str = "eventgraph:events"  # the Redis stream the relay publishes to (contract: this one)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -57,4 +58,5 @@ class Settings:
             run_relay=env.get("EVENTGRAPH_RUN_RELAY", "1") not in ("0", "false", "no"),
             run_saga=env.get("EVENTGRAPH_RUN_SAGA", "1") not in ("0", "false", "no"),
             outbox_retention_days=_float("EVENTGRAPH_OUTBOX_RETENTION_DAYS", 7.0),
+            broker_stream=env.get("EVENTGRAPH_BROKER_STREAM", "eventgraph:events"),
         )

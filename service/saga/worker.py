@@ -23,7 +23,10 @@ async def saga_worker(services: Services, stop: asyncio.Event, claim_idle: float
         return
     client = broker.redis_client(settings.redis_url)
     tracked = TrackedAppends(services.appender, services.reader)
-    consumers = [StreamConsumer(client, r(tracked), claim_idle=claim_idle) for r in ALL_REACTIONS]
+    consumers = [
+        StreamConsumer(client, r(tracked), stream_key=settings.broker_stream, claim_idle=claim_idle)
+        for r in ALL_REACTIONS
+    ]
     try:
         await asyncio.gather(*(c.run(stop) for c in consumers))
     finally:
