@@ -16,6 +16,24 @@ _COLUMNS = "position, event_id, stream_id, version, type, data, metadata, record
 MAX_PAGE = 1000
 
 
+def _scanned_sql(types: bool, stream: bool, owner: bool) -> str:
+    """One text per filter combination, so each gets a plan on its own index."""
+    conditions = ["position > $1"]
+    filters = (("type = ANY(${}::text[])", types), ("stream_id = ${}", stream), ("owner = ${}", owner))
+    for condition, used in filters:
+        if used:
+            conditions.append(condition.format(len(conditions) + 2))
+    return (
+        "WITH head AS (SELECT coalesce(max(position), 0) AS head FROM events)"
+        f" SELECT head.head, e.* FROM head LEFT JOIN LATERAL (SELECT {_COLUMNS} FROM events"
+        f" WHERE {' AND '.join(conditions)} ORDER BY position LIMIT $2) e ON true"
+    )
+
+
+_BOTH = (False, True)
+_SCANNED = {(t, s, o): _scanned_sql(t, s, o) for t in _BOTH for s in _BOTH for o in _BOTH}
+
+
 class EventReader:
     def __init__(self, pool: asyncpg.Pool, upcasters: UpcasterRegistry) -> None:
         self._pool = pool
@@ -85,6 +103,33 @@ class EventReader:
             owner,
             min(limit, MAX_PAGE),
         )
+
+    async def read_scanned(
+        self,
+        after: int,
+        limit: int,
+        *,
+        types: Sequence[str] | None = None,
+        stream_id: str | None = None,
+        owner: str | None = None,
+    ) -> tuple[list[RecordedEvent], int]:
+        """Like `read_all`, and the position the read has covered: the last event's on a full
+        page, else the head in the same snapshot (positions are gap-free and commit-ordered,
+        so nothing at or below it can commit later)."""
+        limit = min(limit, MAX_PAGE)
+        args: list[object] = [after, limit]
+        if types:
+            args.append(self.stored_types(types))
+        if stream_id is not None:
+            args.append(stream_id)
+        if owner is not None:
+            args.append(owner)
+        sql = _SCANNED[(bool(types), stream_id is not None, owner is not None)]
+        rows = await self._pool.fetch(sql, *args)
+        events = [self._decode(row) for row in rows if row["position"] is not None]
+        if len(events) == limit:
+            return events, events[-1].position
+        return events, max(after, int(rows[0]["head"]))
 
     async def read_positions(self, first: int, last: int) -> list[RecordedEvent]:
         return await self._fetch(

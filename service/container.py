@@ -7,11 +7,13 @@ from dataclasses import dataclass
 import asyncpg
 
 from domain.upcasters import UPCASTERS
-from eventstore import Appender, EventReader, UpcasterRegistry
+from eventstore import NOTIFY_CHANNEL, Appender, EventReader, UpcasterRegistry
+from eventstore.listener import EventHub
 from eventstore.pool import create_pool
 from readmodels.read_models import ReadModels
 from service.events import EventQueries
 from service.inventory import ProductCommands
+from service.live import LiveQueries
 from service.orders import OrderCommands
 from service.payments import WalletCommands
 from service.settings import Settings
@@ -36,6 +38,7 @@ class Services:
     orders: OrderCommands
     events: EventQueries
     read_models: ReadModels
+    live: LiveQueries
     products: ProductCommands
     wallets: WalletCommands
 
@@ -45,6 +48,14 @@ class Services:
         reader = EventReader(pool, build_upcasters())
         appender = Appender(pool)
         commands = StreamCommands(appender, reader)
+        read_models = ReadModels(pool, dsn)
+        notices = read_models.notices  # the process's one LISTEN connection
+        hub = EventHub(
+            reader,
+            lambda: notices.next(NOTIFY_CHANNEL),
+            poll_interval=settings.subscription_poll_interval,
+            buffer=settings.subscription_buffer,
+        )
         return cls(
             settings=settings,
             dsn=dsn,
@@ -54,12 +65,14 @@ class Services:
             commands=commands,
             orders=OrderCommands(commands),
             events=EventQueries(reader),
-            read_models=ReadModels(pool, dsn),
+            read_models=read_models,
+            live=LiveQueries(hub, reader, read_models),
             products=ProductCommands(commands),
             wallets=WalletCommands(commands),
         )
 
     async def close(self) -> None:
+        await self.live.hub.close()
         await self.read_models.close()
         await self.appender.close()
         await self.pool.close()

@@ -37,6 +37,11 @@ class Settings:
     run_saga: bool = True  # inside `serve`: the saga's consumers (inventory, payments, ordering)
     outbox_retention_days: float = 7.0
     broker_stream: str = "eventgraph:events"  # the Redis stream the relay publishes to (contract: this one)
+    subscription_buffer: int = 1000  # events queued per subscriber; past it, it reads the table
+    subscription_poll_interval: float = 1.0  # seconds: the log is re-read this often without NOTIFY
+    ws_init_timeout: float = 10.0  # seconds a WebSocket may take to send connection_init
+    ws_ping_interval: float = 15.0  # seconds of silence before the server pings a WebSocket
+    ws_max_subscriptions: int = 100  # operations in flight per WebSocket
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -59,4 +64,9 @@ class Settings:
             run_saga=env.get("EVENTGRAPH_RUN_SAGA", "1") not in ("0", "false", "no"),
             outbox_retention_days=_float("EVENTGRAPH_OUTBOX_RETENTION_DAYS", 7.0),
             broker_stream=env.get("EVENTGRAPH_BROKER_STREAM", "eventgraph:events"),
+            subscription_buffer=_int("EVENTGRAPH_SUBSCRIPTION_BUFFER", 1000),
+            subscription_poll_interval=_float("EVENTGRAPH_SUBSCRIPTION_POLL_INTERVAL", 1.0),
+            ws_init_timeout=_float("EVENTGRAPH_WS_INIT_TIMEOUT", 10.0),
+            ws_ping_interval=_float("EVENTGRAPH_WS_PING_INTERVAL", 15.0),
+            ws_max_subscriptions=_int("EVENTGRAPH_WS_MAX_SUBSCRIPTIONS", 100),
         )

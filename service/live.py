@@ -1,0 +1,57 @@
+"""Live reads on a caller's behalf: the event log and order changes, with visibility rules.
+
+A customer gets only the events of its own streams (the streams it owns:
+its orders, its wallet) and only its own orders; staff and services get
+everything. Another customer's stream or order is NOT_FOUND, as in queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+from domain.order import check_id, order_stream
+from eventstore import EventReader, RecordedEvent
+from eventstore.listener import EventHub
+from eventstore.subscription import subscribe
+from readmodels.live import order_changes
+from readmodels.read_models import ReadModels
+from readmodels.views import OrderView
+from service.context import Principal
+from service.errors import NotFound
+from service.events import parse_position
+
+
+class LiveQueries:
+    def __init__(self, hub: EventHub, reader: EventReader, read_models: ReadModels) -> None:
+        self.hub = hub
+        self._reader = reader
+        self._read_models = read_models
+
+    async def events(
+        self,
+        principal: Principal,
+        after: str | None,
+        types: Sequence[str] | None,
+        stream_id: str | None,
+    ) -> AsyncIterator[RecordedEvent]:
+        """Every visible event after `after` (a position), catch-up then live, each once."""
+        position = parse_position(after)
+        owner = None if principal.privileged else principal.sub
+        if stream_id is not None and owner is not None:
+            stream_owner = await self._reader.stream_owner(stream_id)
+            if stream_owner is not None and stream_owner != owner:
+                raise NotFound(f"stream {stream_id} not found")
+        async for event in subscribe(
+            self.hub, position, types=types, stream_id=stream_id, owner=owner
+        ):
+            yield event
+
+    async def order_changes(self, principal: Principal, order_id: str) -> AsyncIterator[OrderView]:
+        stream_id = order_stream(check_id(order_id, "id"))
+        owner = await self._reader.stream_owner(stream_id)
+        if owner is None and await self._reader.stream_version(stream_id) == 0:
+            raise NotFound(f"order {order_id} not found")
+        if not principal.privileged and owner != principal.sub:
+            raise NotFound(f"order {order_id} not found")
+        async for view in order_changes(self.hub, self._read_models, order_id):
+            yield view
