@@ -99,7 +99,7 @@ async def dsn(database_url: str) -> str:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(jwt_secret="test-secret", run_projections=False, run_relay=False)
+    return Settings(jwt_secret="test-secret-0123456789abcdef0123456789abcdef", run_projections=False, run_relay=False)
 
 
 @pytest.fixture
