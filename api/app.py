@@ -26,6 +26,7 @@ from api.auth import Unauthenticated, principal_from_authorization
 from api.context import Context
 from api.graphiql import graphiql_html, graphiql_routes
 from api.schema import build_schema
+from api.websocket import TextWebSocketAdapter, TransportWSHandler, websocket_options
 from service.container import Services
 from service.settings import Settings
 from service.workers import BackgroundWorkers
@@ -42,6 +43,9 @@ def correlation_id_of(headers: Any) -> str:
 
 
 class GraphQLApp(GraphQL[Context, None]):
+    graphql_transport_ws_handler_class = TransportWSHandler
+    websocket_adapter_class = TextWebSocketAdapter
+
     def __init__(self, services_ref: dict[str, Services], settings: Settings, **kwargs: Any) -> None:
         super().__init__(build_schema(settings), **kwargs)
         self._services_ref = services_ref
@@ -164,7 +168,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     if not settings.database_url and services is None:
         raise ValueError("create_app needs settings.database_url (the CLI resolves the embedded one)")
     services_ref: dict[str, Services] = {}
-    graphql = GraphQLApp(services_ref, settings)
+    graphql = GraphQLApp(services_ref, settings, **websocket_options(settings))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

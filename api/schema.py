@@ -19,13 +19,14 @@ from api.inventory import InventoryMutation, InventoryQuery
 from api.limits import ComplexityLimiter
 from api.orders import OrderHistoryQuery, OrderMutation
 from api.readmodels import ConsistencyReport, ReadModelQuery
+from api.subscriptions import LiveSubscription
 from api.types import Event, Order
 from service.settings import Settings
 
 # A feature adds its types here, and nowhere else.
 QUERIES: tuple[type, ...] = (EventQuery, OrderHistoryQuery, ReadModelQuery, InventoryQuery)
 MUTATIONS: tuple[type, ...] = (OrderMutation, InventoryMutation)
-SUBSCRIPTIONS: tuple[type, ...] = ()
+SUBSCRIPTIONS: tuple[type, ...] = (LiveSubscription,)
 NODE_TYPES: list[type] = [Order, Event]
 
 

@@ -1,0 +1,153 @@
+"""graphql-transport-ws, hardened: strawberry's handler with what it leaves out.
+
+- auth from the `connection_init` payload (`{"authorization": "Bearer ..."}`); a missing
+  or bad token closes the socket with 4403;
+- a syntax error in one `subscribe` is an `error` message for that id, not a 4400 close
+  of the whole socket with every other subscription on it;
+- the server pings a socket that has been silent for `ws_ping_interval` (strawberry
+  only answers pings; proxies drop idle sockets);
+- each operation gets a fresh context (DataLoaders cache per operation, not per socket);
+- too many operations on one socket: an `error` coded RATE_LIMITED for that id;
+- messages go out as text frames, as browsers' JSON.parse expects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from graphql import GraphQLError
+from starlette.websockets import WebSocketDisconnect
+from strawberry.asgi import ASGIWebSocketAdapter
+from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    Message,
+    SubscribeMessage,
+)
+from strawberry.utils.aio import aclosing
+
+from api.context import Context
+from service.context import Principal
+from service.settings import Settings
+
+FORBIDDEN = 4403
+
+
+def websocket_options(settings: Settings) -> dict[str, Any]:
+    """The view's keyword arguments for WebSockets (only graphql-transport-ws is spoken)."""
+    return {
+        "subscription_protocols": (GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        "connection_init_wait_timeout": timedelta(seconds=settings.ws_init_timeout),
+        "max_subscriptions_per_connection": settings.ws_max_subscriptions,
+    }
+
+
+class TextWebSocketAdapter(ASGIWebSocketAdapter):
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        try:
+            await self.ws.send_text(orjson.dumps(message).decode())
+        except WebSocketDisconnect as error:
+            raise WebSocketDisconnected from error
+
+
+class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    context: Context
+
+    async def handle(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._last_sent = loop.time()
+        keepalive = asyncio.create_task(self._keepalive(), name="ws-keepalive")
+        try:
+            await super().handle()
+        finally:
+            keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keepalive
+
+    async def _keepalive(self) -> None:
+        interval = self.context.services.settings.ws_ping_interval
+        loop = asyncio.get_running_loop()
+        while True:
+            idle = loop.time() - self._last_sent
+            if idle < interval:
+                await asyncio.sleep(interval - idle)
+            elif not self.connection_acknowledged:
+                await asyncio.sleep(interval)  # the connection_init timeout deals with these
+            else:
+                try:
+                    await self.send_message({"type": "ping"})
+                except WebSocketDisconnected:
+                    return
+
+    async def send_message(self, message: Message) -> None:
+        self._last_sent = asyncio.get_running_loop().time()
+        await super().send_message(message)
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        payload = message.get("payload")
+        if not self.connection_init_received and not self.connection_timed_out:
+            authorization = payload.get("authorization") if isinstance(payload, dict) else None
+            authenticated = self.view.authenticate(  # type: ignore[attr-defined]
+                authorization if isinstance(authorization, str) else None
+            )
+            if not isinstance(authenticated, Principal):
+                if self.connection_init_timeout_task:
+                    self.connection_init_timeout_task.cancel()
+                await self.websocket.close(code=FORBIDDEN, reason="Forbidden: a valid bearer token is needed")
+                return
+            self.context.authenticated = authenticated
+        await super().handle_connection_init(message)
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        limit = self.max_subscriptions_per_connection
+        if (
+            self.connection_acknowledged
+            and message["id"] not in self.operations
+            and limit is not None
+            and len(self.operations) >= limit
+        ):
+            error = GraphQLError(
+                f"at most {limit} operations at once on one connection",
+                extensions={"code": "RATE_LIMITED"},
+            )
+            await self.send_message({"id": message["id"], "type": "error", "payload": [error.formatted]})
+            return
+        await super().handle_subscribe(message)
+
+    @staticmethod
+    def _get_pre_execution_close_reason(error: GraphQLError) -> str | None:
+        return None  # a bad document fails its own operation, never the socket
+
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        # strawberry's, with a context of the operation's own
+        context = dataclasses.replace(self.context, loaders={}, consistency=[])
+        try:
+            result_source = await self.schema.stream(
+                operation.query,
+                variable_values=operation.variables,
+                context_value=context,
+                root_value=self.root_value,
+                operation_name=operation.operation_name,
+            )
+            async with aclosing(result_source):
+                await self._send_result_stream(operation, result_source)
+            await operation.send_operation_message({"id": operation.id, "type": "complete"})
+        except WebSocketDisconnected:
+            return
+        except Exception as error:
+            await self.handle_task_exception(error)
+            with contextlib.suppress(Exception):
+                await operation.send_operation_message({"id": operation.id, "type": "complete"})
+            self.operations.pop(operation.id, None)
+            raise
