@@ -1,0 +1,88 @@
+"""Outbox relay throughput into Redis Streams.
+
+    python -m benchmarks.relay_throughput [--events 100000] [--batch 2000]
+
+Fills the outbox with `--events` order-sized events (appended in large
+batches, not timed), then times one relay draining it into a Redis stream:
+publish each batch with one Lua script call (an XADD per event), then mark
+the rows published.
+Prints messages/s. Uses DATABASE_URL / REDIS_URL, else embedded servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+
+import redis.asyncio as redis
+import uvloop
+
+from benchmarks._db import drop_database, scratch_database
+from benchmarks._redis import benchmark_redis
+from eventstore import AppendRequest, NewEvent, StreamWrite
+from eventstore.outbox import backlog
+from service.container import Services, build_upcasters
+from service.relay import OutboxRelay
+from service.settings import Settings
+
+CHUNK = 500  # events per append while filling
+
+
+async def fill(services: Services, events: int) -> None:
+    metadata = {"correlation_id": str(uuid.uuid4()), "causation_id": None, "user_id": "cus_1", "service": "bench"}
+    for start in range(0, events, CHUNK):
+        writes = [
+            StreamWrite(
+                f"order-bench-{n % 2000}",
+                [NewEvent("item.added.v2", {"item_id": f"SKU{n % 97}", "quantity": 2, "price": "19.99", "discount": "0"}, metadata)],
+            )
+            for n in range(start, min(start + CHUNK, events))
+        ]
+        await services.appender.append(AppendRequest(writes=writes))
+
+
+async def measure(args: argparse.Namespace, url: str, redis_url: str) -> None:
+    services = await Services.start(Settings(run_projections=False), url)
+    client = redis.from_url(redis_url)
+    key = f"eventgraph:bench:{uuid.uuid4().hex}"
+    try:
+        await fill(services, args.events)
+        relay = OutboxRelay(url, client, build_upcasters(), stream_key=key, batch_size=args.batch)
+        stop = asyncio.Event()
+        start = time.perf_counter()
+        task = asyncio.create_task(relay.run(stop))
+        while True:  # polled: the relay has no completion signal of its own
+            if relay.published >= args.events:
+                break
+            await asyncio.sleep(0.01)
+        elapsed = time.perf_counter() - start
+        stop.set()
+        await task
+        assert await backlog(services.pool) == 0
+        assert await client.xlen(key) == args.events
+        print(
+            f"relay: {args.events} events in {elapsed:.2f} s = {args.events / elapsed:,.0f} messages/s"
+            f" (batch {args.batch})"
+        )
+    finally:
+        await client.delete(key)
+        await client.aclose()
+        await services.close()
+
+
+def main(args: argparse.Namespace) -> None:
+    url, server = scratch_database()
+    try:
+        with benchmark_redis() as redis_url:
+            uvloop.run(measure(args, url, redis_url))
+    finally:
+        drop_database(server, url)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=2000)
+    main(parser.parse_args())
