@@ -265,7 +265,7 @@ async def test_events_published_before_the_consumers_start_are_handled(services:
     async with running(*consumers_for(services, client, key), relay_for(services, client, key)):
         done = await settled(services, "ord_1")
     assert done.status is OrderStatus.COMPLETED
-    assert [e["event_type"] for e in await entries(client, key)][-1] == "order.completed.v1"
+    assert "order.completed.v1" in [e["event_type"] for e in await entries(client, key)]
 
 
 async def _published(client: redis.Redis, key: str, at_least: int) -> bool:
