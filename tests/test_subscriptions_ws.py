@@ -4,10 +4,12 @@ resume, auth, protocol hardening and visibility."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 
 from service.container import Services
+from service.projections import run_projections
 from service.settings import Settings
 from tests.conftest import Api
 from tests.subscription_support import (
@@ -15,6 +17,7 @@ from tests.subscription_support import (
     GraphQLWS,
     add_item,
     create_order,
+    gql_ok,
 )
 
 
@@ -198,3 +201,55 @@ async def test_a_bad_after_is_bad_user_input(api: Api) -> None:
         await ws.subscribe("1", EVENTS, {"after": "-3"})
         message = await ws.receive("1")
         assert message["payload"]["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+ORDER_FIELDS = "id version status lines { sku quantity lineTotal { amount } } total { amount currency }"
+ORDER_CHANGED = f"subscription($id: ID!) {{ orderChanged(id: $id) {{ {ORDER_FIELDS} }} }}"
+ORDER = f"query($id: ID!, $p: String) {{ order(id: $id, consistentWith: $p) {{ {ORDER_FIELDS} }} }}"
+
+
+@pytest.fixture
+async def projections(services: Services) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_projections(services, stop))
+    yield
+    stop.set()
+    await task
+
+
+async def test_order_changed_sends_the_read_model_after_each_applied_change(
+    api: Api, projections: None
+) -> None:
+    order_id = await create_order(api)
+    async with GraphQLWS.connect(api.port) as ws:
+        await ws.init(api.token())
+        await ws.subscribe("o", ORDER_CHANGED, {"id": order_id})
+        (now,) = await ws.data("o", 1)
+        assert now["orderChanged"]["version"] == 1
+        for sku in ("A", "B", "A"):
+            position = await add_item(api, order_id, sku)
+            (changed,) = await ws.data("o", 1)
+            queried = await gql_ok(api, ORDER, {"id": order_id, "p": str(position)})
+            assert changed["orderChanged"] == queried["order"]
+        assert changed["orderChanged"]["version"] == 4
+        assert changed["orderChanged"]["lines"] == [
+            {"sku": "A", "quantity": 2, "lineTotal": {"amount": "5.00"}},
+            {"sku": "B", "quantity": 1, "lineTotal": {"amount": "2.50"}},
+        ]
+
+
+@pytest.mark.parametrize(
+    ("order", "code"),
+    [("theirs", "NOT_FOUND"), ("ord_missing", "NOT_FOUND"), ("bad id!", "BAD_USER_INPUT")],
+)
+async def test_order_changed_refuses_what_the_caller_may_not_see(
+    api: Api, order: str, code: str
+) -> None:
+    theirs = await create_order(api, "cus_b")
+    async with GraphQLWS.connect(api.port) as ws:
+        await ws.init(api.token("cus_a", "customer"))
+        await ws.subscribe("o", ORDER_CHANGED, {"id": theirs if order == "theirs" else order})
+        message = await ws.receive("o")
+        assert message["payload"]["data"] is None
+        assert message["payload"]["errors"][0]["extensions"]["code"] == code
+        assert (await ws.receive("o"))["type"] == "complete"
