@@ -12,6 +12,7 @@ ones, never a mix; the live runner resumes from the new checkpoint.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,53 +64,103 @@ async def rebuild(
 ) -> RebuildProgress:
     live, shadow = projection_class(), projection_class(shadow=True)
     follower = Follower(shadow, upcasters)
+    meter = _Meter(live.name, on_progress)
     conn = await connect(dsn)
     try:
         if not await try_lease(conn, shadow.checkpoint):
             raise RebuildBusy(f"a rebuild of {live.name} is already running")
-        await _create_shadow(conn, live)
-        started = time.perf_counter()
-        events = 0
-
-        def report(position: int, head: int, done: bool = False) -> RebuildProgress:
-            progress = RebuildProgress(
-                live.name, position, head, events, time.perf_counter() - started, done
-            )
-            if on_progress is not None:
-                on_progress(progress)
-            return progress
-
-        while True:
-            batch = await follower.step(conn, batch_size)
-            events += batch.events
-            report(batch.after, batch.head)
-            if batch.head - batch.after <= batch_size:
-                break
+        deferred = await _create_shadow(conn, live)
+        # A shadow batch lost to a server crash goes together with its checkpoint
+        # (and an unfinished rebuild starts over anyway): no need to wait for the flush.
+        await conn.execute("SET synchronous_commit = off")
+        await _catch_up(dsn, conn, follower, batch_size, meter)
+        for definition in deferred:
+            await conn.execute(definition)
         async with conn.transaction():
+            await conn.execute("SET LOCAL synchronous_commit = on")  # the swap is durable
             await lock_checkpoint(conn, live.checkpoint)
             while True:
                 batch = await follower.step_in_transaction(conn, batch_size)
-                events += batch.events
+                meter.events += batch.events
                 if not batch.more:
                     break
             await _swap(conn, live, batch.after)
-        return report(batch.after, batch.head, done=True)
+        return meter.report(batch.after, batch.head, done=True)
     finally:
         await conn.close()
 
 
-async def _create_shadow(conn: asyncpg.Connection, live: Projection) -> None:
-    """Fresh shadow tables (a crashed rebuild's leftovers go) and a checkpoint at 0."""
+class _Meter:
+    def __init__(self, name: str, on_progress: Callable[[RebuildProgress], None] | None) -> None:
+        self.name = name
+        self.on_progress = on_progress
+        self.started = time.perf_counter()
+        self.events = 0
+
+    def report(self, position: int, head: int, done: bool = False) -> RebuildProgress:
+        elapsed = time.perf_counter() - self.started
+        progress = RebuildProgress(self.name, position, head, self.events, elapsed, done)
+        if self.on_progress is not None:
+            self.on_progress(progress)
+        return progress
+
+
+async def _catch_up(
+    dsn: str, conn: asyncpg.Connection, follower: Follower, batch_size: int, meter: _Meter
+) -> None:
+    """Fill the shadow until it is within a batch of the head.
+
+    While one batch is written, the next is read on a second connection:
+    decoding in this process overlaps the server's writing.
+    """
+    reader = await connect(dsn)
+    position = 0
+    ahead = asyncio.create_task(follower.read(reader, position, batch_size))
+    try:
+        while True:
+            events, after, head = await ahead
+            if head - after <= batch_size:
+                return
+            ahead = asyncio.create_task(follower.read(reader, after, batch_size))
+            await follower.write(conn, events, position, after)
+            position = after
+            meter.events += len(events)
+            meter.report(position, head)
+    finally:
+        ahead.cancel()
+        await asyncio.gather(ahead, return_exceptions=True)
+        await reader.close()
+
+
+async def _create_shadow(conn: asyncpg.Connection, live: Projection) -> list[str]:
+    """Fresh shadow tables (a crashed rebuild's leftovers go) and a checkpoint at 0.
+
+    The shadows keep the indexes that back constraints (the upserts need them);
+    the others are dropped and their definitions returned, to be built once
+    the tables are full: cheaper than maintaining them row by row.
+    """
+    deferred: list[str] = []
     async with conn.transaction():
         for table in live.tables:
-            await conn.execute(f"DROP TABLE IF EXISTS {table}{SHADOW_SUFFIX}")
-            await conn.execute(f"CREATE TABLE {table}{SHADOW_SUFFIX} (LIKE {table} INCLUDING ALL)")
+            shadow = table + SHADOW_SUFFIX
+            await conn.execute(f"DROP TABLE IF EXISTS {shadow}")
+            await conn.execute(f"CREATE TABLE {shadow} (LIKE {table} INCLUDING ALL)")
+            rows = await conn.fetch(
+                "SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS def"
+                " FROM pg_index i WHERE i.indrelid = $1::regclass"
+                " AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)",
+                shadow,
+            )
+            for row in rows:
+                await conn.execute(f"DROP INDEX {row['name']}")
+                deferred.append(row["def"])
         await conn.execute(
             "INSERT INTO projection_checkpoints (name) VALUES ($1)"
             " ON CONFLICT (name) DO UPDATE SET position = 0, error = NULL, updated_at = now()",
             live.name + SHADOW_SUFFIX,
         )
         await ensure_checkpoint(conn, live.checkpoint)
+    return deferred
 
 
 async def _indexes(conn: asyncpg.Connection, table: str) -> dict[str, str]:

@@ -33,7 +33,7 @@ from readmodels.checkpoints import (
 )
 from readmodels.log import read_batch
 from readmodels.notices import Notices
-from readmodels.projection import Projection
+from readmodels.projection import LogEvent, Projection
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +71,27 @@ class Follower:
 
     async def step_in_transaction(self, conn: asyncpg.Connection, limit: int) -> Batch:
         before = await lock_checkpoint(conn, self.checkpoint)
-        events, after, head = await read_batch(
-            conn, self._upcasters, self._stored_types, before, limit
-        )
+        events, after, head = await self.read(conn, before, limit)
         if after > before:
             await self.projection.apply(conn, events)
             await advance(conn, self.checkpoint, after)
         return Batch(len(events), before, after, head)
+
+    async def read(
+        self, conn: asyncpg.Connection, after: int, limit: int
+    ) -> tuple[list[LogEvent], int, int]:
+        """A batch after `after` (any connection will do: positions up to the head never change)."""
+        return await read_batch(conn, self._upcasters, self._stored_types, after, limit)
+
+    async def write(
+        self, conn: asyncpg.Connection, events: Sequence[LogEvent], before: int, after: int
+    ) -> None:
+        """Apply a batch read ahead; refused if the checkpoint is no longer at `before`."""
+        async with conn.transaction():
+            if await lock_checkpoint(conn, self.checkpoint) != before:
+                raise RuntimeError(f"{self.checkpoint} moved while a batch was read ahead")
+            await self.projection.apply(conn, events)
+            await advance(conn, self.checkpoint, after)
 
 
 class ProjectionRunner:

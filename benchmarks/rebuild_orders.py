@@ -1,0 +1,113 @@
+"""Rebuild of the orders projection from a log of order events, beside the raw read rate.
+
+    python -m benchmarks.rebuild_orders [--events 200000] [--batch-size 5000]
+
+Fills a scratch database through the event store's appender (order streams of
+create, three adds, sometimes a remove, then submit or cancel), then prints:
+the raw read rate of the log (keyset pages of 1,000, the columns a projection
+reads, JSON decoded), the rebuild rate (read, upcast, fold, upsert, checkpoint,
+swap) and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import time
+
+import uvloop
+
+from benchmarks._db import drop_database, scratch_database
+from eventstore import Appender, AppendRequest, NewEvent, StreamWrite
+from eventstore.pool import create_pool
+from readmodels.orders import OrderProjection
+from readmodels.rebuild import RebuildProgress, rebuild
+from service.container import build_upcasters
+
+
+def order_events(index: int, rng: random.Random) -> list[NewEvent]:
+    meta = {"correlation_id": f"bench-{index}", "user_id": "bench", "service": "bench"}
+    events = [NewEvent("order.created.v2", {"customer_id": f"cus_{index % 500}", "currency": "USD"}, meta)]
+    for sku in ("A", "B", "C"):
+        price = rng.choice(["0.10", "1.99", "19.99"])
+        data = {"item_id": f"{sku}{index % 97}", "quantity": rng.randrange(1, 5), "price": price, "discount": "0"}
+        events.append(NewEvent("item.added.v2", data, meta))
+    if rng.random() < 0.3:
+        events.append(NewEvent("item.removed.v1", {"item_id": f"B{index % 97}"}, meta))
+    if rng.random() < 0.8:
+        events.append(NewEvent("order.submitted.v1", {"total": "0"}, meta))
+    else:
+        events.append(NewEvent("order.cancelled.v1", {"reason": "bench"}, meta))
+    return events
+
+
+async def fill(dsn: str, target: int) -> int:
+    pool = await create_pool(dsn, max_size=4)
+    appender = Appender(pool, outbox=False)
+    rng = random.Random(1)
+    written = index = 0
+    try:
+        while written < target:
+            writes = []
+            for _ in range(200):
+                events = order_events(index, rng)
+                writes.append(StreamWrite(f"order-bench_{index}", events, owner=f"cus_{index % 500}"))
+                written += len(events)
+                index += 1
+            await asyncio.gather(*(appender.append(AppendRequest([w])) for w in writes))
+    finally:
+        await appender.close()
+        await pool.close()
+    return written
+
+
+async def raw_read_rate(dsn: str) -> tuple[float, int]:
+    pool = await create_pool(dsn, min_size=1, max_size=1)
+    try:
+        start = time.perf_counter()
+        after, count = 0, 0
+        while True:
+            rows = await pool.fetch(
+                "SELECT position, stream_id, version, type, data, recorded_at FROM events"
+                " WHERE position > $1 ORDER BY position LIMIT 1000",
+                after,
+            )
+            if not rows:
+                break
+            count += len(rows)
+            after = rows[-1][0]
+        return count / (time.perf_counter() - start), count
+    finally:
+        await pool.close()
+
+
+async def main(target: int, batch_size: int) -> None:
+    url, server = await asyncio.to_thread(scratch_database)
+    try:
+        start = time.perf_counter()
+        written = await fill(url, target)
+        print(f"log: {written:,} order events written in {time.perf_counter() - start:.1f} s")
+        raw, count = await raw_read_rate(url)
+        print(f"raw read (keyset pages of 1,000, decoded): {raw:10,.0f} events/s over {count:,}")
+
+        last: list[RebuildProgress] = []
+        final = await rebuild(url, OrderProjection, build_upcasters(), batch_size=batch_size, on_progress=last.append)
+        pool = await create_pool(url, min_size=1, max_size=1)
+        orders = await pool.fetchval("SELECT count(*) FROM order_views")
+        lines = await pool.fetchval("SELECT count(*) FROM order_lines")
+        await pool.close()
+        print(f"rebuild orders (batch {batch_size}):         {final.rate:10,.0f} events/s"
+              f" ({final.events:,} events in {final.elapsed:.1f} s; {orders:,} orders, {lines:,} lines)")
+        print(f"ratio rebuild / raw read: {final.rate / raw:.2f}   goal 40,000 events/s: "
+              f"{'met' if final.rate >= 40_000 else 'NOT met'}")
+    finally:
+        await asyncio.to_thread(drop_database, server, url)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--batch-size", type=int, default=5000)
+    args = parser.parse_args()
+    uvloop.run(main(args.events, args.batch_size))
