@@ -1,0 +1,126 @@
+"""Saga latency: submitOrder to COMPLETED at a steady rate.
+
+    python -m benchmarks.saga_latency [--rate 50] [--seconds 20]
+
+Runs the relay and the three consumer groups in this process (as `serve`
+does), prepares orders of two lines over 50 products for 200 funded customers
+(not timed), then submits `--rate` orders per second for `--seconds`. A
+submit's latency runs from the call to the commit of its `order.completed`
+event (the order's status is COMPLETED from then on). Prints p50, p99 and max.
+Uses DATABASE_URL / REDIS_URL, else embedded servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import time
+import uuid
+
+import redis.asyncio as redis
+import uvloop
+
+from benchmarks._db import drop_database, scratch_database
+from benchmarks._redis import benchmark_redis
+from service.container import Services, build_upcasters
+from service.context import Principal, RequestContext, Role
+from service.relay import OutboxRelay
+from service.saga.consumer import StreamConsumer
+from service.saga.reactions import ALL_REACTIONS
+from service.saga.tracked import TrackedAppends
+from service.settings import Settings
+
+STAFF = RequestContext.new(Principal("bench", Role.STAFF))
+PRODUCTS = 50
+CUSTOMERS = 200
+
+
+async def prepare(services: Services, orders: int) -> list[str]:
+    for n in range(PRODUCTS):
+        await services.products.register_product(
+            STAFF, sku=f"P{n}", name=f"Product {n}", price="1.00", initial_stock=1_000_000
+        )
+    for n in range(CUSTOMERS):
+        await services.wallets.deposit_funds(STAFF, customer_id=f"cus_{n}", amount="1000000.00")
+    rng = random.Random(1)
+    ids = []
+    for n in range(orders):
+        order_id = f"ord_bench_{n}"
+        await services.orders.create_order(STAFF, customer_id=f"cus_{n % CUSTOMERS}", order_id=order_id)
+        for sku in rng.sample(range(PRODUCTS), 2):
+            await services.orders.add_item(STAFF, order_id=order_id, sku=f"P{sku}", quantity=1, unit_price="2.50")
+        ids.append(order_id)
+    return ids
+
+
+async def completions(services: Services, done: dict[str, float], stop: asyncio.Event) -> None:
+    """Watch the log for order.completed events: order id -> commit time (epoch seconds)."""
+    after = await services.reader.head_position()
+    while not stop.is_set():
+        events = await services.reader.read_all(after, 1000, types=["order.completed.v1"])
+        for event in events:
+            done[event.stream_id.removeprefix("order-")] = event.recorded_at.timestamp()
+        after = events[-1].position if events else after
+        if not events:
+            await asyncio.sleep(0.002)
+
+
+async def measure(args: argparse.Namespace, url: str, redis_url: str) -> None:
+    services = await Services.start(Settings(run_projections=False), url)
+    client = redis.from_url(redis_url)
+    key = f"eventgraph:bench:{uuid.uuid4().hex}"
+    total = int(args.rate * args.seconds)
+    try:
+        ids = await prepare(services, total)
+        tracked = TrackedAppends(services.appender, services.reader)
+        runnables = [OutboxRelay(url, client, build_upcasters(), stream_key=key, poll_interval=0.5)] + [
+            StreamConsumer(client, r(tracked), stream_key=key) for r in ALL_REACTIONS
+        ]
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(r.run(stop)) for r in runnables]
+        done: dict[str, float] = {}
+        watcher = asyncio.create_task(completions(services, done, stop))
+        await asyncio.sleep(1)  # relay lease and consumer groups in place
+        submitted: dict[str, float] = {}
+        pending = set()
+        start = time.perf_counter()
+        for n, order_id in enumerate(ids):
+            await asyncio.sleep(max(0.0, start + n / args.rate - time.perf_counter()))
+            submitted[order_id] = time.time()
+            pending.add(asyncio.create_task(services.orders.submit_order(STAFF, order_id=order_id)))
+        await asyncio.gather(*pending)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # polled: `done` is filled by the watcher
+            if len(done) >= total:
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.gather(*tasks, watcher)
+        latencies = sorted((done[o] - submitted[o]) * 1000 for o in ids if o in done)
+        p = statistics.quantiles(latencies, n=100)
+        print(
+            f"saga: {len(latencies)}/{total} orders COMPLETED at {args.rate}/s:"
+            f" p50 {p[49]:.1f} ms, p99 {p[98]:.1f} ms, max {latencies[-1]:.1f} ms"
+        )
+    finally:
+        await client.delete(key)
+        await client.aclose()
+        await services.close()
+
+
+def main(args: argparse.Namespace) -> None:
+    url, server = scratch_database()
+    try:
+        with benchmark_redis() as redis_url:
+            uvloop.run(measure(args, url, redis_url))
+    finally:
+        drop_database(server, url)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=50.0, help="orders submitted per second")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    main(parser.parse_args())
