@@ -22,7 +22,7 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
 from api import http
-from api.auth import Unauthenticated, principal_from_authorization
+from api.auth import TokenVerifier, Unauthenticated
 from api.context import Context
 from api.graphiql import graphiql_html, graphiql_routes
 from api.schema import build_schema
@@ -49,7 +49,7 @@ class GraphQLApp(GraphQL[Context, None]):
     def __init__(self, services_ref: dict[str, Services], settings: Settings, **kwargs: Any) -> None:
         super().__init__(build_schema(settings), **kwargs)
         self._services_ref = services_ref
-        self._secret = settings.jwt_secret or ""
+        self._tokens = TokenVerifier(settings.jwt_secret or "")
         self._max_body = settings.max_body_bytes
 
     # --- GraphQL over HTTP: every refusal is a coded JSON error, never plain text or a 500.
@@ -149,7 +149,7 @@ class GraphQLApp(GraphQL[Context, None]):
 
     def authenticate(self, authorization: str | None) -> Any:
         try:
-            return principal_from_authorization(authorization, self._secret)
+            return self._tokens.principal(authorization)
         except Unauthenticated as error:
             return error
 

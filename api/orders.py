@@ -8,6 +8,7 @@ from decimal import Decimal
 import strawberry
 
 from api.context import Info
+from api.inputs import flat_input
 from api.types import Event, Order, OrderPayload
 from readmodels.views import order_view
 from service.orders import OrderResult
@@ -22,6 +23,7 @@ def payload(result: OrderResult) -> OrderPayload:
     )
 
 
+@flat_input
 @strawberry.input
 class CreateOrderInput:
     customer_id: strawberry.ID
@@ -30,6 +32,7 @@ class CreateOrderInput:
     idempotency_key: str | None = None
 
 
+@flat_input
 @strawberry.input
 class AddItemInput:
     order_id: strawberry.ID
@@ -41,6 +44,7 @@ class AddItemInput:
     idempotency_key: str | None = None
 
 
+@flat_input
 @strawberry.input
 class RemoveItemInput:
     order_id: strawberry.ID
@@ -49,6 +53,7 @@ class RemoveItemInput:
     idempotency_key: str | None = None
 
 
+@flat_input
 @strawberry.input
 class SubmitOrderInput:
     order_id: strawberry.ID
@@ -56,6 +61,7 @@ class SubmitOrderInput:
     idempotency_key: str | None = None
 
 
+@flat_input
 @strawberry.input
 class CancelOrderInput:
     order_id: strawberry.ID

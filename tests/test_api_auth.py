@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import jwt
@@ -128,3 +129,14 @@ async def test_staff_sees_and_commands_everything(api: Api) -> None:
     assert {e["node"]["streamId"] for e in own} == {f"order-{second}"}
     seen = await api.gql(f'{{ orderAt(id: "{first}") {{ customerId lines {{ sku }} }} }}', as_=staff)
     assert seen == {"data": {"orderAt": {"customerId": "cus_1", "lines": [{"sku": "A"}]}}}
+
+
+async def test_a_remembered_token_stops_working_when_it_expires(api: Api) -> None:
+    expires = int(time.time()) + 2
+    token = jwt.encode({"sub": "cus_1", "role": "customer", "exp": expires}, api.secret, "HS256")
+    first = await api.gql("{ headPosition }", as_=None, headers=bearer(token))
+    assert first == {"data": {"headPosition": "0"}}  # verified, and now remembered
+    await asyncio.sleep(max(0.0, expires + 0.05 - time.time()))
+    later = await api.gql("{ headPosition }", as_=None, headers=bearer(token))
+    assert later["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert "expired" in later["errors"][0]["message"]

@@ -1,0 +1,238 @@
+"""addItem mutations over HTTP against a real `eventgraph serve` (1 uvicorn worker), with wrk.
+
+    python -m benchmarks.http_mutations [--seconds 10] [--connections 32] [--with-workers]
+
+Starts `eventgraph serve` on a free port and a scratch database (DATABASE_URL's server,
+else the embedded one), creates 1,000 orders, then runs wrk (C, one thread, a Lua script
+that posts `addItem` with a distinct sku per order on each pass) with 32 connections,
+then the same with `{ __typename }` as the GraphQL ceiling; prints both and the ratio.
+By default the background workers (projections, relay, saga) stay off so the figure is
+the API's; `--with-workers` measures the full `serve` as shipped.
+Needs wrk (`apt-get install -y wrk`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from api.auth import mint_token
+from benchmarks._db import drop_database, scratch_database
+
+ORDERS = 1000
+ADD_ITEM = (
+    "mutation($i: AddItemInput!) { addItem(input: $i) "
+    "{ streamVersion position order { version total { amount } } } }"
+)
+
+# One wrk thread; `n` counts this thread's requests. Pass p over the orders uses sku "S<p>",
+# so every addItem adds a new line (an order holds up to 500 lines).
+LUA = r"""
+local orders = {}
+for line in io.lines("%(orders)s") do orders[#orders + 1] = line end
+local query = %(query)s
+local n = 0
+local errors = 0
+local headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer %(token)s"}
+
+request = function()
+  local order = orders[(n %% #orders) + 1]
+  local sku = "S" .. (math.floor(n / #orders) %% 400)
+  n = n + 1
+  local body = '{"query":' .. query .. ',"variables":{"i":{"orderId":"' .. order ..
+    '","sku":"' .. sku .. '","quantity":1,"unitPrice":"1.00"}}}'
+  return wrk.format("POST", "/graphql", headers, body)
+end
+
+response = function(status, headers, body)
+  if status ~= 200 or string.find(body, '"errors"', 1, true) then
+    errors = errors + 1
+    if errors <= 3 then io.stderr:write(status .. " " .. body .. "\n") end
+  end
+end
+
+done = function(summary, latency, requests)
+  io.write(string.format("errors %%d\n", errors))
+end
+"""
+
+TYPENAME_LUA = r"""
+wrk.method = "POST"
+wrk.body = '{"query":"{ __typename }"}'
+wrk.headers["Content-Type"] = "application/json"
+local errors = 0
+response = function(status, headers, body)
+  if status ~= 200 then errors = errors + 1 end
+end
+done = function(summary, latency, requests)
+  io.write(string.format("errors %d\n", errors))
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_healthy(base: str, server: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"eventgraph serve exited with {server.returncode}")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("eventgraph serve did not become healthy")
+
+
+async def create_orders(base: str, token: str, count: int) -> list[str]:
+    query = "mutation($c: ID!) { createOrder(input: {customerId: $c}) { order { id } } }"
+    headers = {"Authorization": f"Bearer {token}"}
+    limits = httpx.Limits(max_connections=32)
+    async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=30) as http:
+        gate = asyncio.Semaphore(32)
+
+        async def one(i: int) -> str:
+            async with gate:
+                response = await http.post("/graphql", json={"query": query, "variables": {"c": f"cus_{i % 100}"}})
+                return str(response.json()["data"]["createOrder"]["order"]["id"])
+
+        return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(url: str, script: Path, connections: int, seconds: int, server_pid: int) -> dict[str, float]:
+    cpu_before = cpu_seconds(server_pid)
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    )
+    cpu = cpu_seconds(server_pid) - cpu_before
+    text = out.stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
+    errors = int(re.search(r"^errors (\d+)$", text, re.M).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", text).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    return {
+        "rate": rate,
+        "requests": requests,
+        "errors": errors + (int(non2xx.group(1)) if non2xx else 0),
+        "p50_ms": _latency(text, "50%"),
+        "p99_ms": _latency(text, "99%"),
+        "cpu_ms": cpu * 1000 / max(requests, 1),  # the server's CPU per request
+        "stderr": out.stderr.strip(),  # type: ignore[dict-item]
+    }
+
+
+def _latency(text: str, percentile: str) -> float:
+    match = re.search(rf"^\s+{re.escape(percentile)}\s+([\d.]+)(us|ms|s)$", text, re.M)
+    if not match:
+        return float("nan")
+    value, unit = float(match.group(1)), match.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--with-workers", action="store_true", help="keep projections, relay and saga on")
+    parser.add_argument("--profile", metavar="OUT", help="py-spy record the server during the addItem run (OUT.svg/.txt)")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
+        return 2
+
+    url, server_url = scratch_database()
+    secret = "bench-" + os.urandom(24).hex()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    work = Path(tempfile.mkdtemp(prefix="eventgraph-bench-"))
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "EVENTGRAPH_JWT_SECRET": secret,
+        "EVENTGRAPH_DATA_DIR": str(work / "data"),
+    }
+    if not args.with_workers:
+        env.update(EVENTGRAPH_RUN_PROJECTIONS="0", EVENTGRAPH_RUN_RELAY="0", EVENTGRAPH_RUN_SAGA="0")
+    eventgraph = str(Path(sys.executable).parent / "eventgraph")
+    server = subprocess.Popen(
+        [eventgraph, "serve", "--port", str(port), "--workers", "1", "--log-level", "warning"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        wait_healthy(base, server)
+        token = mint_token(secret, "bench", "staff")
+        orders = asyncio.run(create_orders(base, token, ORDERS))
+        (work / "orders.txt").write_text("\n".join(orders) + "\n")
+        add_lua = work / "add_item.lua"
+        add_lua.write_text(
+            LUA % {"orders": work / "orders.txt", "query": json.dumps(json.dumps(ADD_ITEM)), "token": token}
+        )
+        typename_lua = work / "typename.lua"
+        typename_lua.write_text(TYPENAME_LUA)
+
+        profiler = None
+        if args.profile:
+            fmt = "raw" if args.profile.endswith(".txt") else "flamegraph"
+            profiler = subprocess.Popen(
+                ["py-spy", "record", "-p", str(server.pid), "-d", str(args.seconds), "-f", fmt, "-o", args.profile],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+        mutations = run_wrk(f"{base}/graphql", add_lua, args.connections, args.seconds, server.pid)
+        if profiler is not None:
+            profiler.wait(30)
+        ceiling = run_wrk(f"{base}/graphql", typename_lua, args.connections, args.seconds, server.pid)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        drop_database(server_url, url)
+        shutil.rmtree(work, ignore_errors=True)
+
+    workers = "with background workers" if args.with_workers else "API only (workers off)"
+    print(f"eventgraph serve, 1 uvicorn worker, {workers}; wrk -t1 -c{args.connections} -d{args.seconds}s")
+    for name, result in (("addItem", mutations), ("{ __typename }", ceiling)):
+        print(
+            f"  {name:<15} {result['rate']:8.0f} req/s  p50 {result['p50_ms']:.1f} ms  "
+            f"p99 {result['p99_ms']:.1f} ms  server CPU {result['cpu_ms']:.2f} ms/req "
+            f"({int(result['requests'])} requests, {int(result['errors'])} errors)"
+        )
+        if result["stderr"]:
+            print(f"    first errors: {result['stderr'][:500]}")
+    print(f"  ratio addItem / __typename: {mutations['rate'] / ceiling['rate']:.2f}")
+    # the machine may be shared: CPU per request says what one free core would give
+    print(f"  one free core would give ~{1000 / mutations['cpu_ms']:.0f} addItem/s (server CPU bound)")
+    print(f"  load average during the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    print(f"  goal >= 1,500 addItem/s: {'met' if mutations['rate'] >= 1500 else 'NOT met'}")
+    return 0 if mutations["errors"] == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
