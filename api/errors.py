@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
 from typing import Any
 
 from graphql.error import GraphQLError
-from strawberry.extensions import MaskErrors, ParserCache
+from strawberry.extensions import MaskErrors
 
 from api.auth import Unauthenticated
 from domain.errors import InvalidInput, RuleViolation
@@ -89,20 +88,3 @@ class ErrorCodes(MaskErrors):
             extensions={**(error.extensions or {}), "code": code, **extra},
         )
 
-
-class CodedParserCache(ParserCache):
-    """ParserCache whose syntax errors still get codes.
-
-    strawberry's ParserCache raises a syntax error (or the token limit's) from its parse
-    hook, which escapes the operation before ErrorCodes runs: the client would get an
-    uncoded error. Here a failed cached parse leaves the document unset, so strawberry
-    parses again on its own path, where the error is reported inside the operation.
-    """
-
-    def on_parse(self) -> Iterator[None]:
-        context = self.execution_context
-        try:
-            context.graphql_document = self.cached_parse_document(context.query, **context.parse_options)
-        except GraphQLError:
-            context.graphql_document = None
-        yield

@@ -5,18 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import strawberry
-from strawberry.extensions import (
-    DisableIntrospection,
-    MaxTokensLimiter,
-    SchemaExtension,
-    ValidationCache,
-)
+from strawberry.extensions import DisableIntrospection, SchemaExtension
 from strawberry.tools import merge_types
 
-from api.errors import CodedParserCache, ErrorCodes
+from api.errors import ErrorCodes
 from api.events import EventQuery
 from api.inventory import InventoryMutation, InventoryQuery
-from api.limits import ComplexityLimiter
+from api.limits import QueryGuard
 from api.orders import OrderHistoryQuery, OrderMutation
 from api.readmodels import ConsistencyReport, ReadModelQuery
 from api.subscriptions import LiveSubscription
@@ -33,13 +28,11 @@ NODE_TYPES: list[type] = [Order, Event]
 def build_schema(settings: Settings) -> strawberry.Schema:
     # Factories, not instances: an extension instance keeps the execution context of the
     # request it serves, so one shared instance mixes up concurrent requests' results.
+    guard = QueryGuard(settings.max_tokens, settings.max_depth, settings.max_aliases)
     extensions: list[Callable[[], SchemaExtension]] = [
         ErrorCodes,
         ConsistencyReport,
-        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
-        lambda: CodedParserCache(maxsize=1024),
-        lambda: ValidationCache(maxsize=1024),
-        lambda: ComplexityLimiter(max_depth=settings.max_depth, max_aliases=settings.max_aliases),
+        guard.extension,  # token/depth/alias limits, parse and validation caches
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)
