@@ -1,0 +1,199 @@
+"""Read-model queries over HTTP against a real `eventgraph serve` (1 uvicorn worker), with wrk.
+
+    python -m benchmarks.http_reads [--seconds 10] [--connections 32] [--orders 2000]
+
+Starts `eventgraph serve` (projections on; relay and saga off) on a free port and a
+scratch database, appends orders with three lines each through the event store,
+waits for the orders projection to catch up, then runs wrk (one thread, 32
+connections) on: `order(id)` over random orders with every field and its lines
+(27 fields), the same selecting only `id status total { amount }`; `orders(first: 20)` with lines;
+and `{ __typename }` as the GraphQL ceiling. Prints req/s, latencies, server CPU
+per request and the ratios. Needs wrk (`apt-get install -y wrk`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from api.auth import mint_token
+from benchmarks._db import drop_database, scratch_database
+from benchmarks.http_mutations import TYPENAME_LUA, free_port, run_wrk, wait_healthy
+from eventstore import Appender, AppendRequest, NewEvent, StreamWrite
+from eventstore.pool import create_pool
+
+ORDER = (
+    "query($id: ID!) { order(id: $id) { id customerId status version total { amount currency } "
+    "lines { sku quantity unitPrice { amount } lineTotal { amount } } } }"
+)
+ORDER_LEAN = "query($id: ID!) { order(id: $id) { id status total { amount } } }"
+ORDERS = (
+    "{ orders(first: 20) { edges { cursor node { id status total { amount } "
+    "lines { sku quantity unitPrice { amount } lineTotal { amount } } } } pageInfo { hasNextPage endCursor } } }"
+)
+
+ORDER_LUA = r"""
+local orders = {}
+for line in io.lines("%(orders)s") do orders[#orders + 1] = line end
+local query = %(query)s
+local n = 0
+local errors = 0
+local headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer %(token)s"}
+request = function()
+  n = n + 1
+  local body = '{"query":' .. query .. ',"variables":{"id":"' .. orders[(n * 7919 %% #orders) + 1] .. '"}}'
+  return wrk.format("POST", "/graphql", headers, body)
+end
+response = function(status, headers, body)
+  if status ~= 200 or string.find(body, '"errors"', 1, true) then
+    errors = errors + 1
+    if errors <= 3 then io.stderr:write(status .. " " .. body .. "\n") end
+  end
+end
+done = function(summary, latency, requests)
+  io.write(string.format("errors %%d\n", errors))
+end
+"""
+
+LIST_LUA = r"""
+wrk.method = "POST"
+wrk.body = '{"query":' .. %(query)s .. '}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %(token)s"
+local errors = 0
+response = function(status, headers, body)
+  if status ~= 200 or string.find(body, '"errors"', 1, true) then errors = errors + 1 end
+end
+done = function(summary, latency, requests)
+  io.write(string.format("errors %%d\n", errors))
+end
+"""
+
+
+async def seed(dsn: str, count: int) -> list[str]:
+    pool = await create_pool(dsn, max_size=4)
+    appender = Appender(pool, outbox=False)
+    meta = {"correlation_id": "bench", "user_id": "bench", "service": "bench"}
+    ids = [f"bench_{i}" for i in range(count)]
+    try:
+        for start in range(0, count, 200):
+            writes = []
+            for i in range(start, min(start + 200, count)):
+                events = [NewEvent("order.created.v2", {"customer_id": f"cus_{i % 100}", "currency": "USD"}, meta)]
+                events += [
+                    NewEvent("item.added.v2", {"item_id": f"{s}{i}", "quantity": 2, "price": "9.99", "discount": "0"}, meta)
+                    for s in "ABC"
+                ]
+                writes.append(StreamWrite(f"order-{ids[i]}", events, owner=f"cus_{i % 100}"))
+            await asyncio.gather(*(appender.append(AppendRequest([w])) for w in writes))
+    finally:
+        await appender.close()
+        await pool.close()
+    return ids
+
+
+def wait_projected(base: str, token: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reply = httpx.post(
+            f"{base}/graphql", json={"query": "{ projections { name lag } }"},
+            headers={"Authorization": f"Bearer {token}"}, timeout=10,
+        ).json()
+        lag = {p["name"]: p["lag"] for p in reply["data"]["projections"]}
+        if lag.get("orders") == 0:
+            return
+        time.sleep(0.2)
+    raise SystemExit("the orders projection did not catch up")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--orders", type=int, default=2000)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
+        return 2
+
+    load_before = os.getloadavg()[0]
+    url, server_url = scratch_database()
+    secret = "bench-" + os.urandom(24).hex()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    work = Path(tempfile.mkdtemp(prefix="eventgraph-bench-"))
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "EVENTGRAPH_JWT_SECRET": secret,
+        "EVENTGRAPH_DATA_DIR": str(work / "data"),
+        "EVENTGRAPH_RUN_PROJECTIONS": "1",
+        "EVENTGRAPH_RUN_RELAY": "0",
+        "EVENTGRAPH_RUN_SAGA": "0",
+    }
+    eventgraph = str(Path(sys.executable).parent / "eventgraph")
+    server = subprocess.Popen(
+        [eventgraph, "serve", "--port", str(port), "--workers", "1", "--log-level", "warning"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        ids = asyncio.run(seed(url, args.orders))
+        wait_healthy(base, server)
+        token = mint_token(secret, "bench", "staff")
+        wait_projected(base, token)
+        (work / "orders.txt").write_text("\n".join(ids) + "\n")
+        scripts = {
+            "order(id)": ORDER_LUA % {"orders": work / "orders.txt", "query": json.dumps(json.dumps(ORDER)), "token": token},
+            "order(id) lean": ORDER_LUA % {"orders": work / "orders.txt", "query": json.dumps(json.dumps(ORDER_LEAN)), "token": token},
+            "orders(first: 20)": LIST_LUA % {"query": json.dumps(json.dumps(ORDERS)), "token": token},
+            "{ __typename }": TYPENAME_LUA,
+        }
+        results = {}
+        for name, text in scripts.items():
+            script = work / f"{len(results)}.lua"
+            script.write_text(text)
+            results[name] = run_wrk(f"{base}/graphql", script, args.connections, args.seconds, server.pid)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        drop_database(server_url, url)
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"eventgraph serve, 1 uvicorn worker, projections on; {args.orders} orders of 3 lines;"
+          f" wrk -t1 -c{args.connections} -d{args.seconds}s, load average before {load_before:.2f}")
+    for name, result in results.items():
+        print(
+            f"  {name:<18} {result['rate']:8.0f} req/s  p50 {result['p50_ms']:.1f} ms  "
+            f"p99 {result['p99_ms']:.1f} ms  server CPU {result['cpu_ms']:.2f} ms/req "
+            f"({int(result['requests'])} requests, {int(result['errors'])} errors)"
+        )
+        if result["stderr"]:
+            print(f"    first errors: {str(result['stderr'])[:500]}")
+    ceiling = results["{ __typename }"]["rate"]
+    single = results["order(id)"]
+    print(f"  ratio order(id) / __typename: {single['rate'] / ceiling:.2f};"
+          f" orders(first: 20) / __typename: {results['orders(first: 20)']['rate'] / ceiling:.2f}")
+    print(f"  one free core would give ~{1000 / single['cpu_ms']:.0f} order(id)/s (server CPU bound)")
+    print(f"  load average during the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    lean = results["order(id) lean"]["rate"]
+    print(f"  goal >= 2,000 order(id)/s: full selection {'met' if single['rate'] >= 2000 else 'NOT met'},"
+          f" lean selection {'met' if lean >= 2000 else 'NOT met'}")
+    return 0 if all(r["errors"] == 0 for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
