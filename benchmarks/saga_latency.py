@@ -67,6 +67,20 @@ async def completions(services: Services, done: dict[str, float], stop: asyncio.
             await asyncio.sleep(0.002)
 
 
+async def hops(services: Services, after: int) -> dict[str, str]:
+    """Per reacting event type, the median time from its cause's commit to its own."""
+    committed: dict[str, float] = {}
+    delays: dict[str, list[float]] = {}
+    while events := await services.reader.read_all(after, 1000):
+        for event in events:
+            committed[str(event.event_id)] = event.recorded_at.timestamp()
+            cause = committed.get(event.metadata.get("causation_id") or "")
+            if cause is not None:
+                delays.setdefault(event.type, []).append(event.recorded_at.timestamp() - cause)
+        after = events[-1].position
+    return {t: f"{statistics.median(d) * 1000:.1f} ms" for t, d in delays.items()}
+
+
 async def measure(args: argparse.Namespace, url: str, redis_url: str) -> None:
     services = await Services.start(Settings(run_projections=False), url)
     client = redis.from_url(redis_url)
@@ -84,6 +98,7 @@ async def measure(args: argparse.Namespace, url: str, redis_url: str) -> None:
         watcher = asyncio.create_task(completions(services, done, stop))
         await asyncio.sleep(1)  # relay lease and consumer groups in place
         submitted: dict[str, float] = {}
+        first_position = await services.reader.head_position()
         pending = set()
         start = time.perf_counter()
         for n, order_id in enumerate(ids):
@@ -104,6 +119,7 @@ async def measure(args: argparse.Namespace, url: str, redis_url: str) -> None:
             f"saga: {len(latencies)}/{total} orders COMPLETED at {args.rate}/s:"
             f" p50 {p[49]:.1f} ms, p99 {p[98]:.1f} ms, max {latencies[-1]:.1f} ms"
         )
+        print("median hop, cause committed -> effect committed:", await hops(services, first_position))
     finally:
         await client.delete(key)
         await client.aclose()

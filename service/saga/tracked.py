@@ -10,7 +10,9 @@ state. A message processed before is AlreadyProcessed: nothing to do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -64,6 +66,7 @@ class TrackedAppends:
         self._appender = appender
         self._reader = reader
         self._cache: OrderedDict[str, Aggregate] = OrderedDict()
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def load(self, stream_id: str, new_aggregate: Callable[[], A], to_version: int | None = None) -> A:
         """The aggregate as stored now (or at `to_version`), without caching it."""
@@ -82,8 +85,29 @@ class TrackedAppends:
 
         Raises AlreadyProcessed for a message processed before.
         """
+        async with contextlib.AsyncExitStack() as held:
+            for stream_id in sorted(streams):  # one order for everyone: no deadlock
+                await held.enter_async_context(self._lock(stream_id))
+            return await self._react(tracking, metadata, streams, decide)
+
+    def _lock(self, stream_id: str) -> asyncio.Lock:
+        """Reactions in this process touching a stream take turns: they never conflict
+        with each other, only with other processes."""
+        lock = self._locks.get(stream_id)
+        if lock is None:
+            lock = self._locks[stream_id] = asyncio.Lock()
+        return lock
+
+    async def _react(
+        self,
+        tracking: Tracking,
+        metadata: dict[str, Any],
+        streams: Mapping[str, Callable[[], Aggregate]],
+        decide: Decide,
+    ) -> AppendResult | None:
         for attempt in range(MAX_ATTEMPTS):
-            aggregates = {s: await self._fresh(s, factory) for s, factory in streams.items()}
+            loaded = await asyncio.gather(*(self._fresh(s, factory) for s, factory in streams.items()))
+            aggregates = dict(zip(streams, loaded, strict=True))
             bases = {s: a.version for s, a in aggregates.items()}
             extras = decide(aggregates)
             writes = [
