@@ -69,7 +69,7 @@ class Notices:
                 finally:
                     for waiter in waiters:
                         waiter.cancel()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            except Exception as error:  # unreachable server, restart, bad URL: retry
                 log.warning("notification listener lost (%r); reconnecting", error)
             finally:
                 if conn is not None and not conn.is_closed():

@@ -135,9 +135,10 @@ class ProjectionRunner:
             conn: asyncpg.Connection | None = None
             try:
                 conn = await connect(self._dsn)
-                if not await try_lease(conn, name):
+                while not await try_lease(conn, name):  # a standby: the holder lives
                     await _pause(stop, None, self._lease_retry)
-                    continue
+                    if stop.is_set():
+                        return
                 log.info("projection %s: lease taken", name)
                 self.leased.add(name)
                 await ensure_checkpoint(conn, name)
