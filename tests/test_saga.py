@@ -270,3 +270,20 @@ async def test_events_published_before_the_consumers_start_are_handled(services:
 
 async def _published(client: redis.Redis, key: str, at_least: int) -> bool:
     return len([e for e in await entries(client, key) if e["event_type"] == "order.submitted.v1"]) >= at_least
+
+
+async def test_idle_members_with_nothing_pending_are_forgotten(services: Services, broker) -> None:
+    client, key = broker
+    tracked = TrackedAppends(services.appender, services.reader)
+    [gone, busy, current] = consumers_for(
+        services, client, key, reactions=[Ordering(tracked), Ordering(tracked), Ordering(tracked)]
+    )
+    await client.xgroup_create(key, "ordering", id="0", mkstream=True)
+    first, second = await client.xadd(key, {"event": b"{}"}), await client.xadd(key, {"event": b"{}"})
+    await client.xreadgroup("ordering", busy.name, {key: ">"}, count=1)  # busy keeps its message pending
+    await client.xreadgroup("ordering", gone.name, {key: ">"}, count=1)
+    await client.xack(key, "ordering", second)  # gone finished its work
+    assert await current.forget_idle_members(idle=0) == [gone.name]
+    names = {m["name"].decode() for m in await client.xinfo_consumers(key, "ordering")}
+    assert names == {busy.name}
+    assert [p["message_id"] for p in await client.xpending_range(key, "ordering", "-", "+", 10)] == [first]

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 Message = tuple[bytes, dict[bytes, bytes]]
 
+FORGET_AFTER = 3600.0  # seconds a member with nothing pending stays listed in its group
+
 
 def consumer_name() -> str:
     """Unique per process start: a restarted process reclaims its old self's messages."""
@@ -84,6 +86,7 @@ class StreamConsumer:
         while not stop.is_set():
             if time.monotonic() >= next_claim:
                 await self.reclaim()
+                await self.forget_idle_members()
                 next_claim = time.monotonic() + self._claim_every
             reply = await self._redis.xreadgroup(
                 self.group, self.name, {self.stream_key: ">"}, count=self._batch, block=self._block_ms
@@ -105,6 +108,16 @@ class StreamConsumer:
                 total += len(messages)
             if start in (b"0-0", "0-0"):
                 return total
+
+    async def forget_idle_members(self, idle: float = FORGET_AFTER) -> list[str]:
+        """Drop members gone quiet with nothing pending (each process start adds one)."""
+        forgotten = []
+        for member in await self._redis.xinfo_consumers(self.stream_key, self.group):
+            name = member["name"].decode() if isinstance(member["name"], bytes) else member["name"]
+            if name != self.name and member["pending"] == 0 and member["idle"] >= idle * 1000:
+                await self._redis.xgroup_delconsumer(self.stream_key, self.group, name)
+                forgotten.append(name)
+        return forgotten
 
     async def process(self, messages: list[Message]) -> None:
         by_order: dict[str, list[tuple[bytes, RecordedEvent]]] = {}
