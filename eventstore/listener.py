@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -41,36 +41,85 @@ DATABASE_DOWN: tuple[type[BaseException], ...] = (
 
 @dataclass(frozen=True)
 class Batch:
-    before: int  # the tail had read up to here
-    after: int  # the last position in this batch: every position in (before, after] is in it
+    """Every event of the log in (before, after] that its subscriber wants: all positions
+    in that range were considered, so the subscriber may move its position to `after`."""
+
+    before: int
+    after: int
     events: Sequence[RecordedEvent]
 
 
-class Tap:
-    """One subscriber's bounded queue of batches; `ready` is set when one arrives."""
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events a subscriber gets: latest type names, one stream, one owner's streams."""
 
-    def __init__(self, buffer: int) -> None:
+    types: frozenset[str] | None = None
+    stream_id: str | None = None
+    owner: str | None = None
+
+    def __call__(self, event: RecordedEvent) -> bool:
+        return (
+            (self.types is None or event.type in self.types)
+            and (self.stream_id is None or event.stream_id == self.stream_id)
+            and (self.owner is None or event.owner == self.owner)
+        )
+
+    @property
+    def everything(self) -> bool:
+        return self.types is None and self.stream_id is None and self.owner is None
+
+
+class Tap:
+    """One subscriber's bounded queue of batches, holding only the events it wants.
+
+    A batch with nothing for it does not wake it: the range is added to what it will
+    take next. Coverage is merged only across contiguous ranges; after a refused batch
+    or a restarted tail the next batch starts past the subscriber's position, which it
+    reads as a gap to fill from the table.
+    """
+
+    def __init__(self, only: EventFilter, buffer: int) -> None:
+        self.only = only
         self._buffer = buffer
         self._batches: deque[Batch] = deque()
         self._held = 0  # events in the queue
+        self._covered: int | None = None  # the end of the last range offered, if unbroken
+        self._quiet_from: int | None = None  # start of an offered range with nothing in it
         self.ready = asyncio.Event()
         self.dropped = 0  # batches refused because the queue was full
 
     def offer(self, batch: Batch) -> None:
+        contiguous = self._covered == batch.before
+        self._covered = batch.after
+        if contiguous and not batch.events:
+            if self._batches:
+                last = self._batches[-1]
+                self._batches[-1] = Batch(last.before, batch.after, last.events)
+            elif self._quiet_from is None:
+                self._quiet_from = batch.before
+            return
+        if contiguous and self._quiet_from is not None:
+            batch = Batch(self._quiet_from, batch.after, batch.events)
+        self._quiet_from = None
         if self._batches and self._held + len(batch.events) > self._buffer:
             self.dropped += 1  # the subscriber will see the gap and read it from the table
+            self._covered = None
         else:
             self._batches.append(batch)
             self._held += len(batch.events)
         self.ready.set()
 
     def take(self) -> Batch | None:
-        if not self._batches:
-            self.ready.clear()
-            return None
-        batch = self._batches.popleft()
-        self._held -= len(batch.events)
-        return batch
+        if self._batches:
+            batch = self._batches.popleft()
+            self._held -= len(batch.events)
+            return batch
+        if self._quiet_from is not None and self._covered is not None:
+            batch = Batch(self._quiet_from, self._covered, ())
+            self._quiet_from = None
+            return batch
+        self.ready.clear()
+        return None
 
 
 class EventHub:
@@ -99,8 +148,8 @@ class EventHub:
     def subscribers(self) -> int:
         return len(self._taps)
 
-    def open(self) -> Tap:
-        tap = Tap(self._buffer)
+    def open(self, only: EventFilter) -> Tap:
+        tap = Tap(only, self._buffer)
         self._taps.add(tap)
         self._listened.set()
         if self._task is None:
@@ -154,5 +203,28 @@ class EventHub:
         return len(events) == self._page_size
 
     def _offer(self, batch: Batch) -> None:
+        """Hands each tap the batch's events it wants (indexed by stream and owner)."""
+        events = batch.events
+        by_stream: dict[str, list[RecordedEvent]] | None = None
+        by_owner: dict[str | None, list[RecordedEvent]] | None = None
         for tap in self._taps:
-            tap.offer(batch)
+            only = tap.only
+            if only.everything:
+                tap.offer(batch)
+                continue
+            candidates: Sequence[RecordedEvent]
+            if only.stream_id is not None:
+                if by_stream is None:
+                    by_stream = defaultdict(list)
+                    for event in events:
+                        by_stream[event.stream_id].append(event)
+                candidates = by_stream.get(only.stream_id, ())
+            elif only.owner is not None:
+                if by_owner is None:
+                    by_owner = defaultdict(list)
+                    for event in events:
+                        by_owner[event.owner].append(event)
+                candidates = by_owner.get(only.owner, ())
+            else:
+                candidates = events
+            tap.offer(Batch(batch.before, batch.after, [e for e in candidates if only(e)]))

@@ -13,30 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 
-from eventstore.listener import DATABASE_DOWN, EventHub
+from eventstore.listener import DATABASE_DOWN, EventFilter, EventHub
 from eventstore.records import RecordedEvent
 
 log = logging.getLogger(__name__)
 
 RETRY_DELAY = 1.0  # after a failed table read (the database restarting)
-
-
-@dataclass(frozen=True)
-class EventFilter:
-    """Which events a subscriber gets: latest type names, one stream, one owner's streams."""
-
-    types: frozenset[str] | None = None
-    stream_id: str | None = None
-    owner: str | None = None
-
-    def __call__(self, event: RecordedEvent) -> bool:
-        return (
-            (self.types is None or event.type in self.types)
-            and (self.stream_id is None or event.stream_id == self.stream_id)
-            and (self.owner is None or event.owner == self.owner)
-        )
 
 
 class Subscription:
@@ -50,7 +33,7 @@ class Subscription:
         self.table_reads = 0  # catch-up pages read (for tests and metrics)
 
     async def __aiter__(self) -> AsyncIterator[RecordedEvent]:
-        tap = self._hub.open()
+        tap = self._hub.open(self._only)
         try:
             behind = True
             while True:
