@@ -14,6 +14,7 @@ _STATUS = """
 SELECT c.name, c.position, c.error,
        EXISTS (SELECT 1 FROM pg_locks l
                WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                  AND l.classid = $1::int::oid AND l.objid = hashtext(c.name)::oid) AS leased
 FROM projection_checkpoints c
 """

@@ -68,7 +68,8 @@ async def test_a_killed_runner_process_is_replaced_by_the_other(services: Servic
     async def leaseholders() -> int:
         return int(await services.pool.fetchval(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND classid = $1::int::oid AND objid = hashtext('orders')::oid",
+            " AND classid = $1::int::oid AND objid = hashtext('orders')::oid"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             LEASE_NAMESPACE,
         ))
 

@@ -88,7 +88,8 @@ async def test_two_runners_one_applies_the_other_takes_over_when_it_dies(
         assert runners == {"first"} and not second.runner.leased
         # The leaseholder's process dies: its backend goes, and the lease with it.
         await services.pool.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::int::oid",
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::int::oid"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             0x70726F6A,
         )
         await first.close()
