@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from eventstore import RecordedEvent
+from eventstore import RecordedEvent, StoreUnavailable
 from eventstore.listener import EventHub
 from eventstore.subscription import subscribe
 from service.container import Services
@@ -225,3 +225,29 @@ async def test_a_slow_subscriber_blocks_nobody_holds_a_bounded_queue_and_loses_n
         assert slow.table_reads > reads_before  # it filled the gap from the table
     finally:
         await hub.close()
+
+
+async def test_every_database_connection_killed_mid_stream_loses_nothing(services: Services) -> None:
+    """What a database restart does to a process: pool and LISTEN connections all cut."""
+    admin = await asyncpg.connect(services.dsn)
+    try:
+        order_id = await new_order(services)
+        events = aiter(subscribe(services.live.hub, 0))
+        assert len(await take(events, 1)) == 1
+        await add_items(services, order_id, 2)
+        assert len(await take(events, 2)) == 2
+        killed = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert killed >= 2  # the pool's and the LISTEN connection at least
+        written = 0
+        while written < 5:  # a write on a cut connection fails; the caller retries
+            try:
+                await add_items(services, order_id, 1)
+                written += 1
+            except StoreUnavailable:
+                pass
+        assert [e.version for e in await take(events, 5)] == [4, 5, 6, 7, 8]
+    finally:
+        await admin.close()
