@@ -218,3 +218,31 @@ async def test_listing_orders_with_lines_costs_constant_statements(
         assert len(counter.statements) == 1  # the DataLoader batches every lookup of the operation
     finally:
         await pool.close()
+
+
+async def test_the_served_app_runs_the_projections_itself(dsn: str) -> None:
+    """`create_app` without injected services starts the background workers, projections first."""
+    import httpx
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = Settings(
+        database_url=dsn, jwt_secret="test-secret", run_projections=True, run_relay=False, run_saga=False
+    )
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            api = Api(http, "test-secret", port)
+            created = await _create(api)
+            read = await api.gql(ORDER, {"id": created["order"]["id"], "after": created["position"]})
+            assert "extensions" not in read and read["data"]["order"] == created["order"]
+    finally:
+        server.should_exit = True
+        await task
