@@ -169,6 +169,9 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         raise ValueError("create_app needs settings.database_url (the CLI resolves the embedded one)")
     services_ref: dict[str, Services] = {}
     graphql = GraphQLApp(services_ref, settings, **websocket_options(settings))
+    # ErrorCodes logs each unexpected error once, with the correlation id; strawberry's own
+    # logger would also log every client mistake (a bad token, a typo) as an ERROR.
+    logging.getLogger("strawberry.execution").setLevel(logging.CRITICAL)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
