@@ -1,7 +1,7 @@
 """graphql-transport-ws, hardened: strawberry's handler with what it leaves out.
 
 - auth from the `connection_init` payload (`{"authorization": "Bearer ..."}`); a missing
-  or bad token closes the socket with 4403;
+  or bad token closes the socket with 4403, and so does the token's expiry later on;
 - a syntax error in one `subscribe` is an `error` message for that id, not a 4400 close
   of the whole socket with every other subscription on it;
 - the server pings a socket that has been silent for `ws_ping_interval` (strawberry
@@ -16,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+import jwt
 import orjson
 from graphql import GraphQLError
 from starlette.websockets import WebSocketDisconnect
@@ -50,6 +52,7 @@ def websocket_options(settings: Settings) -> dict[str, Any]:
         "subscription_protocols": (GRAPHQL_TRANSPORT_WS_PROTOCOL,),
         "connection_init_wait_timeout": timedelta(seconds=settings.ws_init_timeout),
         "max_subscriptions_per_connection": settings.ws_max_subscriptions,
+        "allowed_origins": settings.ws_allowed_origins,
     }
 
 
@@ -67,13 +70,16 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     async def handle(self) -> None:
         loop = asyncio.get_running_loop()
         self._last_sent = loop.time()
+        self._expiry: asyncio.Task[None] | None = None
         keepalive = asyncio.create_task(self._keepalive(), name="ws-keepalive")
         try:
             await super().handle()
         finally:
-            keepalive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keepalive
+            for task in (keepalive, self._expiry):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     async def _keepalive(self) -> None:
         interval = self.context.services.settings.ws_ping_interval
@@ -107,7 +113,18 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 await self.websocket.close(code=FORBIDDEN, reason="Forbidden: a valid bearer token is needed")
                 return
             self.context.authenticated = authenticated
+            self._expiry = asyncio.create_task(self._close_at_expiry(str(authorization)))
         await super().handle_connection_init(message)
+
+    async def _close_at_expiry(self, authorization: str) -> None:
+        """A socket lives no longer than its token: the client reconnects with a fresh one."""
+        token = authorization.strip().partition(" ")[2].strip()
+        expires = jwt.decode(token, options={"verify_signature": False}).get("exp")  # verified already
+        if expires is None:
+            return
+        await asyncio.sleep(max(0.0, float(expires) - time.time()))
+        with contextlib.suppress(WebSocketDisconnected):
+            await self.websocket.close(code=FORBIDDEN, reason="Forbidden: the token has expired")
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         limit = self.max_subscriptions_per_connection

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from websockets.asyncio.client import connect
 
 from service.container import Services
 from service.projections import run_projections
@@ -253,3 +254,25 @@ async def test_order_changed_refuses_what_the_caller_may_not_see(
         assert message["payload"]["data"] is None
         assert message["payload"]["errors"][0]["extensions"]["code"] == code
         assert (await ws.receive("o"))["type"] == "complete"
+
+
+async def test_the_socket_closes_4403_when_its_token_expires(api: Api) -> None:
+    from api.auth import mint_token
+
+    token = mint_token(api.secret, "cus_1", "customer", ttl=1)
+    async with GraphQLWS.connect(api.port) as ws:
+        assert (await ws.init(token))["type"] == "connection_ack"
+        await ws.subscribe("1", EVENTS)
+        closed = await ws.closed()
+    assert (closed.code, closed.reason) == (4403, "Forbidden: the token has expired")
+
+
+async def test_pages_on_other_origins_may_subscribe(api: Api) -> None:
+    # the token in connection_init is the only credential, so no origin is refused
+    async with connect(
+        f"ws://127.0.0.1:{api.port}/graphql",
+        subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+        origin="https://frontend.example",  # type: ignore[arg-type]
+    ) as raw:
+        ws = GraphQLWS(raw)
+        assert (await ws.init(api.token()))["type"] == "connection_ack"
