@@ -17,6 +17,7 @@ from service.saga.tracked import TrackedAppends
 from tests.relay_support import entries, eventually, private_stream_key
 from tests.saga_support import (
     consumers_for,
+    customer,
     deposit,
     money,
     order,
@@ -287,3 +288,39 @@ async def test_idle_members_with_nothing_pending_are_forgotten(services: Service
     names = {m["name"].decode() for m in await client.xinfo_consumers(key, "ordering")}
     assert names == {busy.name}
     assert [p["message_id"] for p in await client.xpending_range(key, "ordering", "-", "+", 10)] == [first]
+
+
+async def test_a_customer_cancelling_mid_flow_gets_the_stock_back_and_pays_nothing(services: Services, broker) -> None:
+    client, key = broker
+    await stock(services, A=5)
+    await deposit(services, "cus_1", "100.00")
+    tracked = TrackedAppends(services.appender, services.reader)
+    relay = relay_for(services, client, key)
+    inventory = consumers_for(services, client, key, reactions=[Inventory(tracked)])
+    async with running(relay, *inventory):
+        await place_order(services, "ord_1", {"A": (2, "1.00")})
+        await eventually(lambda: _reserved_is(services, A=2))
+        await services.orders.cancel_order(customer(), order_id="ord_1", reason="changed my mind")
+        await eventually(lambda: _reserved_is(services, A=0))
+    assert (await product(services, "A")).available == 5
+    async with running(relay_for(services, client, key), *consumers_for(services, client, key)):
+        await eventually(lambda: _wallet_settled(services, "ord_1"))
+    done = await order(services, "ord_1")
+    assert done.status is OrderStatus.CANCELLED and done.cancellation_reason == "changed my mind"
+    w = await wallet(services, "cus_1")
+    assert w.balance == money("100.00") and w.settled == {"ord_1": False}
+
+
+async def _wallet_settled(services: Services, order_id: str) -> bool:
+    return order_id in (await wallet(services, "cus_1")).settled
+
+
+async def test_an_order_cancelled_before_its_reservation_holds_nothing(services: Services, broker) -> None:
+    client, key = broker
+    await stock(services, A=5)
+    await place_order(services, "ord_1", {"A": (2, "1.00")})
+    await services.orders.cancel_order(customer(), order_id="ord_1", reason="too slow")
+    async with saga(services, client, key) as consumers:
+        await eventually(lambda: _handled_is(consumers, 3 * 5))  # every group saw all five events
+    a = await product(services, "A")
+    assert (a.available, a.reserved, a.version) == (5, 0, 1)

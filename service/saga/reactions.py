@@ -49,36 +49,33 @@ class Reactions:
 
 
 class Inventory(Reactions):
-    """Reserves a submitted order's lines (all or none); releases them when payment fails;
-    lets them go (consumed) when the order completes."""
+    """Reserves a submitted order's lines (all or none); gives them back when payment
+    fails or the order is cancelled; lets them go (consumed) when the order completes."""
 
     group = "inventory"
-    handles = frozenset({"order.submitted.v1", "payment.failed.v1", "order.completed.v1"})
+    handles = frozenset(
+        {"order.submitted.v1", "payment.failed.v1", "order.cancelled.v1", "order.completed.v1"}
+    )
 
     async def _react(self, event: RecordedEvent, tracking: Tracking, metadata: dict[str, Any]) -> None:
-        if event.type == "order.submitted.v1":
-            order_id = event.stream_id.removeprefix("order-")
-            order = await self._order(order_id, to_version=event.version)
-            lines = {sku: line.quantity for sku, line in order.lines.items()}
+        order_id = event.data.get("order_id") or event.stream_id.removeprefix("order-")
+        order = await self._order(order_id)
+        lines = {sku: line.quantity for sku, line in order.lines.items()}
 
-            def reserve(aggregates: dict[str, Any]) -> list[Extra]:
-                products = {sku: aggregates[product_stream(sku)] for sku in lines}
-                failure = reserve_order(products, order_id, lines)
-                return [Extra(reservation_stream(order_id), failure, order.owner)] if failure else []
+        def reserve(aggregates: dict[str, Any]) -> list[Extra]:
+            if order.status is not OrderStatus.SUBMITTED:
+                return []  # cancelled before its turn came: nothing to hold
+            products = {sku: aggregates[product_stream(sku)] for sku in lines}
+            failure = reserve_order(products, order_id, lines)
+            return [Extra(reservation_stream(order_id), failure, order.owner)] if failure else []
 
-            await self._tracked.react(tracking, metadata, _products(lines), reserve)
-        else:
-            completed = event.type == "order.completed.v1"
-            order_id = event.stream_id.removeprefix("order-") if completed else event.data["order_id"]
-            order = await self._order(order_id)
-            lines = {sku: line.quantity for sku, line in order.lines.items()}
-            settle = consume_order if completed else release_order
+        def let_go(aggregates: dict[str, Any]) -> list[Extra]:
+            settle = consume_order if event.type == "order.completed.v1" else release_order
+            settle({sku: aggregates[product_stream(sku)] for sku in lines}, order_id)
+            return []
 
-            def let_go(aggregates: dict[str, Any]) -> list[Extra]:
-                settle({sku: aggregates[product_stream(sku)] for sku in lines}, order_id)
-                return []
-
-            await self._tracked.react(tracking, metadata, _products(lines), let_go)
+        decide = reserve if event.type == "order.submitted.v1" else let_go
+        await self._tracked.react(tracking, metadata, _products(lines), decide)
 
 
 class Payments(Reactions):
