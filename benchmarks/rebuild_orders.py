@@ -1,19 +1,21 @@
 """Rebuild of the orders projection from a log of order events, beside the raw read rate.
 
-    python -m benchmarks.rebuild_orders [--events 200000] [--batch-size 5000]
+    python -m benchmarks.rebuild_orders [--events 200000] [--batch-size 5000] [--runs 3]
 
 Fills a scratch database through the event store's appender (order streams of
 create, three adds, sometimes a remove, then submit or cancel), then prints:
 the raw read rate of the log (keyset pages of 1,000, the columns a projection
-reads, JSON decoded), the rebuild rate (read, upcast, fold, upsert, checkpoint,
-swap) and their ratio.
+reads, JSON decoded), the rate of each of three rebuilds of the same log (read,
+upcast, fold, upsert, checkpoint, swap), their median and its ratio to the raw read.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
+import statistics
 import time
 
 import uvloop
@@ -22,7 +24,7 @@ from benchmarks._db import drop_database, scratch_database
 from eventstore import Appender, AppendRequest, NewEvent, StreamWrite
 from eventstore.pool import create_pool
 from readmodels.orders import OrderProjection
-from readmodels.rebuild import RebuildProgress, rebuild
+from readmodels.rebuild import rebuild
 from service.container import build_upcasters
 
 
@@ -82,7 +84,7 @@ async def raw_read_rate(dsn: str) -> tuple[float, int]:
         await pool.close()
 
 
-async def main(target: int, batch_size: int) -> None:
+async def main(target: int, batch_size: int, runs: int) -> None:
     url, server = await asyncio.to_thread(scratch_database)
     try:
         start = time.perf_counter()
@@ -91,16 +93,20 @@ async def main(target: int, batch_size: int) -> None:
         raw, count = await raw_read_rate(url)
         print(f"raw read (keyset pages of 1,000, decoded): {raw:10,.0f} events/s over {count:,}")
 
-        last: list[RebuildProgress] = []
-        final = await rebuild(url, OrderProjection, build_upcasters(), batch_size=batch_size, on_progress=last.append)
+        rates = []
+        for run in range(1, runs + 1):  # a rebuild can be repeated on the same log
+            final = await rebuild(url, OrderProjection, build_upcasters(), batch_size=batch_size)
+            rates.append(final.rate)
+            print(f"rebuild orders #{run} (batch {batch_size}):     {final.rate:10,.0f} events/s"
+                  f" ({final.events:,} events in {final.elapsed:.1f} s; load average {os.getloadavg()[0]:.2f})")
         pool = await create_pool(url, min_size=1, max_size=1)
         orders = await pool.fetchval("SELECT count(*) FROM order_views")
         lines = await pool.fetchval("SELECT count(*) FROM order_lines")
         await pool.close()
-        print(f"rebuild orders (batch {batch_size}):         {final.rate:10,.0f} events/s"
-              f" ({final.events:,} events in {final.elapsed:.1f} s; {orders:,} orders, {lines:,} lines)")
-        print(f"ratio rebuild / raw read: {final.rate / raw:.2f}   goal 40,000 events/s: "
-              f"{'met' if final.rate >= 40_000 else 'NOT met'}")
+        median = statistics.median(rates)
+        print(f"rebuilt: {orders:,} orders, {lines:,} lines; median {median:,.0f} events/s")
+        print(f"ratio rebuild / raw read: {median / raw:.2f}   goal 40,000 events/s: "
+              f"{'met' if median >= 40_000 else 'NOT met'} (median of {runs}; machine shared: see load)")
     finally:
         await asyncio.to_thread(drop_database, server, url)
 
@@ -109,5 +115,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    uvloop.run(main(args.events, args.batch_size))
+    uvloop.run(main(args.events, args.batch_size, args.runs))
