@@ -17,9 +17,11 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
-from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from api import http
 from api.auth import TokenVerifier, Unauthenticated
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 
 
 _POST_ONLY = {"Allow": "POST"}
+_OVER_GET = frozenset({OperationType.QUERY})
+_OVER_POST = frozenset({OperationType.QUERY, OperationType.MUTATION})
 
 
 def correlation_id_of(headers: Any) -> str:
@@ -106,15 +110,38 @@ class GraphQLApp(GraphQL[Context, None]):
             raise http.HTTPError(400, "`operationName` must be a string or null.")
         return data
 
-    async def execute_single(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+    async def execute_single(  # type: ignore[override]
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        # Plain HTTP runs queries (GET, POST) and mutations (POST); subscriptions have
+        # the WebSocket. strawberry would also start a subscription here and fail inside.
+        get = request_adapter.method == "GET"
         try:
-            return await super().execute_single(*args, **kwargs)
-        except HTTPException as error:
-            if isinstance(error.__cause__, InvalidOperationTypeError):
-                raise http.HTTPError(
-                    405, "Only queries are allowed over GET; send mutations with POST.", headers=_POST_ONLY
-                ) from None
-            raise
+            return await self.schema.execute(
+                request_data.query,
+                root_value=root_value,
+                variable_values=request_data.variables,
+                context_value=context,
+                operation_name=request_data.operation_name,
+                allowed_operation_types=_OVER_GET if get else _OVER_POST,
+                operation_extensions=request_data.extensions,
+            )
+        except InvalidOperationTypeError:
+            if get:
+                message = "Only queries are allowed over GET; send mutations with POST."
+                raise http.HTTPError(405, message, headers=_POST_ONLY) from None
+            message = "Subscriptions are served over WebSocket (graphql-transport-ws) at this path."
+            raise http.HTTPError(400, message) from None
+        except CannotGetOperationTypeError as error:
+            raise http.HTTPError(400, error.as_http_error_reason()) from None
+        except MissingQueryError:
+            raise http.HTTPError(400, "No GraphQL query found in the request.") from None
 
     async def get_sub_response(self, request: Request | WebSocket) -> Response:
         sub_response = await super().get_sub_response(request)

@@ -101,6 +101,7 @@ async def test_field_errors_stay_200_with_data_in_both_modes(api: Api) -> None:
         (b'{"query": "{ __typename }", "operationName": 1}', "application/json", 400, "operationName"),
         (b'{"query": "{ __typename }", "extensions": []}', "application/json", 400, "extensions"),
         (b'[{"query": "{ __typename }"}]', "application/json", 400, "Batching"),
+        (b'{"query": "query A { __typename }", "operationName": "B"}', "application/json", 400, "B"),
         (CREATE.encode(), "application/graphql", 415, "application/json"),
         (b"query=%7B__typename%7D", "application/x-www-form-urlencoded", 415, "application/json"),
         (b'{"query": "{ __typename }"}', "text/plain", 415, "text/plain"),
@@ -130,6 +131,16 @@ async def test_mutation_over_get_is_405_and_appends_nothing(api: Api, dsn: str) 
         assert response.headers["content-type"].startswith(accept)
         assert "POST" in only_error(response.json(), "BAD_USER_INPUT")
     assert await event_count(dsn) == 0
+
+
+async def test_subscription_over_http_is_a_coded_400(api: Api) -> None:
+    for request in (
+        api.http.post("/graphql", json={"query": "subscription { events { id } }"}, headers=auth(api)),
+        api.http.get("/graphql", params={"query": "subscription { events { id } }"}, headers=auth(api)),
+    ):
+        response = await request
+        assert response.status_code in (400, 405)
+        only_error(response.json(), "BAD_USER_INPUT")
 
 
 async def test_queries_over_get(api: Api) -> None:
