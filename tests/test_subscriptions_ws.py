@@ -31,6 +31,7 @@ def settings() -> Settings:
         ws_init_timeout=0.5,
         ws_ping_interval=0.3,
         ws_max_subscriptions=3,
+        subscription_buffer=20,  # small, so slow clients overflow quickly
     )
 
 
@@ -276,3 +277,46 @@ async def test_pages_on_other_origins_may_subscribe(api: Api) -> None:
     ) as raw:
         ws = GraphQLWS(raw)
         assert (await ws.init(api.token()))["type"] == "connection_ack"
+
+
+async def test_a_client_that_stops_reading_blocks_nobody_and_later_gets_everything(
+    api: Api, services: Services
+) -> None:
+    import base64
+    import os
+    import socket
+
+    from eventstore import AppendRequest, NewEvent, StreamWrite
+
+    def noise() -> str:
+        return base64.b64encode(os.urandom(12_000)).decode()
+
+    start = await services.reader.head_position()
+    tiny = socket.socket()
+    tiny.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills after a few messages
+    tiny.connect(("127.0.0.1", api.port))
+    with_data = "subscription($after: String) { events(after: $after) { position data } }"
+    async with connect(
+        f"ws://127.0.0.1:{api.port}/graphql",
+        subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+        sock=tiny,
+        max_queue=1,
+    ) as raw, GraphQLWS.connect(api.port) as fast:
+        slow = GraphQLWS(raw)
+        for ws in (slow, fast):
+            await ws.init(api.token("staff_1", "staff"))
+            await ws.subscribe("all", with_data, {"after": str(start)})
+        meta = {"correlation_id": "c", "service": "test"}
+        # 600 events, ~10 MB that do not compress (more than the kernel's socket buffers hold),
+        # while the slow one reads nothing
+        for i in range(60):
+            events = [NewEvent("test.tick.v1", {"i": i, "pad": noise()}, meta) for _ in range(10)]
+            await services.appender.append(AppendRequest([StreamWrite(f"tick-{i}", events)]))
+        got_fast = await fast.data("all", 600)  # not held back by the slow one
+        taps = services.live.hub._taps
+        assert any(tap.dropped for tap in taps)  # the slow one's queue filled and refused batches
+        assert all(tap._held <= 20 for tap in taps)  # and stayed bounded while it did not read
+        got_slow = await slow.data("all", 600)  # now it reads: the gap comes from the table
+    expected = [str(p) for p in await log_positions(services, start)]
+    assert [d["events"]["position"] for d in got_fast] == expected
+    assert [d["events"]["position"] for d in got_slow] == expected
