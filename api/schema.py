@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import strawberry
+from graphql import (
+    GraphQLInputObjectType,
+    GraphQLInterfaceType,
+    GraphQLObjectType,
+    Undefined,
+    is_non_null_type,
+)
 from strawberry.extensions import DisableIntrospection, SchemaExtension
 from strawberry.tools import merge_types
 
@@ -36,10 +44,31 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)
-    return strawberry.Schema(
+    schema = strawberry.Schema(
         query=merge_types("Query", QUERIES),
         mutation=merge_types("Mutation", MUTATIONS),
         subscription=merge_types("Subscription", SUBSCRIPTIONS) if SUBSCRIPTIONS else None,
         types=NODE_TYPES,
         extensions=extensions,
     )
+    omit_null_defaults(schema)
+    return schema
+
+
+def omit_null_defaults(schema: strawberry.Schema) -> None:
+    """`after: String` as the contract prints it, not strawberry's `after: String = null`.
+
+    A nullable argument or input field whose Python default is None gets no published
+    default: left out by a client it is simply absent, and the Python default (None)
+    applies, so nothing changes but the SDL and introspection.
+    """
+    for type_ in schema._schema.type_map.values():
+        if isinstance(type_, GraphQLObjectType | GraphQLInterfaceType):
+            slots: list[Any] = [arg for field in type_.fields.values() for arg in field.args.values()]
+        elif isinstance(type_, GraphQLInputObjectType):
+            slots = list(type_.fields.values())
+        else:
+            continue
+        for slot in slots:
+            if slot.default_value is None and not is_non_null_type(slot.type):
+                slot.default_value = Undefined
