@@ -180,9 +180,10 @@ def main() -> int:
     if not args.with_workers:
         env.update(EVENTGRAPH_RUN_PROJECTIONS="0", EVENTGRAPH_RUN_RELAY="0", EVENTGRAPH_RUN_SAGA="0")
     eventgraph = str(Path(sys.executable).parent / "eventgraph")
+    server_log = (work / "serve.log").open("wb")
     server = subprocess.Popen(
         [eventgraph, "serve", "--port", str(port), "--workers", "1", "--log-level", "warning"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env, stdout=server_log, stderr=subprocess.STDOUT,
     )
     try:
         wait_healthy(base, server)
@@ -207,12 +208,16 @@ def main() -> int:
         if profiler is not None:
             profiler.wait(30)
         ceiling = run_wrk(f"{base}/graphql", typename_lua, args.connections, args.seconds, server.pid)
+    except BaseException:
+        print((work / "serve.log").read_text()[-3000:], file=sys.stderr)
+        raise
     finally:
         server.send_signal(signal.SIGTERM)
         try:
             server.wait(15)
         except subprocess.TimeoutExpired:
             server.kill()
+        server_log.close()
         drop_database(server_url, url)
         shutil.rmtree(work, ignore_errors=True)
 
