@@ -181,11 +181,15 @@ class GraphQLApp(GraphQL[Context, None]):
             return error
 
     async def get_context(self, request: Request | WebSocket, response: Response | None = None) -> Context:  # type: ignore[override]
+        correlation_id = correlation_id_of(request.headers)
+        if isinstance(response, Response):
+            # echoed, so a client can quote it when reporting an error (the log has it)
+            response.headers["X-Correlation-ID"] = correlation_id
         return Context(
             services=self._services_ref["services"],
             request=request,
             response=response,
-            correlation_id=correlation_id_of(request.headers),
+            correlation_id=correlation_id,
             authenticated=self.authenticate(request.headers.get("authorization")),
         )
 

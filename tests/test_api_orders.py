@@ -127,6 +127,13 @@ async def test_event_store_queries(api: Api) -> None:
     assert node == {"id": events[1]["id"], "type": "item.added.v2", "version": 2}
 
 
+async def test_correlation_id_is_echoed_in_the_response(api: Api) -> None:
+    given = await api.http.post("/graphql", json={"query": "{ __typename }"}, headers={"X-Correlation-ID": "req-7"})
+    assert given.headers["x-correlation-id"] == "req-7"
+    generated = await api.http.post("/graphql", json={"query": "{ __typename }"})
+    assert len(generated.headers["x-correlation-id"]) == 36
+
+
 async def test_correlation_id_and_user_id_reach_the_events(api: Api) -> None:
     body = await api.gql(
         CREATE, {"input": {"customerId": "cus_1"}}, headers={"X-Correlation-ID": "checkout-42"}
