@@ -89,6 +89,8 @@ class Payments(Reactions):
         if not reserved.is_lead(event.stream_id):
             return  # the reservation's other products: the lead event stands for them
         order = await self._order(reserved.order_id)
+        if not order.exists:
+            return  # not an order of this store (a foreign message on a shared stream)
         stream = wallet_stream(order.customer_id)
 
         def pay(aggregates: dict[str, Any]) -> list[Extra]:
