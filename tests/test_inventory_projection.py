@@ -9,8 +9,9 @@ import pytest
 import redis.asyncio as redis
 
 from readmodels.products import ProductProjection
+from readmodels.rebuild import rebuild
 from readmodels.wallets import WalletProjection
-from service.container import Services
+from service.container import Services, build_upcasters
 from service.inventory import ProductCommands
 from service.saga.reactions import Inventory
 from service.saga.tracked import TrackedAppends
@@ -123,3 +124,16 @@ async def test_a_held_reservation_shows_as_reserved(services: Services, dsn: str
     assert (view.available, view.reserved) == (2, 3)
     _, holds, _ = await _rows(dsn)
     assert [(h["sku"], h["order_id"], h["quantity"]) for h in holds] == [("A", "ord_1", 3)]
+
+
+async def test_a_rebuild_repairs_damaged_product_and_wallet_tables(services: Services, dsn: str, broker) -> None:
+    await _history(services, broker)
+    for projection in (ProductProjection(), WalletProjection()):
+        await run_to_head(dsn, projection)
+    good = await _rows(dsn)
+    await services.pool.execute("UPDATE product_views SET available = -1; DELETE FROM product_holds")
+    await services.pool.execute("UPDATE wallet_views SET balance = 0")
+    for cls in (ProductProjection, WalletProjection):
+        progress = await rebuild(dsn, cls, build_upcasters(), batch_size=4)
+        assert progress.done
+    assert await _rows(dsn) == good
