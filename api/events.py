@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from api.context import Info
+from api.inventory import product_node
 from api.readmodels import order_node
 from api.types import Event, EventConnection, EventEdge, Node, PageInfo
 
@@ -58,6 +59,9 @@ class EventQuery:
         c = info.context
         if _looks_like_uuid(id):
             return Event.of(await c.services.events.event(c.principal, id))
+        product = await product_node(info, id)
+        if product is not None:
+            return product
         return await order_node(info, id)  # orders come from the read model
 
 

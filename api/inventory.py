@@ -20,6 +20,7 @@ from readmodels.wallets import WalletProjection, WalletView
 from service.errors import NotFound
 from service.events import parse_position
 
+PRODUCT_ID_PREFIX = product_stream("")  # a Product's Node id is its stream id
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -125,6 +126,17 @@ async def _consistent_with(context: Context, projection: str, consistent_with: s
         projection, position, services.settings.consistency_timeout
     )
     context.consistency.append(outcome)
+
+
+async def product_node(info: Info, node_id: str) -> Product | None:
+    """The product whose Node id (its stream id) this is; None if there is none."""
+    sku = node_id.removeprefix(PRODUCT_ID_PREFIX)
+    if sku == node_id or not sku:
+        return None
+    context = info.context
+    context.principal  # noqa: B018 - needs a token like every non-meta field
+    view = await _loader(context, "products", context.services.read_models.products.by_skus).load(sku)
+    return Product.of(view) if view is not None else None
 
 
 @strawberry.type

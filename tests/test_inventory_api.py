@@ -63,6 +63,10 @@ async def test_staff_registers_and_restocks_and_the_read_model_follows(api: Api,
     read = await api.gql(PRODUCT_QUERY, {"sku": "SKU-1", "p": position})  # a customer may read the catalog
     assert "errors" not in read and "extensions" not in read
     assert read["data"]["product"] == {**restocked["data"]["restockProduct"]["product"]}
+    node = await api.gql('{ node(id: "product-SKU-1") { id ... on Product { sku available } } }')
+    assert node["data"]["node"] == {"id": "product-SKU-1", "sku": "SKU-1", "available": 8}
+    missing = await api.gql('{ node(id: "product-NOPE") { id } }')
+    assert code(missing) == "NOT_FOUND" and missing["data"]["node"] is None
 
 
 @pytest.mark.parametrize(
