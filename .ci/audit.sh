@@ -21,6 +21,11 @@ stop_server() {
     for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.2; done
     kill -KILL "$server_pid" 2>/dev/null || true
   fi
+  if [ -z "${REDIS_URL:-}" ] && [ -d "$EVENTGRAPH_DATA_DIR/redis" ]; then
+    # likewise the embedded Redis
+    python -c 'import sys; from service.embedded_redis import stop_embedded_redis as s; s(sys.argv[1])' \
+      "$EVENTGRAPH_DATA_DIR/redis" || true
+  fi
   if [ -z "${DATABASE_URL:-}" ] && [ -d "$EVENTGRAPH_DATA_DIR/pg" ]; then
     # the embedded server outlives `serve` by design; stop the one this script started
     python - "$EVENTGRAPH_DATA_DIR/pg" <<'PY' || true

