@@ -1,16 +1,18 @@
 """A Redis Streams consumer group member: read, react, acknowledge after commit, reclaim.
 
-Messages of one batch run concurrently across orders and in order within an
-order (a payment failure is never handled before the reservation it undoes).
-A message is acknowledged only once its reaction committed; one whose reaction
-failed stays pending, and any member of the group reclaims it with XAUTOCLAIM
-once it has been idle for `claim_idle` (its consumer died, or it failed here).
+Reactions run concurrently across orders and in turn within an order (a
+payment failure is never handled before the reservation it undoes), while the
+consumer keeps reading (up to `max_inflight` reactions under way). A message
+is acknowledged only once its reaction committed; one whose reaction failed
+stays pending, and any member of the group reclaims it with XAUTOCLAIM once
+it has been idle for `claim_idle` (its consumer died, or it failed here).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 Message = tuple[bytes, dict[bytes, bytes]]
 
 FORGET_AFTER = 3600.0  # seconds a member with nothing pending stays listed in its group
+STOP_GRACE = 5.0  # seconds a stopping consumer gives the reactions under way
 
 
 def consumer_name() -> str:
@@ -47,6 +50,7 @@ class StreamConsumer:
         batch_size: int = 100,
         block_ms: int = 1000,
         claim_idle: float = 30.0,
+        max_inflight: int = 200,
     ) -> None:
         self._redis = redis_client
         self._reactions = reactions
@@ -58,20 +62,34 @@ class StreamConsumer:
         self._claim_idle_ms = int(claim_idle * 1000)
         self._claim_every = max(claim_idle / 2, 0.1)
         self.handled = 0  # messages acknowledged by this consumer
+        self._slots = asyncio.Semaphore(max_inflight)
+        self._inflight: set[asyncio.Task[bool]] = set()
+        self._tails: dict[str, asyncio.Task[bool]] = {}  # per order: its latest reaction
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.2
-        while not stop.is_set():
-            try:
-                await self._ensure_group()
-                await self._consume(stop)
-            except (RedisError, OSError) as error:  # Redis down or restarted empty: start over
-                log.warning("%s consumer: %r; retrying in %.1f s", self.group, error, backoff)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff)
-                backoff = min(backoff * 2, 5.0)
-            else:
-                backoff = 0.2
+        try:
+            while not stop.is_set():
+                try:
+                    await self._ensure_group()
+                    await self._consume(stop)
+                except (RedisError, OSError) as error:  # Redis down or restarted empty: start over
+                    log.warning("%s consumer: %r; retrying in %.1f s", self.group, error, backoff)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), backoff)
+                    backoff = min(backoff * 2, 5.0)
+                else:
+                    backoff = 0.2
+        except asyncio.CancelledError:
+            self._abandon()  # killed: what was in flight stays pending for another member
+            raise
+        if self._inflight:  # stopped: let reactions under way finish, briefly
+            await asyncio.wait(self._inflight, timeout=STOP_GRACE)
+        self._abandon()
+
+    def _abandon(self) -> None:
+        for task in self._inflight:
+            task.cancel()
 
     async def _ensure_group(self) -> None:
         try:
@@ -92,7 +110,7 @@ class StreamConsumer:
                 self.group, self.name, {self.stream_key: ">"}, count=self._batch, block=self._block_ms
             )
             for _stream, messages in reply or ():
-                await self.process(messages)
+                await self._dispatch(messages)
 
     async def reclaim(self) -> int:
         """Take over messages left pending too long by any member; process them. How many."""
@@ -120,32 +138,61 @@ class StreamConsumer:
         return forgotten
 
     async def process(self, messages: list[Message]) -> None:
-        by_order: dict[str, list[tuple[bytes, RecordedEvent]]] = {}
-        done: list[bytes] = []
+        """Handle `messages` and wait until each is acknowledged or left pending."""
+        tasks = await self._dispatch(messages)
+        await asyncio.gather(*tasks)
+
+    async def _dispatch(self, messages: list[Message]) -> list[asyncio.Task[bool]]:
+        """Start a reaction per message, chained after the previous one of the same order,
+        so orders proceed concurrently and each in its own order; returns at once unless
+        `max_inflight` reactions are under way."""
+        tasks = []
+        ignored = []
         for message_id, fields in messages:
             event = self._decode(message_id, fields)
             if event is None or event.type not in self._reactions.handles:
-                done.append(message_id)
+                ignored.append(message_id)
                 continue
             key = str(event.data.get("order_id") or event.stream_id.removeprefix("order-"))
-            by_order.setdefault(key, []).append((message_id, event))
-        results = await asyncio.gather(*(self._in_order(items) for items in by_order.values()))
-        done += [message_id for handled in results for message_id in handled]
-        if done:
-            await self._redis.xack(self.stream_key, self.group, *done)
-            self.handled += len(done)
+            await self._slots.acquire()
+            task = asyncio.create_task(self._react(message_id, event, self._tails.get(key)))
+            self._tails[key] = task
+            self._inflight.add(task)
+            task.add_done_callback(functools.partial(self._finished, key))
+            tasks.append(task)
+        if ignored:
+            await self._ack(ignored)
+        return tasks
 
-    async def _in_order(self, items: list[tuple[bytes, RecordedEvent]]) -> list[bytes]:
-        """React to one order's messages in turn; the ids that committed (the rest stay pending)."""
-        handled = []
-        for message_id, event in items:
+    def _finished(self, key: str, task: asyncio.Task[bool]) -> None:
+        self._inflight.discard(task)
+        self._slots.release()
+        if self._tails.get(key) is task:
+            del self._tails[key]
+
+    async def _react(self, message_id: bytes, event: RecordedEvent, after: asyncio.Task[bool] | None) -> bool:
+        """True once the reaction committed and the message is acknowledged."""
+        if after is not None:
             try:
-                await self._reactions.handle(event)
-            except Exception:
-                log.exception("%s failed on %s (%s); it stays pending", self.group, event.type, message_id)
-                break
-            handled.append(message_id)
-        return handled
+                if not await after:
+                    return False  # the order's earlier message stays pending: so does this one
+            except asyncio.CancelledError:
+                return False
+        try:
+            await self._reactions.handle(event)
+        except Exception:
+            log.exception("%s failed on %s (%s); it stays pending", self.group, event.type, message_id)
+            return False
+        try:
+            await self._ack([message_id])
+        except RedisError as error:  # redelivered later, and absorbed then as already processed
+            log.warning("%s could not acknowledge %s: %r", self.group, message_id, error)
+            return False
+        return True
+
+    async def _ack(self, message_ids: list[bytes]) -> None:
+        await self._redis.xack(self.stream_key, self.group, *message_ids)
+        self.handled += len(message_ids)
 
     def _decode(self, message_id: bytes, fields: dict[bytes, bytes]) -> RecordedEvent | None:
         payload = fields.get(broker.FIELD.encode())
