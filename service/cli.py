@@ -47,6 +47,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         log_level=args.log_level,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
         ws_ping_interval=None,  # graphql-transport-ws pings are the app's own
+        ws_max_size=resolved.max_body_bytes,  # the HTTP body limit holds for WebSocket messages
     )
     return 0
 

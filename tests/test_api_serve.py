@@ -6,6 +6,7 @@ Embedded PostgreSQL (and Redis) under ./.eventgraph/, migrated; a token from
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 CLI = str(Path(sys.executable).parent / "eventgraph")
 UNCONFIGURED = ("DATABASE_URL", "REDIS_URL", "EVENTGRAPH_JWT_SECRET", "EVENTGRAPH_DATA_DIR")
@@ -85,6 +88,14 @@ def test_serve_with_nothing_configured(fresh_folder: tuple[Path, dict[str, str]]
                 "/graphql", json={"query": "{ headPosition }"}, headers={"Authorization": "Bearer x.y.z"}
             )
             assert forged.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+        # the 1 MiB limit holds for WebSocket messages too: the socket is closed, 1009
+        with connect(f"ws://127.0.0.1:{port}/graphql", subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+            ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}))
+            assert json.loads(ws.recv(timeout=10))["type"] == "connection_ack"
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.send(json.dumps({"type": "ping", "payload": {"pad": " " * (1024 * 1024)}}))
+                ws.recv(timeout=10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
     finally:
         server.send_signal(signal.SIGTERM)
         try:
