@@ -1,0 +1,90 @@
+"""The consumer group member on real Redis: per-order order, pending on failure, reclaim."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+import redis.asyncio as redis
+
+from eventstore import RecordedEvent
+from service.saga.consumer import StreamConsumer
+from service.saga.reactions import Reactions
+from tests.relay_support import eventually, private_stream_key
+
+
+@pytest.fixture
+async def broker(redis_url: str) -> AsyncIterator[tuple[redis.Redis, str]]:
+    client = redis.from_url(redis_url)
+    key = private_stream_key()
+    yield client, key
+    await client.delete(key)
+    await client.aclose()
+
+
+class Recording(Reactions):
+    """Handles payment events by noting them; fails each listed event id once."""
+
+    group = "recording"
+    handles = frozenset({"payment.charged.v1"})
+
+    def __init__(self, fail_once: set[str], slow: dict[str, float] | None = None) -> None:
+        self.fail_once, self.slow, self.seen = fail_once, slow or {}, []  # type: ignore[var-annotated]
+
+    async def handle(self, event: RecordedEvent) -> None:
+        name = event.data["name"]
+        await asyncio.sleep(self.slow.get(name, 0))
+        if name in self.fail_once:
+            self.fail_once.discard(name)
+            raise RuntimeError(f"{name} fails once")
+        self.seen.append(name)
+
+
+async def publish(client: redis.Redis, key: str, order_id: str, name: str, type_: str = "payment.charged.v1") -> None:
+    event = {
+        "event_id": str(uuid.uuid4()), "event_type": type_, "stream_id": f"wallet-{order_id}",
+        "version": 1, "position": "1", "data": {"order_id": order_id, "name": name},
+        "metadata": {"correlation_id": "c"}, "recorded_at": "2026-11-29T06:00:00+00:00",
+    }
+    await client.xadd(key, {"event": orjson.dumps(event)})
+
+
+async def test_orders_proceed_concurrently_and_each_in_turn(broker) -> None:
+    client, key = broker
+    reactions = Recording(fail_once=set(), slow={"a1": 0.3})
+    for order_id, name in (("A", "a1"), ("A", "a2"), ("B", "b1"), ("B", "b2")):
+        await publish(client, key, order_id, name)
+    await publish(client, key, "C", "ignored", type_="order.created.v2")
+    consumer = StreamConsumer(client, reactions, stream_key=key, block_ms=100)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    await eventually(lambda: _seen(reactions, 4))
+    stop.set()
+    await task
+    assert reactions.seen.index("a1") < reactions.seen.index("a2")
+    assert reactions.seen.index("b2") < reactions.seen.index("a1")  # B did not wait for slow A
+    assert consumer.handled == 5 and (await client.xpending(key, "recording"))["pending"] == 0
+
+
+async def test_a_failed_message_holds_back_its_order_until_reclaimed(broker) -> None:
+    client, key = broker
+    reactions = Recording(fail_once={"a1"})
+    for order_id, name in (("A", "a1"), ("A", "a2"), ("B", "b1")):
+        await publish(client, key, order_id, name)
+    consumer = StreamConsumer(client, reactions, stream_key=key, block_ms=100, claim_idle=0.3)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    await eventually(lambda: _seen(reactions, 1))
+    assert reactions.seen == ["b1"]  # a2 waits behind the failed a1
+    await eventually(lambda: _seen(reactions, 3))  # reclaimed after 0.3 s idle: a1, then a2
+    stop.set()
+    await task
+    assert reactions.seen == ["b1", "a1", "a2"]
+    assert (await client.xpending(key, "recording"))["pending"] == 0
+
+
+async def _seen(reactions: Recording, count: int) -> bool:
+    return len(reactions.seen) >= count
