@@ -29,10 +29,12 @@ from eventstore.records import RecordedEvent
 log = logging.getLogger(__name__)
 
 # What a lost or restarting database raises; readers retry these after a pause.
+# (InternalClientError: a pooled connection the server cut can fail this way once.)
 DATABASE_DOWN: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
