@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
+from domain.errors import InvalidInput
 from domain.order import check_id, order_stream
 from eventstore import EventReader, RecordedEvent
 from eventstore.listener import EventHub
@@ -36,6 +37,9 @@ class LiveQueries:
     ) -> AsyncIterator[RecordedEvent]:
         """Every visible event after `after` (a position), catch-up then live, each once."""
         position = parse_position(after)
+        if position > 0 and position > await self._reader.head_position():
+            # positions are handed out gap-free: one past the head never came from this log
+            raise InvalidInput(f"after {position} is past the log's head")
         owner = None if principal.privileged else principal.sub
         if stream_id is not None and owner is not None:
             stream_owner = await self._reader.stream_owner(stream_id)

@@ -197,12 +197,18 @@ async def test_operations_per_connection_are_capped(api: Api) -> None:
         assert [d["events"]["version"] for d in await ws.data("room-again", 2)] == [1, 2]
 
 
-async def test_a_bad_after_is_bad_user_input(api: Api) -> None:
+@pytest.mark.parametrize("after", ["-3", "x", "2"], ids=["negative", "not-a-number", "past-the-head"])
+async def test_a_bad_after_is_bad_user_input(api: Api, after: str) -> None:
+    order_id = await create_order(api)  # the head is at 1
     async with GraphQLWS.connect(api.port) as ws:
         await ws.init(api.token())
-        await ws.subscribe("1", EVENTS, {"after": "-3"})
+        await ws.subscribe("1", EVENTS, {"after": after})
         message = await ws.receive("1")
         assert message["payload"]["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+        await ws.subscribe("2", EVENTS, {"after": "1"})  # the head itself is fine
+        await add_item(api, order_id)
+        (first,) = await ws.data("2", 1)
+        assert first["events"]["position"] == "2"
 
 
 ORDER_FIELDS = "id version status lines { sku quantity lineTotal { amount } } total { amount currency }"
