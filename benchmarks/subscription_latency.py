@@ -237,7 +237,7 @@ async def memory(process: asyncio.subprocess.Process, port: int, idle: int) -> N
 async def main(args: argparse.Namespace, dsn: str) -> None:
     port = free_port()
     process = await start_serve(dsn, port)
-    print(f"serve pid {process.pid} on port {port}", flush=True)
+    print(f"serve pid {process.pid} on port {port}; load average {os.getloadavg()[0]:.2f} (2 cores shared)", flush=True)
     services = await Services.start(Settings(jwt_secret=SECRET), dsn)
     try:
         if "ws" in args.parts:
@@ -247,6 +247,7 @@ async def main(args: argparse.Namespace, dsn: str) -> None:
         if "memory" in args.parts:
             await memory(process, port, args.idle)
     finally:
+        print(f"load average at the end {os.getloadavg()[0]:.2f}")
         await services.close()
         process.terminate()
         await process.wait()
