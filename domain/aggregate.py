@@ -60,6 +60,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def aggregate_id_of(stream_id: str) -> str:
+    """Streams are named `<kind>-<aggregate id>` ("order-ord_01J...", "product-SKU-1")."""
+    return stream_id.split("-", 1)[1]
+
+
 EVENT_TYPES: dict[str, type[DomainEvent]] = {}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 
+from domain.aggregate import aggregate_id_of
 from domain.order import check_id
 from domain.product import Product, product_stream
 from service.context import RequestContext, Role
@@ -60,7 +61,7 @@ class ProductCommands:
         return await self._commands.execute(
             Command(
                 stream_id=product_stream(sku),
-                new_aggregate=lambda: Product(sku),
+                new_aggregate=lambda stream_id: Product(aggregate_id_of(stream_id)),
                 decide=checked,
                 metadata=ctx.event_metadata(),
             )

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from ulid import ULID
 
+from domain.aggregate import aggregate_id_of
 from domain.errors import InvalidInput
 from domain.order import Order, check_id, order_stream
 from service.context import RequestContext
@@ -141,7 +142,7 @@ class OrderCommands:
         return await self._commands.execute(
             Command(
                 stream_id=order_stream(order_id),
-                new_aggregate=lambda: Order(order_id),
+                new_aggregate=lambda stream_id: Order(aggregate_id_of(stream_id)),
                 decide=authorized_decide,
                 metadata=ctx.event_metadata(),
                 expected_version=expected_version,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from domain.aggregate import aggregate_id_of
 from domain.order import check_id
 from domain.wallet import Wallet, wallet_stream
 from service.context import RequestContext
@@ -25,7 +26,7 @@ class WalletCommands:
         return await self._commands.execute(
             Command(
                 stream_id=wallet_stream(customer_id),
-                new_aggregate=lambda: Wallet(customer_id),
+                new_aggregate=lambda stream_id: Wallet(aggregate_id_of(stream_id)),
                 decide=lambda wallet: wallet.deposit(amount, currency),
                 metadata=ctx.event_metadata(),
             )

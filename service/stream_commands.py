@@ -47,7 +47,7 @@ CACHE_SIZE = 10_000
 @dataclass(frozen=True)
 class Command(Generic[A]):
     stream_id: str
-    new_aggregate: Callable[[], A]
+    new_aggregate: Callable[[str], A]  # the empty aggregate of a stream id
     decide: Callable[[A], None]  # calls the aggregate's command methods; may raise
     metadata: dict[str, Any]
     expected_version: int | None = None
@@ -187,19 +187,22 @@ class StreamCommands:
 
     async def _replay(self, command: Command[A], outcome: StoredOutcome) -> CommandResult[A]:
         stream_id, version = next(iter(outcome.stream_versions.items()))
-        aggregate = await self.load(stream_id, command.new_aggregate, to_version=version)
+        # The key may have been used on another stream (a createOrder that drew its own id).
+        aggregate = await self.load(
+            stream_id, lambda: command.new_aggregate(stream_id), to_version=version
+        )
         events = await self._reader.read_positions(outcome.first_position, outcome.last_position)
         return CommandResult(aggregate, events, repeated=True)
 
     async def _cached(
-        self, stream_id: str, new_aggregate: Callable[[], A], verify: bool
+        self, stream_id: str, new_aggregate: Callable[[str], A], verify: bool
     ) -> tuple[A, bool]:
         """The cached aggregate without a read (the append's version check guards it),
         else one caught up from the store; and whether it was read just now."""
         aggregate = self._cache.pop(stream_id, None)
         fresh = aggregate is None or verify
         if aggregate is None:
-            aggregate = new_aggregate()
+            aggregate = new_aggregate(stream_id)
         self._cache[stream_id] = aggregate
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)

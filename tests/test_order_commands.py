@@ -165,3 +165,12 @@ async def test_staff_commands_any_order_and_order_at_time_travels(services: Serv
     assert now.status is OrderStatus.CANCELLED and now.cancellation_reason == "fraud check"
     with pytest.raises(NotFound):
         await services.orders.order_at(OTHER, "o1")
+
+
+async def test_repeated_create_without_an_order_id_returns_the_first_order(services: Services) -> None:
+    first = await services.orders.create_order(CUSTOMER, customer_id="cus_1", idempotency_key="new-order")
+    again = await services.orders.create_order(CUSTOMER, customer_id="cus_1", idempotency_key="new-order")
+    assert again.repeated and again.aggregate.id == first.aggregate.id
+    assert again.aggregate.customer_id == "cus_1" and again.stream_version == 1
+    assert [e.event_id for e in again.events] == [e.event_id for e in first.events]
+    assert await services.reader.head_position() == 1
