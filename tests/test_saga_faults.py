@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -10,6 +11,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 import redis.asyncio as redis
 
@@ -154,3 +156,38 @@ async def test_without_redis_the_relay_stays_off_and_says_so(services: Services,
     caplog.set_level(logging.WARNING, logger="service.relay")
     await asyncio.wait_for(relay_worker(services, asyncio.Event()), 5)  # returns at once
     assert "outbox relay off" in caplog.text
+
+
+async def _terminate_other_backends(dsn: str) -> int:
+    """Drop every other connection to the test database, as a server restart would."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return len(await conn.fetch(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ))
+    finally:
+        await conn.close()
+
+
+async def test_dropped_database_connections_lose_no_order(services: Services, dsn: str, broker) -> None:
+    client, key = broker
+    await stock(services, A=100)
+    await deposit(services, "cus_1", "100.00")
+    async with saga(services, client, key):
+        await place_order(services, "ord_0", {"A": (1, "1.00")})
+        await settled(services, "ord_0")
+        assert await _terminate_other_backends(dsn) >= 2  # the relay's lease and the pool's
+        await _flush_dead_connections(services)
+        for n in range(1, 6):
+            await place_order(services, f"ord_{n}", {"A": (1, "1.00")})
+        statuses = [(await settled(services, f"ord_{n}", within=90)).status for n in range(1, 6)]
+    assert statuses == [OrderStatus.COMPLETED] * 5
+    assert str((await wallet(services, "cus_1")).balance) == "94.00"
+
+
+async def _flush_dead_connections(services: Services) -> None:
+    """The test's own commands get fresh connections (each dead pooled one fails once)."""
+    for _ in range(30):
+        with contextlib.suppress(Exception):  # whichever way a dead connection fails
+            await services.pool.fetchval("SELECT 1")
