@@ -77,6 +77,7 @@ class OutboxRelay:
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop`: wait for the lease, then publish; survive database and Redis outages."""
         backoff = 0.2
+        standing_by = False
         while not stop.is_set():
             try:
                 conn = await asyncpg.connect(self._dsn)
@@ -90,9 +91,15 @@ class OutboxRelay:
                 if await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):
                     await self._lead(conn, stop)
                 else:
+                    if not standing_by:
+                        log.info("outbox relay standing by: another process publishes")
+                        standing_by = True
                     await _sleep(stop, self._poll)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 log.warning("relay lost its database connection: %r", error)
+            except Exception:  # a bug or an odd failure: say so, start over from the table
+                log.exception("outbox relay failed; starting over")
+                await _sleep(stop, 1.0)
             finally:
                 self.is_leader = False
                 with contextlib.suppress(Exception):
