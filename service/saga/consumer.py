@@ -73,8 +73,11 @@ class StreamConsumer:
                 try:
                     await self._ensure_group()
                     await self._consume(stop)
-                except (RedisError, OSError) as error:  # Redis down or restarted empty: start over
-                    log.warning("%s consumer: %r; retrying in %.1f s", self.group, error, backoff)
+                except Exception as error:  # Redis down or restarted empty, or a bug: start over
+                    if isinstance(error, RedisError | OSError):
+                        log.warning("%s consumer: %r; retrying in %.1f s", self.group, error, backoff)
+                    else:
+                        log.exception("%s consumer failed; retrying in %.1f s", self.group, backoff)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), backoff)
                     backoff = min(backoff * 2, 5.0)
