@@ -5,7 +5,10 @@ one `inventory.reserved.v1` per product, each carrying the whole reservation
 (`items`: every sku and quantity), all appended in one transaction with the
 expected version of each product stream. Each product applies only its own
 line. The first item's product is the reservation's lead: the one event that
-other contexts react to (see `is_lead`).
+other contexts react to (see `is_lead`). Afterwards each product records, on
+its own stream, what became of the units it held for the order: released
+(payment failed, order cancelled) or consumed (order completed). A failed
+reservation changes no product: it is recorded on `reservation-<order id>`.
 """
 
 from __future__ import annotations
