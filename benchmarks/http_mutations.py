@@ -17,21 +17,14 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 
 import httpx
 
 from api.auth import mint_token
-from benchmarks._db import drop_database, scratch_database
-from service.embedded_redis import stop_embedded_redis
+from benchmarks._serve import TYPENAME_LUA, run_wrk, served
 
 ORDERS = 1000
 ADD_ITEM = (
@@ -70,40 +63,6 @@ done = function(summary, latency, requests)
 end
 """
 
-TYPENAME_LUA = r"""
-wrk.method = "POST"
-wrk.body = '{"query":"{ __typename }"}'
-wrk.headers["Content-Type"] = "application/json"
-local errors = 0
-response = function(status, headers, body)
-  if status ~= 200 then errors = errors + 1 end
-end
-done = function(summary, latency, requests)
-  io.write(string.format("errors %d\n", errors))
-end
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_healthy(base: str, server: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"eventgraph serve exited with {server.returncode}")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("eventgraph serve did not become healthy")
-
-
 async def create_orders(base: str, token: str, count: int) -> list[str]:
     query = "mutation($c: ID!) { createOrder(input: {customerId: $c}) { order { id } } }"
     headers = {"Authorization": f"Bearer {token}"}
@@ -119,43 +78,6 @@ async def create_orders(base: str, token: str, count: int) -> list[str]:
         return list(await asyncio.gather(*(one(i) for i in range(count))))
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def run_wrk(url: str, script: Path, connections: int, seconds: int, server_pid: int) -> dict[str, float]:
-    cpu_before = cpu_seconds(server_pid)
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-        capture_output=True, text=True, check=True,
-    )
-    cpu = cpu_seconds(server_pid) - cpu_before
-    text = out.stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
-    errors = int(re.search(r"^errors (\d+)$", text, re.M).group(1))  # type: ignore[union-attr]
-    requests = int(re.search(r"(\d+) requests in", text).group(1))  # type: ignore[union-attr]
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    return {
-        "rate": rate,
-        "requests": requests,
-        "errors": errors + (int(non2xx.group(1)) if non2xx else 0),
-        "p50_ms": _latency(text, "50%"),
-        "p99_ms": _latency(text, "99%"),
-        "cpu_ms": cpu * 1000 / max(requests, 1),  # the server's CPU per request
-        "stderr": out.stderr.strip(),  # type: ignore[dict-item]
-    }
-
-
-def _latency(text: str, percentile: str) -> float:
-    match = re.search(rf"^\s+{re.escape(percentile)}\s+([\d.]+)(us|ms|s)$", text, re.M)
-    if not match:
-        return float("nan")
-    value, unit = float(match.group(1)), match.group(2)
-    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10)
@@ -167,29 +89,13 @@ def main() -> int:
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
         return 2
 
-    url, server_url = scratch_database()
-    secret = "bench-" + os.urandom(24).hex()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    work = Path(tempfile.mkdtemp(prefix="eventgraph-bench-"))
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "EVENTGRAPH_JWT_SECRET": secret,
-        "EVENTGRAPH_DATA_DIR": str(work / "data"),
+    env = {} if args.with_workers else {
+        "EVENTGRAPH_RUN_PROJECTIONS": "0", "EVENTGRAPH_RUN_RELAY": "0", "EVENTGRAPH_RUN_SAGA": "0"
     }
-    if not args.with_workers:
-        env.update(EVENTGRAPH_RUN_PROJECTIONS="0", EVENTGRAPH_RUN_RELAY="0", EVENTGRAPH_RUN_SAGA="0")
-    eventgraph = str(Path(sys.executable).parent / "eventgraph")
-    server_log = (work / "serve.log").open("wb")
-    server = subprocess.Popen(
-        [eventgraph, "serve", "--port", str(port), "--workers", "1", "--log-level", "warning"],
-        env=env, stdout=server_log, stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_healthy(base, server)
-        token = mint_token(secret, "bench", "staff")
-        orders = asyncio.run(create_orders(base, token, ORDERS))
+    with served(**env) as server:
+        token = mint_token(server.secret, "bench", "staff")
+        orders = asyncio.run(create_orders(server.base, token, ORDERS))
+        work = server.work
         (work / "orders.txt").write_text("\n".join(orders) + "\n")
         add_lua = work / "add_item.lua"
         add_lua.write_text(
@@ -205,23 +111,10 @@ def main() -> int:
                 ["py-spy", "record", "-p", str(server.pid), "-d", str(args.seconds), "-f", fmt, "-o", args.profile],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
-        mutations = run_wrk(f"{base}/graphql", add_lua, args.connections, args.seconds, server.pid)
+        mutations = run_wrk(f"{server.base}/graphql", add_lua, args.connections, args.seconds, server.pid)
         if profiler is not None:
             profiler.wait(30)
-        ceiling = run_wrk(f"{base}/graphql", typename_lua, args.connections, args.seconds, server.pid)
-    except BaseException:
-        print((work / "serve.log").read_text()[-3000:], file=sys.stderr)
-        raise
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        server_log.close()
-        stop_embedded_redis(work / "data" / "redis")  # `serve` starts one; it outlives serve
-        drop_database(server_url, url)
-        shutil.rmtree(work, ignore_errors=True)
+        ceiling = run_wrk(f"{server.base}/graphql", typename_lua, args.connections, args.seconds, server.pid)
 
     workers = "with background workers" if args.with_workers else "API only (workers off)"
     print(f"eventgraph serve, 1 uvicorn worker, {workers}; wrk -t1 -c{args.connections} -d{args.seconds}s")

@@ -18,18 +18,13 @@ import asyncio
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
 
 from api.auth import mint_token
-from benchmarks._db import drop_database, scratch_database
-from benchmarks.http_mutations import TYPENAME_LUA, free_port, run_wrk, wait_healthy
+from benchmarks._serve import TYPENAME_LUA, run_wrk, served
 from eventstore import Appender, AppendRequest, NewEvent, StreamWrite
 from eventstore.pool import create_pool
 
@@ -128,30 +123,11 @@ def main() -> int:
         return 2
 
     load_before = os.getloadavg()[0]
-    url, server_url = scratch_database()
-    secret = "bench-" + os.urandom(24).hex()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    work = Path(tempfile.mkdtemp(prefix="eventgraph-bench-"))
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "EVENTGRAPH_JWT_SECRET": secret,
-        "EVENTGRAPH_DATA_DIR": str(work / "data"),
-        "EVENTGRAPH_RUN_PROJECTIONS": "1",
-        "EVENTGRAPH_RUN_RELAY": "0",
-        "EVENTGRAPH_RUN_SAGA": "0",
-    }
-    eventgraph = str(Path(sys.executable).parent / "eventgraph")
-    server = subprocess.Popen(
-        [eventgraph, "serve", "--port", str(port), "--workers", "1", "--log-level", "warning"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    try:
-        ids = asyncio.run(seed(url, args.orders))
-        wait_healthy(base, server)
-        token = mint_token(secret, "bench", "staff")
-        wait_projected(base, token)
+    with served(EVENTGRAPH_RUN_PROJECTIONS="1", EVENTGRAPH_RUN_RELAY="0", EVENTGRAPH_RUN_SAGA="0") as server:
+        ids = asyncio.run(seed(server.dsn, args.orders))
+        token = mint_token(server.secret, "bench", "staff")
+        wait_projected(server.base, token)
+        work = server.work
         (work / "orders.txt").write_text("\n".join(ids) + "\n")
         scripts = {
             "order(id)": ORDER_LUA % {"orders": work / "orders.txt", "query": json.dumps(json.dumps(ORDER)), "token": token},
@@ -163,15 +139,7 @@ def main() -> int:
         for name, text in scripts.items():
             script = work / f"{len(results)}.lua"
             script.write_text(text)
-            results[name] = run_wrk(f"{base}/graphql", script, args.connections, args.seconds, server.pid)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        drop_database(server_url, url)
-        shutil.rmtree(work, ignore_errors=True)
+            results[name] = run_wrk(f"{server.base}/graphql", script, args.connections, args.seconds, server.pid)
 
     print(f"eventgraph serve, 1 uvicorn worker, projections on; {args.orders} orders of 3 lines;"
           f" wrk -t1 -c{args.connections} -d{args.seconds}s, load average before {load_before:.2f}")

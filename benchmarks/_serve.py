@@ -1,0 +1,141 @@
+"""A real `eventgraph serve` for the HTTP benchmarks, and wrk to load it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from benchmarks._db import drop_database, scratch_database
+from service.embedded_redis import stop_embedded_redis
+
+TYPENAME_LUA = r"""
+wrk.method = "POST"
+wrk.body = '{"query":"{ __typename }"}'
+wrk.headers["Content-Type"] = "application/json"
+local errors = 0
+response = function(status, headers, body)
+  if status ~= 200 then errors = errors + 1 end
+end
+done = function(summary, latency, requests)
+  io.write(string.format("errors %d\n", errors))
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_healthy(base: str, server: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"eventgraph serve exited with {server.returncode}")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("eventgraph serve did not become healthy")
+
+
+@dataclass(frozen=True)
+class Served:
+    base: str  # http://127.0.0.1:PORT
+    dsn: str  # its scratch database
+    secret: str  # its JWT secret
+    pid: int
+    work: Path  # a scratch folder, removed afterwards
+
+
+@contextlib.contextmanager
+def served(**env: str) -> Iterator[Served]:
+    """`eventgraph serve` (1 worker) on a free port and a scratch database; everything it
+    started (its embedded Redis included) is stopped and removed afterwards."""
+    url, server_url = scratch_database()
+    secret = "bench-" + os.urandom(24).hex()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    work = Path(tempfile.mkdtemp(prefix="eventgraph-bench-"))
+    full_env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "EVENTGRAPH_JWT_SECRET": secret,
+        "EVENTGRAPH_DATA_DIR": str(work / "data"),
+        **env,
+    }
+    eventgraph = str(Path(sys.executable).parent / "eventgraph")
+    log_path = work / "serve.log"
+    with log_path.open("wb") as server_log:  # a file, not a pipe: a full pipe stalls the server
+        server = subprocess.Popen(
+            [eventgraph, "serve", "--port", str(port), "--workers", "1", "--log-level", "warning"],
+            env=full_env, stdout=server_log, stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_healthy(base, server)
+            yield Served(base, url, secret, server.pid, work)
+        except BaseException:
+            print(log_path.read_text()[-3000:], file=sys.stderr)
+            raise
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+            stop_embedded_redis(work / "data" / "redis")  # `serve` starts one; it outlives serve
+            drop_database(server_url, url)
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(url: str, script: Path, connections: int, seconds: int, server_pid: int) -> dict[str, float]:
+    cpu_before = cpu_seconds(server_pid)
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    )
+    cpu = cpu_seconds(server_pid) - cpu_before
+    text = out.stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
+    errors = int(re.search(r"^errors (\d+)$", text, re.M).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", text).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    return {
+        "rate": rate,
+        "requests": requests,
+        "errors": errors + (int(non2xx.group(1)) if non2xx else 0),
+        "p50_ms": _latency(text, "50%"),
+        "p99_ms": _latency(text, "99%"),
+        "cpu_ms": cpu * 1000 / max(requests, 1),  # the server's CPU per request
+        "stderr": out.stderr.strip(),  # type: ignore[dict-item]
+    }
+
+
+def _latency(text: str, percentile: str) -> float:
+    match = re.search(rf"^\s+{re.escape(percentile)}\s+([\d.]+)(us|ms|s)$", text, re.M)
+    if not match:
+        return float("nan")
+    value, unit = float(match.group(1)), match.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
