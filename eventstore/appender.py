@@ -27,7 +27,7 @@ from eventstore.errors import (
     DuplicateRequest,
     StoreUnavailable,
 )
-from eventstore.pool import dumps
+from eventstore.pool import DROPPED, dumps
 from eventstore.records import (
     NOTIFY_CHANNEL,
     AppendRequest,
@@ -102,8 +102,10 @@ class Appender:
                 async with self._pool.acquire() as conn:
                     try:
                         await self._commit(conn, batch)
-                    except BaseException:
+                    except BaseException as error:
                         conn.terminate()  # its state is unknown: the pool opens a fresh one
+                        if isinstance(error, DROPPED):
+                            self._pool.expire_connections()  # its siblings likely died too
                         raise
             except Exception as error:  # the batch's one transaction failed or was cut off
                 log.warning("append batch of %d failed: %r", len(batch), error)

@@ -53,3 +53,28 @@ async def connect(dsn: str) -> asyncpg.Connection:
 
 def dumps(value: Any) -> str:
     return _encode(value)
+
+
+# A pooled connection the server dropped (restart, terminate) fails its next use with one of these.
+DROPPED = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    ConnectionError,
+)
+
+
+async def fetch_read(pool: asyncpg.Pool, sql: str, *args: Any) -> list[asyncpg.Record]:
+    """A read-only query, tried once more on a fresh connection when the pooled one was dead
+    (asyncpg's pool does not check connections before handing them out)."""
+    for attempt in range(2):
+        async with pool.acquire() as conn:
+            try:
+                return await conn.fetch(sql, *args)  # type: ignore[no-any-return]
+            except DROPPED:
+                conn.terminate()
+                pool.expire_connections()  # its siblings likely died with it (a restart)
+                if attempt:
+                    raise
+    raise AssertionError("unreachable")

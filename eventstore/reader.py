@@ -9,6 +9,7 @@ from uuid import UUID
 import asyncpg
 
 from eventstore.idempotency import fetch_outcomes
+from eventstore.pool import fetch_read
 from eventstore.records import RecordedEvent, StoredOutcome
 from eventstore.upcasting import UpcasterRegistry
 
@@ -54,7 +55,7 @@ class EventReader:
         )
 
     async def _fetch(self, sql: str, *args: object) -> list[RecordedEvent]:
-        rows = await self._pool.fetch(sql, *args)
+        rows = await fetch_read(self._pool, sql, *args)
         return [self._decode(row) for row in rows]
 
     async def read_stream(
@@ -125,7 +126,7 @@ class EventReader:
         if owner is not None:
             args.append(owner)
         sql = _SCANNED[(bool(types), stream_id is not None, owner is not None)]
-        rows = await self._pool.fetch(sql, *args)
+        rows = await fetch_read(self._pool, sql, *args)
         events = [self._decode(row) for row in rows if row["position"] is not None]
         if len(events) == limit:
             return events, events[-1].position

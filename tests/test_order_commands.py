@@ -174,3 +174,28 @@ async def test_repeated_create_without_an_order_id_returns_the_first_order(servi
     assert again.aggregate.customer_id == "cus_1" and again.stream_version == 1
     assert [e.event_id for e in again.events] == [e.event_id for e in first.events]
     assert await services.reader.head_position() == 1
+
+
+async def test_commands_recover_after_the_database_drops_every_connection(services: Services, dsn: str) -> None:
+    """After a restart-like cut, at most one append fails (StoreUnavailable, nothing half-written)
+    and the pool is renewed: the next commands succeed and the stream stays contiguous."""
+    import asyncpg
+
+    from eventstore import StoreUnavailable
+
+    await create(services)
+    admin = await asyncpg.connect(dsn)
+    await admin.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    await admin.close()
+    failures = 0
+    for i in range(5):
+        try:
+            await services.orders.add_item(CUSTOMER, order_id="o1", sku=f"S{i}", quantity=1, unit_price="1.00")
+        except StoreUnavailable:
+            failures += 1
+    assert failures <= 1
+    stream = await services.reader.read_stream("order-o1")
+    assert [e.version for e in stream] == list(range(1, 7 - failures))
