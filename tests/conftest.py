@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+import redis.asyncio as redis
 
 from service.container import Services
 from service.database import asyncpg_dsn, embedded_postgres_url, migrate
@@ -161,4 +162,28 @@ async def api(services: Services, settings: Settings) -> AsyncIterator[Api]:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
         yield Api(http, settings.jwt_secret or "", port)
     server.should_exit = True
+    await task
+
+
+@pytest.fixture
+async def broker(redis_url: str) -> AsyncIterator[tuple[redis.Redis, str]]:
+    """A Redis client and a stream key of this test's own (runs sharing a Redis never meet)."""
+    from tests.relay_support import private_stream_key
+
+    client = redis.from_url(redis_url)
+    key = private_stream_key()
+    yield client, key
+    await client.delete(key)
+    await client.aclose()
+
+
+@pytest.fixture
+async def projections(services: Services) -> AsyncIterator[None]:
+    """The projection runner of `services`, running for the test."""
+    from service.projections import run_projections
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_projections(services, stop))
+    yield
+    stop.set()
     await task

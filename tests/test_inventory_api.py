@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-
 import pytest
 import redis.asyncio as redis
 
 from service.container import Services
-from service.projections import run_projections
 from service.settings import Settings
 from tests.conftest import Api
 from tests.relay_support import private_stream_key
@@ -32,16 +28,7 @@ TRACE = """query($c: String!) { trace(correlationId: $c) {
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(jwt_secret="test-secret", run_projections=False, run_relay=False, consistency_timeout=5.0)
-
-
-@pytest.fixture
-async def projections(services: Services) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_projections(services, stop))
-    yield
-    stop.set()
-    await task
+    return Settings(jwt_secret="test-secret-0123456789abcdef0123456789abcdef", run_projections=False, run_relay=False, consistency_timeout=5.0)
 
 
 def code(result: dict) -> str:  # type: ignore[type-arg]

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import asyncpg
-import pytest
-import redis.asyncio as redis
 
 from readmodels.products import ProductProjection
 from readmodels.rebuild import rebuild
@@ -16,7 +12,7 @@ from service.inventory import ProductCommands
 from service.saga.reactions import Inventory
 from service.saga.tracked import TrackedAppends
 from tests.projection_helpers import run_to_head
-from tests.relay_support import eventually, private_stream_key
+from tests.relay_support import eventually
 from tests.saga_support import (
     consumers_for,
     deposit,
@@ -30,15 +26,6 @@ from tests.saga_support import (
     stock,
     wallet,
 )
-
-
-@pytest.fixture
-async def broker(redis_url: str) -> AsyncIterator[tuple[redis.Redis, str]]:
-    client = redis.from_url(redis_url)
-    key = private_stream_key()
-    yield client, key
-    await client.delete(key)
-    await client.aclose()
 
 
 async def _history(services: Services, broker) -> None:  # type: ignore[no-untyped-def]

@@ -20,7 +20,7 @@ def _env(dsn: str, tmp_path: Path) -> dict[str, str]:
     return {
         **os.environ,
         "DATABASE_URL": dsn,
-        "EVENTGRAPH_JWT_SECRET": "test-secret",
+        "EVENTGRAPH_JWT_SECRET": "test-secret-0123456789abcdef0123456789abcdef",
         "EVENTGRAPH_DATA_DIR": str(tmp_path),
     }
 

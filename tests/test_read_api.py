@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -13,7 +12,6 @@ from eventstore.pool import create_pool
 from readmodels.order_queries import OrderReadModel
 from readmodels.registry import PROJECTIONS
 from service.container import Services
-from service.projections import run_projections
 from service.settings import Settings
 from tests.conftest import Api
 from tests.projection_helpers import STAFF, run_to_head
@@ -31,16 +29,7 @@ STAFF_AS = ("staff_1", "staff")
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(jwt_secret="test-secret", run_projections=False, run_relay=False, consistency_timeout=1.0)
-
-
-@pytest.fixture
-async def projections(services: Services) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_projections(services, stop))
-    yield
-    stop.set()
-    await task
+    return Settings(jwt_secret="test-secret-0123456789abcdef0123456789abcdef", run_projections=False, run_relay=False, consistency_timeout=1.0)
 
 
 async def _create(api: Api, customer: str = "cus_1", **extra: str) -> dict:  # type: ignore[type-arg]
@@ -228,7 +217,7 @@ async def test_the_served_app_runs_the_projections_itself(dsn: str) -> None:
     from api.app import create_app
 
     settings = Settings(
-        database_url=dsn, jwt_secret="test-secret", run_projections=True, run_relay=False, run_saga=False
+        database_url=dsn, jwt_secret="test-secret-0123456789abcdef0123456789abcdef", run_projections=True, run_relay=False, run_saga=False
     )
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning"))
     task = asyncio.create_task(server.serve())
@@ -239,7 +228,7 @@ async def test_the_served_app_runs_the_projections_itself(dsn: str) -> None:
             await asyncio.sleep(0.01)
         port = server.servers[0].sockets[0].getsockname()[1]
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            api = Api(http, "test-secret", port)
+            api = Api(http, "test-secret-0123456789abcdef0123456789abcdef", port)
             created = await _create(api)
             read = await api.gql(ORDER, {"id": created["order"]["id"], "after": created["position"]})
             assert "extensions" not in read and read["data"]["order"] == created["order"]

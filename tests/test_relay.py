@@ -19,15 +19,6 @@ from service.relay import OutboxRelay
 from tests.relay_support import RedisProcess, append_events, entries, eventually, private_stream_key
 
 
-@pytest.fixture
-async def broker(redis_url: str) -> AsyncIterator[tuple[redis.Redis, str]]:
-    client = redis.from_url(redis_url)
-    key = private_stream_key()
-    yield client, key
-    await client.delete(key)
-    await client.aclose()
-
-
 def make_relay(services: Services, client: redis.Redis, key: str, **kwargs: object) -> OutboxRelay:
     return OutboxRelay(services.dsn, client, build_upcasters(), stream_key=key, poll_interval=0.2, **kwargs)  # type: ignore[arg-type]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as redis
@@ -14,7 +13,7 @@ from eventstore import RecordedEvent
 from service.container import Services
 from service.saga.reactions import Inventory, Ordering, Payments, Reactions
 from service.saga.tracked import TrackedAppends
-from tests.relay_support import entries, eventually, private_stream_key
+from tests.relay_support import entries, eventually
 from tests.saga_support import (
     consumers_for,
     customer,
@@ -30,15 +29,6 @@ from tests.saga_support import (
     stock,
     wallet,
 )
-
-
-@pytest.fixture
-async def broker(redis_url: str) -> AsyncIterator[tuple[redis.Redis, str]]:
-    client = redis.from_url(redis_url)
-    key = private_stream_key()
-    yield client, key
-    await client.delete(key)
-    await client.aclose()
 
 
 def by_type(events: list[RecordedEvent]) -> dict[str, list[RecordedEvent]]:

@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import orjson
-import pytest
 import redis.asyncio as redis
 
 from eventstore import RecordedEvent
 from service.saga.consumer import StreamConsumer
 from service.saga.reactions import Reactions
-from tests.relay_support import eventually, private_stream_key
-
-
-@pytest.fixture
-async def broker(redis_url: str) -> AsyncIterator[tuple[redis.Redis, str]]:
-    client = redis.from_url(redis_url)
-    key = private_stream_key()
-    yield client, key
-    await client.delete(key)
-    await client.aclose()
+from tests.relay_support import eventually
 
 
 class Recording(Reactions):

@@ -8,11 +8,9 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
-import pytest
 import redis.asyncio as redis
 
 from domain.order import OrderStatus
@@ -23,15 +21,6 @@ from tests.relay_support import RedisProcess, append_events, entries, eventually
 from tests.saga_support import deposit, order, place_order, product, saga, settled, stock, wallet
 
 
-@pytest.fixture
-async def broker(redis_url: str) -> AsyncIterator[tuple[redis.Redis, str]]:
-    client = redis.from_url(redis_url)
-    key = private_stream_key()
-    yield client, key
-    await client.delete(key)
-    await client.aclose()
-
-
 async def start(command: str, dsn: str, redis_url: str, key: str, tmp_path: Path, *args: str) -> asyncio.subprocess.Process:
     env = {
         **os.environ,
@@ -39,7 +28,7 @@ async def start(command: str, dsn: str, redis_url: str, key: str, tmp_path: Path
         "REDIS_URL": redis_url,
         "EVENTGRAPH_BROKER_STREAM": key,
         "EVENTGRAPH_DATA_DIR": str(tmp_path),
-        "EVENTGRAPH_JWT_SECRET": "test-secret",
+        "EVENTGRAPH_JWT_SECRET": "test-secret-0123456789abcdef0123456789abcdef",
     }
     code = "import sys; from service.cli import main; sys.exit(main(sys.argv[1:]))"
     return await asyncio.create_subprocess_exec(

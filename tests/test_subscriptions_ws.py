@@ -4,13 +4,11 @@ resume, auth, protocol hardening and visibility."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from websockets.asyncio.client import connect
 
 from service.container import Services
-from service.projections import run_projections
 from service.settings import Settings
 from tests.conftest import Api
 from tests.subscription_support import (
@@ -25,7 +23,7 @@ from tests.subscription_support import (
 @pytest.fixture
 def settings() -> Settings:
     return Settings(
-        jwt_secret="test-secret",
+        jwt_secret="test-secret-0123456789abcdef0123456789abcdef",
         run_projections=False,
         run_relay=False,
         ws_init_timeout=0.5,
@@ -214,15 +212,6 @@ async def test_a_bad_after_is_bad_user_input(api: Api, after: str) -> None:
 ORDER_FIELDS = "id version status lines { sku quantity lineTotal { amount } } total { amount currency }"
 ORDER_CHANGED = f"subscription($id: ID!) {{ orderChanged(id: $id) {{ {ORDER_FIELDS} }} }}"
 ORDER = f"query($id: ID!, $p: String) {{ order(id: $id, consistentWith: $p) {{ {ORDER_FIELDS} }} }}"
-
-
-@pytest.fixture
-async def projections(services: Services) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_projections(services, stop))
-    yield
-    stop.set()
-    await task
 
 
 async def test_order_changed_sends_the_read_model_after_each_applied_change(
