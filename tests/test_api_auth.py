@@ -21,7 +21,7 @@ def bearer(token: str) -> dict[str, str]:
 def bad_credentials(api: Api) -> dict[str, dict[str, str]]:
     now = int(time.time())
     return {
-        "bad signature": bearer(mint_token("another-secret", "cus_1", "customer")),
+        "bad signature": bearer(mint_token("another-secret-of-recommended-length-0123456789", "cus_1", "customer")),
         "expired": bearer(mint_token(api.secret, "cus_1", "customer", ttl=-60)),
         "garbage": bearer("not.a.jwt"),
         "wrong scheme": {"Authorization": f"Basic {api.token()}"},
