@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -105,7 +107,16 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         Route("/healthz", healthz),
         *graphiql_routes(),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    # Frontends on another origin: the only credential is the bearer token, never a cookie.
+    cors = Middleware(
+        CORSMiddleware,
+        allow_origins=list(settings.allowed_origins),
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type", "Accept", "X-Correlation-ID"],
+        expose_headers=["X-Correlation-ID"],
+        max_age=600,
+    )
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[cors])
 
 
 def app_from_env() -> Starlette:

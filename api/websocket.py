@@ -52,7 +52,7 @@ def websocket_options(settings: Settings) -> dict[str, Any]:
         "subscription_protocols": (GRAPHQL_TRANSPORT_WS_PROTOCOL,),
         "connection_init_wait_timeout": timedelta(seconds=settings.ws_init_timeout),
         "max_subscriptions_per_connection": settings.ws_max_subscriptions,
-        "allowed_origins": settings.ws_allowed_origins,
+        "allowed_origins": settings.allowed_origins,
     }
 
 

@@ -44,7 +44,7 @@ class Settings:
     ws_max_subscriptions: int = 100  # operations in flight per WebSocket
     # Pages on these origins may open WebSockets ("*": any). Safe as "*": a socket's only
     # credential is the token in connection_init, never a cookie a browser adds by itself.
-    ws_allowed_origins: tuple[str, ...] = ("*",)
+    allowed_origins: tuple[str, ...] = ("*",)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -72,7 +72,7 @@ class Settings:
             ws_init_timeout=_float("EVENTGRAPH_WS_INIT_TIMEOUT", 10.0),
             ws_ping_interval=_float("EVENTGRAPH_WS_PING_INTERVAL", 15.0),
             ws_max_subscriptions=_int("EVENTGRAPH_WS_MAX_SUBSCRIPTIONS", 100),
-            ws_allowed_origins=tuple(
-                o.strip() for o in env.get("EVENTGRAPH_WS_ALLOWED_ORIGINS", "*").split(",") if o.strip()
+            allowed_origins=tuple(
+                o.strip() for o in env.get("EVENTGRAPH_ALLOWED_ORIGINS", "*").split(",") if o.strip()
             ),
         )

@@ -202,3 +202,24 @@ async def test_body_over_one_mib_is_413_while_streaming_chunked(api: Api, dsn: s
     # the server is still healthy and answers the next request
     again = await api.http.post("/graphql", json={"query": "{ __typename }"})
     assert again.json() == {"data": {"__typename": "Query"}}
+
+
+async def test_a_frontend_on_another_origin_may_call_the_api(api: Api) -> None:
+    """CORS: the preflight allows POST with the bearer header; answers carry the origin."""
+    origin = "http://localhost:5173"
+    preflight = await api.http.options(
+        "/graphql",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] in ("*", origin)
+    assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
+    answer = await api.http.post(
+        "/graphql", json={"query": "{ __typename }"}, headers={"Origin": origin}
+    )
+    assert answer.headers["access-control-allow-origin"] in ("*", origin)
+    assert "x-correlation-id" in answer.headers["access-control-expose-headers"].lower()
