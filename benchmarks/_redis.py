@@ -6,8 +6,13 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from benchmarks._db import drop_database, scratch_database
 
 
 @contextlib.contextmanager
@@ -27,3 +32,13 @@ def benchmark_redis() -> Iterator[str]:
     finally:
         stop_embedded_redis(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def run_on_scratch_servers(measure: Callable[[Any, str, str], Awaitable[None]], args: Any) -> None:
+    """`measure(args, database_url, redis_url)` on a scratch database and a benchmark Redis."""
+    url, server = scratch_database()
+    try:
+        with benchmark_redis() as redis_url:
+            uvloop.run(measure(args, url, redis_url))
+    finally:
+        drop_database(server, url)

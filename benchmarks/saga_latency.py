@@ -20,10 +20,8 @@ import time
 import uuid
 
 import redis.asyncio as redis
-import uvloop
 
-from benchmarks._db import drop_database, scratch_database
-from benchmarks._redis import benchmark_redis
+from benchmarks._redis import run_on_scratch_servers
 from service.container import Services, build_upcasters
 from service.context import Principal, RequestContext, Role
 from service.relay import OutboxRelay
@@ -126,17 +124,8 @@ async def measure(args: argparse.Namespace, url: str, redis_url: str) -> None:
         await services.close()
 
 
-def main(args: argparse.Namespace) -> None:
-    url, server = scratch_database()
-    try:
-        with benchmark_redis() as redis_url:
-            uvloop.run(measure(args, url, redis_url))
-    finally:
-        drop_database(server, url)
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=50.0, help="orders submitted per second")
     parser.add_argument("--seconds", type=float, default=20.0)
-    main(parser.parse_args())
+    run_on_scratch_servers(measure, parser.parse_args())
