@@ -33,6 +33,10 @@ class Principal:
         if not self.can_see_customer(customer_id):
             raise NotFound("not found")
 
+    def require_staff(self, action: str) -> None:
+        if self.role is not Role.STAFF:
+            raise Forbidden(f"only staff may {action}")
+
     def require_privileged(self, action: str) -> None:
         if not self.privileged:
             raise Forbidden(f"only staff or services may {action}")

@@ -8,16 +8,11 @@ from decimal import Decimal
 from domain.aggregate import aggregate_id_of
 from domain.order import check_id
 from domain.product import Product, product_stream
-from service.context import RequestContext, Role
-from service.errors import Forbidden, NotFound
+from service.context import RequestContext
+from service.errors import NotFound
 from service.stream_commands import Command, CommandResult, StreamCommands
 
 ProductResult = CommandResult[Product]
-
-
-def require_staff(ctx: RequestContext, action: str) -> None:
-    if ctx.principal.role is not Role.STAFF:
-        raise Forbidden(f"only staff may {action}")
 
 
 class ProductCommands:
@@ -34,13 +29,13 @@ class ProductCommands:
         currency: str = "USD",
         initial_stock: int = 0,
     ) -> ProductResult:
-        require_staff(ctx, "register products")
+        ctx.principal.require_staff("register products")
         return await self._run(
             ctx, sku, lambda p: p.register(name, price, currency, initial_stock), must_exist=False
         )
 
     async def restock_product(self, ctx: RequestContext, *, sku: str, quantity: int) -> ProductResult:
-        require_staff(ctx, "restock products")
+        ctx.principal.require_staff("restock products")
         return await self._run(ctx, sku, lambda p: p.restock(quantity))
 
     async def _run(

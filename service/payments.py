@@ -8,7 +8,6 @@ from domain.aggregate import aggregate_id_of
 from domain.order import check_id
 from domain.wallet import Wallet, wallet_stream
 from service.context import RequestContext
-from service.inventory import require_staff
 from service.stream_commands import Command, CommandResult, StreamCommands
 
 WalletResult = CommandResult[Wallet]
@@ -21,7 +20,7 @@ class WalletCommands:
     async def deposit_funds(
         self, ctx: RequestContext, *, customer_id: str, amount: Decimal | str, currency: str = "USD"
     ) -> WalletResult:
-        require_staff(ctx, "deposit funds")
+        ctx.principal.require_staff("deposit funds")
         check_id(customer_id, "customerId")
         return await self._commands.execute(
             Command(
