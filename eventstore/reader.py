@@ -154,17 +154,16 @@ class EventReader:
     async def head_position(self) -> int:
         return int(await self._pool.fetchval("SELECT coalesce(max(position), 0) FROM events"))
 
-    async def stream_owner(self, stream_id: str) -> str | None:
-        return await self._pool.fetchval(  # type: ignore[no-any-return]
-            "SELECT owner FROM events WHERE stream_id = $1 ORDER BY version DESC LIMIT 1", stream_id
-        )
-
-    async def stream_version(self, stream_id: str) -> int:
-        version = await self._pool.fetchval(
-            "SELECT version FROM events WHERE stream_id = $1 ORDER BY version DESC LIMIT 1",
+    async def stream_head(self, stream_id: str) -> tuple[int, str | None]:
+        """The stream's version (0: no such stream) and its owner."""
+        row = await self._pool.fetchrow(
+            "SELECT version, owner FROM events WHERE stream_id = $1 ORDER BY version DESC LIMIT 1",
             stream_id,
         )
-        return int(version or 0)
+        return (row["version"], row["owner"]) if row else (0, None)
+
+    async def stream_version(self, stream_id: str) -> int:
+        return (await self.stream_head(stream_id))[0]
 
     async def idempotency_outcomes(
         self, keys: Sequence[tuple[str, str]]

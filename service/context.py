@@ -28,6 +28,10 @@ class Principal:
     def can_see_customer(self, customer_id: str) -> bool:
         return self.privileged or customer_id == self.sub
 
+    def can_read_stream(self, owner: str | None) -> bool:
+        """Staff and services read every stream; a customer only the streams it owns."""
+        return self.privileged or owner == self.sub
+
     def require_customer(self, customer_id: str) -> None:
         """Another customer's things are reported missing, never shown."""
         if not self.can_see_customer(customer_id):

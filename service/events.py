@@ -26,6 +26,15 @@ def check_page_size(first: int) -> int:
     return first
 
 
+async def require_visible_stream(
+    reader: EventReader, principal: Principal, stream_id: str, what: str
+) -> None:
+    """A stream that does not exist, or that the caller may not read, is not found."""
+    version, owner = await reader.stream_head(stream_id)
+    if version == 0 or not principal.can_read_stream(owner):
+        raise NotFound(f"{what} not found")
+
+
 class EventQueries:
     def __init__(self, reader: EventReader) -> None:
         self._reader = reader
@@ -36,11 +45,11 @@ class EventQueries:
         if from_version < 1:
             raise InvalidInput("fromVersion must be at least 1")
         events = await self._reader.read_stream(stream_id, from_version, limit=check_page_size(first))
-        owner = events[0].owner if events else await self._reader.stream_owner(stream_id)
-        if owner is None and not events and await self._reader.stream_version(stream_id) == 0:
-            raise NotFound(f"stream {stream_id} not found")
-        if not principal.privileged and owner != principal.sub:
-            raise NotFound(f"stream {stream_id} not found")
+        if events:
+            if not principal.can_read_stream(events[0].owner):
+                raise NotFound(f"stream {stream_id} not found")
+        else:
+            await require_visible_stream(self._reader, principal, stream_id, f"stream {stream_id}")
         return events
 
     async def page(
@@ -61,14 +70,14 @@ class EventQueries:
         except ValueError:
             raise InvalidInput(f"{event_id!r} is not an event id") from None
         event = await self._reader.get_event(uuid)
-        if event is None or not (principal.privileged or event.owner == principal.sub):
+        if event is None or not principal.can_read_stream(event.owner):
             raise NotFound(f"event {event_id} not found")
         return event
 
     async def trace(self, principal: Principal, correlation_id: str) -> list[RecordedEvent]:
         """Every event of one business flow in causal order (causes precede effects in the log)."""
         events = await self._reader.read_correlation(correlation_id)
-        return [e for e in events if principal.privileged or e.owner == principal.sub]
+        return [e for e in events if principal.can_read_stream(e.owner)]
 
     async def head_position(self) -> int:
         return await self._reader.head_position()

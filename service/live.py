@@ -19,7 +19,7 @@ from readmodels.read_models import ReadModels
 from readmodels.views import OrderView
 from service.context import Principal
 from service.errors import NotFound
-from service.events import parse_position
+from service.events import parse_position, require_visible_stream
 
 
 class LiveQueries:
@@ -42,7 +42,8 @@ class LiveQueries:
             raise InvalidInput(f"after {position} is past the log's head")
         owner = None if principal.privileged else principal.sub
         if stream_id is not None and owner is not None:
-            stream_owner = await self._reader.stream_owner(stream_id)
+            # A stream that does not exist yet may be awaited; another customer's may not.
+            _, stream_owner = await self._reader.stream_head(stream_id)
             if stream_owner is not None and stream_owner != owner:
                 raise NotFound(f"stream {stream_id} not found")
         async for event in subscribe(
@@ -52,10 +53,6 @@ class LiveQueries:
 
     async def order_changes(self, principal: Principal, order_id: str) -> AsyncIterator[OrderView]:
         stream_id = order_stream(check_id(order_id, "id"))
-        owner = await self._reader.stream_owner(stream_id)
-        if owner is None and await self._reader.stream_version(stream_id) == 0:
-            raise NotFound(f"order {order_id} not found")
-        if not principal.privileged and owner != principal.sub:
-            raise NotFound(f"order {order_id} not found")
+        await require_visible_stream(self._reader, principal, stream_id, f"order {order_id}")
         async for view in order_changes(self.hub, self._read_models, order_id):
             yield view
