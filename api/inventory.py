@@ -11,7 +11,7 @@ from strawberry.dataloader import DataLoader
 
 from api.context import Context, Info
 from api.types import Money, Node
-from domain.order import check_id
+from domain.ids import check_id
 from domain.product import Product as ProductAggregate
 from domain.product import product_stream
 from domain.wallet import Wallet as WalletAggregate

@@ -10,7 +10,7 @@ from strawberry.extensions import SchemaExtension
 
 from api.context import Context, Info
 from api.types import Order, OrderStatus, PageInfo
-from domain.order import check_id
+from domain.ids import check_id
 from readmodels.consistency import Consistency
 from readmodels.orders import OrderProjection
 from readmodels.views import OrderView

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
@@ -10,20 +9,11 @@ from functools import singledispatchmethod
 
 from domain.aggregate import Aggregate, DomainEvent, event_type
 from domain.errors import InvalidInput, RuleViolation
+from domain.ids import check_id
 from domain.money import check_currency, parse_amount
 
 MAX_QUANTITY = 10_000
 MAX_LINES = 500
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$")
-
-
-def check_id(value: str, what: str) -> str:
-    if not isinstance(value, str) or not _ID.match(value):
-        raise InvalidInput(
-            f"{what} {value!r} is malformed: 1-64 letters, digits, '_', '-', '.' or ':'"
-        )
-    return value
-
 
 def order_stream(order_id: str) -> str:
     return f"order-{order_id}"

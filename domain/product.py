@@ -22,8 +22,8 @@ from typing import Any
 
 from domain.aggregate import Aggregate, DomainEvent, event_type
 from domain.errors import InvalidInput, RuleViolation
+from domain.ids import check_id
 from domain.money import parse_amount
-from domain.order import check_id
 
 MAX_STOCK = 1_000_000_000
 MAX_NAME = 200

@@ -13,8 +13,8 @@ from functools import singledispatchmethod
 
 from domain.aggregate import Aggregate, DomainEvent, event_type
 from domain.errors import InvalidInput, RuleViolation
+from domain.ids import check_id
 from domain.money import parse_amount
-from domain.order import check_id
 
 INSUFFICIENT_FUNDS = "insufficient_funds"
 CURRENCY_MISMATCH = "currency_mismatch"

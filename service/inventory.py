@@ -6,7 +6,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from domain.aggregate import aggregate_id_of
-from domain.order import check_id
+from domain.ids import check_id
 from domain.product import Product, product_stream
 from service.context import RequestContext
 from service.errors import NotFound

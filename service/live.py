@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 
 from domain.errors import InvalidInput
-from domain.order import check_id, order_stream
+from domain.ids import check_id
+from domain.order import order_stream
 from eventstore import EventReader, RecordedEvent
 from eventstore.listener import EventHub
 from eventstore.subscription import subscribe

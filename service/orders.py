@@ -10,7 +10,8 @@ from ulid import ULID
 
 from domain.aggregate import aggregate_id_of
 from domain.errors import InvalidInput
-from domain.order import Order, check_id, order_stream
+from domain.ids import check_id
+from domain.order import Order, order_stream
 from service.context import RequestContext
 from service.errors import Forbidden, NotFound
 from service.stream_commands import Command, CommandResult, StreamCommands

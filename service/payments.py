@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from domain.aggregate import aggregate_id_of
-from domain.order import check_id
+from domain.ids import check_id
 from domain.wallet import Wallet, wallet_stream
 from service.context import RequestContext
 from service.stream_commands import Command, CommandResult, StreamCommands
