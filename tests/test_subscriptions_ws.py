@@ -255,7 +255,7 @@ async def test_order_changed_refuses_what_the_caller_may_not_see(
 async def test_the_socket_closes_4403_when_its_token_expires(api: Api) -> None:
     from api.auth import mint_token
 
-    token = mint_token(api.secret, "cus_1", "customer", ttl=1)
+    token = mint_token(api.secret, "cus_1", "customer", ttl=2)  # exp is whole seconds: at least 1 s left for init
     async with GraphQLWS.connect(api.port) as ws:
         assert (await ws.init(token))["type"] == "connection_ack"
         await ws.subscribe("1", EVENTS)
