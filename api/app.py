@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,58 +12,61 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
 
 from api.auth import TokenVerifier, Unauthenticated
 from api.context import Context
 from api.graphiql import graphiql_html, graphiql_routes
-from api.http import GraphQLOverHTTP
-from api.schema import build_schema
+from api.http import GraphQLOverHTTP, correlation_id_of
+from api.operations import Operations
+from api.schema import ApiSchema, build_schema
 from api.websocket import TextWebSocketAdapter, TransportWSHandler, websocket_options
 from service.container import Services
+from service.context import Principal
 from service.settings import Settings
 from service.workers import BackgroundWorkers
 
 log = logging.getLogger(__name__)
 
 
-def correlation_id_of(headers: Any) -> str:
-    value = headers.get("x-correlation-id", "")
-    return value if 0 < len(value) <= 200 else str(uuid.uuid4())
+class GraphQLOverWebSocket(GraphQL[Context, None]):
+    """strawberry's view, for graphql-transport-ws only (HTTP is `GraphQLOverHTTP`)."""
 
-
-class GraphQLApp(GraphQLOverHTTP):
     graphql_transport_ws_handler_class = TransportWSHandler
     websocket_adapter_class = TextWebSocketAdapter
 
-    def __init__(self, services_ref: dict[str, Services], settings: Settings, **kwargs: Any) -> None:
-        super().__init__(build_schema(settings), **kwargs)
+    def __init__(self, schema: ApiSchema, contexts: ContextFactory, **kwargs: Any) -> None:
+        super().__init__(schema.strawberry, graphql_ide=None, **kwargs)
+        self._contexts = contexts
+
+    async def get_context(self, request: Any, response: Any = None) -> Context:  # type: ignore[override]
+        return self._contexts(request.headers, correlation_id_of(request.headers))
+
+    def authenticate(self, authorization: str | None) -> Principal | Unauthenticated | None:
+        """For `connection_init`, whose payload carries the token."""
+        return self._contexts.authenticate(authorization)
+
+
+class ContextFactory:
+    """Builds each request's (or operation's) context: the caller from its bearer token."""
+
+    def __init__(self, services_ref: dict[str, Services], settings: Settings) -> None:
         self._services_ref = services_ref
         self._tokens = TokenVerifier(settings.jwt_secret or "")
-        self.max_body_bytes = settings.max_body_bytes
 
-    async def render_graphql_ide(self, request: Request) -> Response:
-        return HTMLResponse(graphiql_html(request.url.path))
-
-    def authenticate(self, authorization: str | None) -> Any:
+    def authenticate(self, authorization: str | None) -> Principal | Unauthenticated | None:
         try:
             return self._tokens.principal(authorization)
         except Unauthenticated as error:
             return error
 
-    async def get_context(self, request: Request | WebSocket, response: Response | None = None) -> Context:  # type: ignore[override]
-        correlation_id = correlation_id_of(request.headers)
-        if isinstance(response, Response):
-            # echoed, so a client can quote it when reporting an error (the log has it)
-            response.headers["X-Correlation-ID"] = correlation_id
+    def __call__(self, headers: Any, correlation_id: str) -> Context:
         return Context(
             services=self._services_ref["services"],
-            request=request,
-            response=response,
             correlation_id=correlation_id,
-            authenticated=self.authenticate(request.headers.get("authorization")),
+            authenticated=self.authenticate(headers.get("authorization")),
         )
 
 
@@ -73,7 +75,12 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     if not settings.database_url and services is None:
         raise ValueError("create_app needs settings.database_url (the CLI resolves the embedded one)")
     services_ref: dict[str, Services] = {}
-    graphql = GraphQLApp(services_ref, settings, **websocket_options(settings))
+    schema = build_schema(settings)
+    contexts = ContextFactory(services_ref, settings)
+    over_http = GraphQLOverHTTP(
+        Operations(schema), contexts, graphiql_html, max_body_bytes=settings.max_body_bytes
+    )
+    over_websocket = GraphQLOverWebSocket(schema, contexts, **websocket_options(settings))
     # ErrorCodes logs each unexpected error once, with the correlation id; strawberry's own
     # logger would also log every client mistake (a bad token, a typo) as an ERROR.
     logging.getLogger("strawberry.execution").setLevel(logging.CRITICAL)
@@ -106,8 +113,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         return JSONResponse({"status": "ok"})
 
     routes = [
-        Route("/graphql", graphql),  # any method: the view answers others with a coded 405
-        WebSocketRoute("/graphql", graphql),
+        Route("/graphql", over_http),  # any method: the view answers others with a coded 405
+        WebSocketRoute("/graphql", over_websocket),
         Route("/healthz", healthz),
         *graphiql_routes(),
     ]

@@ -6,9 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import strawberry
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.websockets import WebSocket
 
 from api.auth import Unauthenticated
 from service.container import Services
@@ -18,8 +15,6 @@ from service.context import Principal, RequestContext
 @dataclass
 class Context:
     services: Services
-    request: Request | WebSocket
-    response: Response | None
     correlation_id: str
     authenticated: Principal | Unauthenticated | None  # None: no credentials sent
     loaders: dict[str, Any] = field(default_factory=dict)  # per-request DataLoaders by name

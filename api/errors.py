@@ -60,31 +60,32 @@ def error_code(error: GraphQLError) -> tuple[str, dict[str, Any]]:
     return "INTERNAL_SERVER_ERROR", {}
 
 
+def coded(error: GraphQLError, correlation_id: str) -> GraphQLError:
+    """The error as a client sees it: with its code; an unexpected one masked and logged."""
+    code, extra = error_code(error)
+    message = error.message
+    if code == "INTERNAL_SERVER_ERROR":
+        log.error(
+            "unexpected error (correlation id %s) at %s",
+            correlation_id,
+            error.path,
+            exc_info=error.original_error,
+        )
+        message = INTERNAL_MESSAGE
+    return GraphQLError(
+        message=message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=None,
+        extensions={**(error.extensions or {}), "code": code, **extra},
+    )
+
+
 class ErrorCodes(MaskErrors):
-    """Gives each error its `extensions.code`; masks and logs the unexpected ones."""
+    """`coded` for strawberry's own execution path (WebSocket operations)."""
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
-        return [self._coded(error) for error in errors]
-
-    def _coded(self, error: GraphQLError) -> GraphQLError:
-        code, extra = error_code(error)
-        message = error.message
-        if code == "INTERNAL_SERVER_ERROR":
-            context = self.execution_context.context
-            log.error(
-                "unexpected error (correlation id %s) at %s",
-                getattr(context, "correlation_id", "-"),
-                error.path,
-                exc_info=error.original_error,
-            )
-            message = INTERNAL_MESSAGE
-        return GraphQLError(
-            message=message,
-            nodes=error.nodes,
-            source=error.source,
-            positions=error.positions,
-            path=error.path,
-            original_error=None,
-            extensions={**(error.extensions or {}), "code": code, **extra},
-        )
-
+        correlation_id = getattr(self.execution_context.context, "correlation_id", "-")
+        return [coded(error, correlation_id) for error in errors]

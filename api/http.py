@@ -1,4 +1,4 @@
-"""GraphQL over HTTP details: media types, request errors, the body size limit.
+"""The GraphQL endpoint over HTTP: media types, request errors, the body size limit.
 
 The GraphQL-over-HTTP spec: a client that accepts `application/graphql-response+json`
 gets that media type, and a request that fails before execution (syntax, validation,
@@ -8,23 +8,18 @@ the legacy 200. Malformed HTTP requests answer 4xx with a coded GraphQL error bo
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 import orjson
-from cross_web import AsyncHTTPRequestAdapter, HTTPException
-from graphql import GraphQLError
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.types import Message, Receive, Scope, Send
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
-from strawberry.exceptions import MissingQueryError
-from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
-from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
-from strawberry.types import ExecutionResult
-from strawberry.types.graphql import OperationType
+from graphql import GraphQLError, OperationType
+from starlette.datastructures import Headers, QueryParams
+from starlette.responses import HTMLResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from api.context import Context
+from api.operations import GraphQLRequest, Operations, UnknownOperation
 
 JSON = "application/json"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -79,39 +74,14 @@ def error_response(error: HTTPError, media_type: str) -> Response:
     )
 
 
-def is_request_error(data: Any, errors: list[GraphQLError] | None) -> bool:
-    """Failed before execution: no data, and no error belongs to a field (has a path)."""
-    return data is None and bool(errors) and all(error.path is None for error in errors or ())
+def declared_length(headers: Headers) -> int | None:
+    value = headers.get("content-length", "")
+    return int(value) if value.isdigit() else None
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
-def limited_receive(receive: Receive, max_bytes: int) -> Receive:
-    """`receive` that raises BodyTooLarge once the body exceeds `max_bytes` (chunked too)."""
-    seen = 0
-
-    async def wrapped() -> Message:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > max_bytes:
-                raise BodyTooLarge
-        return message
-
-    return wrapped
-
-
-def declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    for name, value in headers:
-        if name.lower() == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
+def correlation_id_of(headers: Any) -> str:
+    value = headers.get("x-correlation-id", "")
+    return value if 0 < len(value) <= 200 else str(uuid.uuid4())
 
 
 def too_large(max_bytes: int) -> HTTPError:
@@ -123,126 +93,137 @@ def too_large(max_bytes: int) -> HTTPError:
 
 
 _POST_ONLY = {"Allow": "POST"}
-_OVER_GET = frozenset({OperationType.QUERY})
-_OVER_POST = frozenset({OperationType.QUERY, OperationType.MUTATION})
+_GET_OR_POST = {"Allow": "GET, POST"}
 
 
-class GraphQLOverHTTP(GraphQL[Context, None]):
-    """strawberry's ASGI view, held to the GraphQL-over-HTTP spec: every refusal is a
-    coded JSON error (never plain text or a 500), the body limit is enforced as the body
-    arrives, and the response media type follows the Accept header."""
+def request_of(data: Any) -> GraphQLRequest:
+    """The request's fields, each checked for its JSON type."""
+    if isinstance(data, list):
+        raise HTTPError(400, "Batching is not supported: send one operation per request.")
+    if not isinstance(data, dict):
+        raise HTTPError(400, "Expected a JSON object.")
+    query = data.get("query")
+    if not isinstance(query, str | None):
+        raise HTTPError(400, "The GraphQL operation's `query` must be a string or null, if provided.")
+    variables = data.get("variables")
+    if not isinstance(variables, dict | None):
+        raise HTTPError(400, "The GraphQL operation's `variables` must be an object or null, if provided.")
+    if not isinstance(data.get("extensions"), dict | None):
+        raise HTTPError(400, "The GraphQL operation's `extensions` must be an object or null, if provided.")
+    operation_name = data.get("operationName")
+    if not isinstance(operation_name, str | None):
+        raise HTTPError(400, "`operationName` must be a string or null.")
+    if not query:
+        raise HTTPError(400, "No GraphQL query found in the request.")
+    return GraphQLRequest(query, variables, operation_name)
 
-    max_body_bytes: int = 1024 * 1024
+
+def parse_json(data: bytes | str) -> Any:
+    if not data or not data.strip():
+        raise HTTPError(400, "The request body is empty: send JSON with a `query`.")
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise HTTPError(400, "The request body is not valid JSON.") from None
+
+
+def params_of(query_string: bytes) -> dict[str, Any]:
+    """GET parameters: `variables` and `extensions` are JSON in the query string."""
+    params: dict[str, Any] = dict(QueryParams(query_string))
+    for name in ("variables", "extensions"):
+        if params.get(name):
+            params[name] = parse_json(params[name])
+    return params
+
+
+async def read_body(receive: Receive, max_bytes: int) -> bytes:
+    """The whole body; past `max_bytes` a 413, counted as it streams (chunked too)."""
+    chunks: list[bytes] = []
+    seen = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            raise HTTPError(400, "The request body was not received.")
+        chunk = message.get("body", b"")
+        seen += len(chunk)
+        if seen > max_bytes:
+            raise too_large(max_bytes)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def wants_html(headers: Headers) -> bool:
+    accept = headers.get("accept", "")
+    return "text/html" in accept or "*/*" in accept
+
+
+class GraphQLOverHTTP:
+    """The GraphQL endpoint for GET and POST, held to the GraphQL-over-HTTP spec: every
+    refusal is a coded JSON error (never plain text or a 500), the body limit is enforced
+    as the body arrives, the response media type follows the Accept header, and a browser
+    asking for the page gets GraphiQL."""
+
+    def __init__(
+        self,
+        operations: Operations,
+        context_for: Callable[[Headers, str], Context],
+        graphiql: Callable[[str], str],
+        max_body_bytes: int = 1024 * 1024,
+    ) -> None:
+        self.operations = operations
+        self.context_for = context_for
+        self.graphiql = graphiql
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await super().__call__(scope, receive, send)
-            return
-        media_type = negotiate(Request(scope).headers.get("accept"))
+        headers = Headers(scope=scope)
+        media_type = negotiate(headers.get("accept"))
+        correlation_id = correlation_id_of(headers)
         try:
-            length = declared_length(scope["headers"])
-            if length is not None and length > self.max_body_bytes:
-                raise too_large(self.max_body_bytes)
-            try:
-                response = await self.run(Request(scope, limited_receive(receive, self.max_body_bytes)))
-            except BodyTooLarge:
-                raise too_large(self.max_body_bytes) from None
-            except HTTPException as error:
-                status = error.status_code
-                allow = {"Allow": "GET, POST"} if status == 405 else None
-                raise HTTPError(status, error.reason, headers=allow) from None
+            response = await self.respond(scope, receive, headers, media_type, correlation_id)
         except HTTPError as error:
             response = error_response(error, media_type)
+        # echoed, so a client can quote it when reporting an error (the log has it)
+        response.headers["X-Correlation-ID"] = correlation_id
         await response(scope, receive, send)
 
-    def decode_json(self, data: str | bytes) -> object:
-        return orjson.loads(data)
-
-    def encode_json(self, data: object) -> bytes:
-        return orjson.dumps(data)
-
-    def parse_json(self, data: str | bytes) -> Any:
-        if not data or not data.strip():
-            raise HTTPError(400, "The request body is empty: send JSON with a `query`.")
-        try:
-            value = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise HTTPError(400, "The request body is not valid JSON.") from None
-        if not isinstance(value, dict | list):
-            raise HTTPError(400, "Expected a JSON object.")
-        return value
-
-    async def parse_http_body(
-        self, request: AsyncHTTPRequestAdapter
-    ) -> GraphQLRequestData | list[GraphQLRequestData]:
-        if request.method == "POST":
-            media = (request.content_type or "").partition(";")[0].strip().lower()
-            if media != JSON:
-                raise HTTPError(
-                    415, f"Unsupported content type {media or '(none)'!r}: send application/json."
-                )
-        data = await super().parse_http_body(request)
-        if isinstance(data, GraphQLRequestData) and not isinstance(data.operation_name, str | None):
-            raise HTTPError(400, "`operationName` must be a string or null.")
-        return data
-
-    async def execute_single(  # type: ignore[override]
-        self,
-        request: Request,
-        request_adapter: AsyncHTTPRequestAdapter,
-        sub_response: Response,
-        context: Context,
-        root_value: None,
-        request_data: GraphQLRequestData,
-    ) -> ExecutionResult:
-        # Plain HTTP runs queries (GET, POST) and mutations (POST); subscriptions have
-        # the WebSocket. strawberry would also start a subscription here and fail inside.
-        get = request_adapter.method == "GET"
-        try:
-            return await self.schema.execute(
-                request_data.query,
-                root_value=root_value,
-                variable_values=request_data.variables,
-                context_value=context,
-                operation_name=request_data.operation_name,
-                allowed_operation_types=_OVER_GET if get else _OVER_POST,
-                operation_extensions=request_data.extensions,
-            )
-        except InvalidOperationTypeError:
-            if get:
-                message = "Only queries are allowed over GET; send mutations with POST."
-                raise HTTPError(405, message, headers=_POST_ONLY) from None
-            message = "Subscriptions are served over WebSocket (graphql-transport-ws) at this path."
-            raise HTTPError(400, message) from None
-        except CannotGetOperationTypeError as error:
-            raise HTTPError(400, error.as_http_error_reason()) from None
-        except MissingQueryError:
-            raise HTTPError(400, "No GraphQL query found in the request.") from None
-
-    async def get_sub_response(self, request: Request | WebSocket) -> Response:
-        sub_response = await super().get_sub_response(request)
-        request.state.sub_response = sub_response
-        sub_response.media_type = negotiate(request.headers.get("accept"))
-        return sub_response
-
-    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
-        data = process_result(result)
-        if is_request_error(result.data, result.errors):
-            data.pop("data", None)  # a request error has no data entry (spec 7.1.2)
-            sub_response = request.state.sub_response
-            if sub_response.media_type == GRAPHQL_RESPONSE:
-                sub_response.status_code = 400
-        return data
-
-    def create_response(
-        self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response
+    async def respond(
+        self, scope: Scope, receive: Receive, headers: Headers, media_type: str, correlation_id: str
     ) -> Response:
-        response = Response(
-            self.encode_json(response_data),
-            status_code=sub_response.status_code or 200,
-            media_type=content_type(sub_response.media_type or JSON),
-        )
-        response.headers.raw.extend(sub_response.headers.raw)
-        if sub_response.background:
-            response.background = sub_response.background
-        return response
+        method = scope["method"]
+        if method == "GET":
+            params = params_of(scope["query_string"])
+            if "query" not in params and wants_html(headers):
+                return HTMLResponse(self.graphiql(scope["path"]))
+            request = request_of(params)
+        elif method == "POST":
+            media = headers.get("content-type", "").partition(";")[0].strip().lower()
+            if media != JSON:
+                raise HTTPError(415, f"Unsupported content type {media or '(none)'!r}: send application/json.")
+            length = declared_length(headers)
+            if length is not None and length > self.max_body_bytes:
+                raise too_large(self.max_body_bytes)
+            request = request_of(parse_json(await read_body(receive, self.max_body_bytes)))
+        else:
+            raise HTTPError(405, "GraphQL only supports GET and POST requests.", headers=_GET_OR_POST)
+
+        context = self.context_for(headers, correlation_id)
+        document = self.operations.document(request.query)
+        if isinstance(document, GraphQLError):
+            outcome = self.operations.syntax_error(document, context)
+        else:
+            try:
+                operation = self.operations.operation(document, request.operation_name)
+            except UnknownOperation as error:
+                raise HTTPError(400, str(error)) from None
+            # Plain HTTP runs queries (GET, POST) and mutations (POST); subscriptions have the WebSocket.
+            if operation.operation is OperationType.SUBSCRIPTION:
+                raise HTTPError(400, "Subscriptions are served over WebSocket (graphql-transport-ws) at this path.")
+            if method == "GET" and operation.operation is not OperationType.QUERY:
+                raise HTTPError(405, "Only queries are allowed over GET; send mutations with POST.", headers=_POST_ONLY)
+            outcome = await self.operations.run(request, document, operation, context)
+        # A request error answers 400 to clients of the spec's media type; `application/json`
+        # clients keep the legacy 200.
+        status = 400 if outcome.request_error and media_type == GRAPHQL_RESPONSE else 200
+        return Response(orjson.dumps(outcome.body), status_code=status, media_type=content_type(media_type))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
-from typing import Any
 
 from graphql import (
     DocumentNode,
@@ -20,16 +19,21 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLSchema,
     InlineFragmentNode,
+    NoSchemaIntrospectionCustomRule,
     OperationDefinitionNode,
     SelectionSetNode,
     ValidationContext,
     ValidationRule,
     parse,
+    specified_rules,
     validate,
 )
 from graphql.validation import ASTValidationRule
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 TOO_COMPLEX = "QUERY_TOO_COMPLEX"
 
@@ -79,7 +83,7 @@ def too_complex(message: str) -> GraphQLError:
     return GraphQLError(message, extensions={"code": TOO_COMPLEX})
 
 
-@functools.cache  # one class per limits: ValidationCache keys on the rule classes
+@functools.cache  # one class per limits
 def complexity_rule(max_depth: int, max_aliases: int) -> type[ValidationRule]:
     class ComplexityLimit(ValidationRule):
         def __init__(self, context: ValidationContext) -> None:
@@ -110,38 +114,52 @@ def complexity_rule(max_depth: int, max_aliases: int) -> type[ValidationRule]:
 
 
 class QueryGuard:
-    """Per schema: the token, depth and alias limits, and LRU caches of parsed documents
-    and of validation results keyed by the query text (a client sends the same few
-    queries over and over; graphql-core's validation alone is ~0.5 ms a request)."""
+    """Per schema: the validation rules (graphql-core's and strawberry's, the depth and alias
+    limits, no introspection when it is off), the token limit, and LRU caches of parsed
+    documents and of validation results keyed by the query text (a client sends the same
+    few queries over and over; graphql-core's validation alone is ~0.5 ms a request)."""
 
-    def __init__(self, max_tokens: int, max_depth: int, max_aliases: int, cache_size: int = 1024) -> None:
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        max_tokens: int,
+        max_depth: int,
+        max_aliases: int,
+        introspection: bool = True,
+        cache_size: int = 1024,
+    ) -> None:
+        self.schema = schema
         self.max_tokens = max_tokens
-        self.rule = complexity_rule(max_depth, max_aliases)
+        self.rules: tuple[type[ASTValidationRule], ...] = (
+            *specified_rules,
+            MaybeNullValidationRule,
+            OneOfInputValidationRule,
+            complexity_rule(max_depth, max_aliases),
+            *(() if introspection else (NoSchemaIntrospectionCustomRule,)),
+        )
         self.parse = functools.lru_cache(cache_size)(self._parse)
         self.validate = functools.lru_cache(cache_size)(self._validate)
-        self.schema: Any = None  # graphql-core's schema, set on first use
 
     def _parse(self, query: str) -> DocumentNode:
+        """The document; a syntax error (or too many tokens) raises GraphQLError."""
         return parse(query, max_tokens=self.max_tokens)
 
-    def _validate(self, query: str, rules: tuple[type[ASTValidationRule], ...]) -> list[GraphQLError]:
-        return validate(self.schema, self.parse(query), rules)
+    def _validate(self, query: str) -> list[GraphQLError]:
+        return validate(self.schema, self.parse(query), self.rules)
 
     def extension(self) -> GuardExtension:
         return GuardExtension(self)
 
 
 class GuardExtension(SchemaExtension):
-    """One request's view of a QueryGuard (one extension, not four: strawberry sets up
-    every extension's hooks on every request)."""
+    """The guard for strawberry's own execution path (WebSocket operations): the cached
+    document and validation result stand in for strawberry's parse and validate."""
 
     def __init__(self, guard: QueryGuard) -> None:
         self.guard = guard
 
     def on_operation(self) -> Iterator[None]:
-        context = self.execution_context
-        context.parse_options["max_tokens"] = self.guard.max_tokens
-        context.validation_rules = (*context.validation_rules, self.guard.rule)
+        self.execution_context.parse_options["max_tokens"] = self.guard.max_tokens
         yield
 
     def on_parse(self) -> Iterator[None]:
@@ -158,8 +176,6 @@ class GuardExtension(SchemaExtension):
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
-        guard = self.guard
-        if context.query is not None and context.graphql_document is guard.parse(context.query):
-            guard.schema = context.schema._schema
-            context.pre_execution_errors = guard.validate(context.query, tuple(context.validation_rules))
+        if context.query is not None and context.graphql_document is not None:
+            context.pre_execution_errors = self.guard.validate(context.query)
         yield

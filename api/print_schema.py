@@ -7,7 +7,7 @@ from service.settings import Settings
 
 
 def schema_sdl() -> str:
-    return build_schema(Settings()).as_str() + "\n"
+    return build_schema(Settings()).strawberry.as_str() + "\n"
 
 
 if __name__ == "__main__":

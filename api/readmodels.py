@@ -11,7 +11,6 @@ from strawberry.extensions import SchemaExtension
 from api.context import Context, Info
 from api.types import Order, OrderStatus, PageInfo
 from domain.ids import check_id
-from readmodels.consistency import Consistency
 from readmodels.orders import OrderProjection
 from readmodels.views import OrderView
 from service.errors import Forbidden, NotFound
@@ -129,18 +128,23 @@ class ReadModelQuery:
         ]
 
 
+def consistency_report(context: Context) -> dict[str, Any]:
+    """The response's `extensions` when a `consistentWith` wait ran out of time."""
+    stale = [w for w in context.consistency if w.stale]
+    if not stale:
+        return {}
+    return {
+        "stale": True,
+        "consistency": [
+            {"projection": w.projection, "requested": str(w.requested), "applied": str(w.applied)}
+            for w in stale
+        ],
+    }
+
+
 class ConsistencyReport(SchemaExtension):
-    """Marks the response stale when a `consistentWith` wait ran out of time."""
+    """`consistency_report` for strawberry's own execution path (WebSocket operations)."""
 
     def get_results(self) -> dict[str, Any]:
-        waits: list[Consistency] = getattr(self.execution_context.context, "consistency", [])
-        stale = [w for w in waits if w.stale]
-        if not stale:
-            return {}
-        return {
-            "stale": True,
-            "consistency": [
-                {"projection": w.projection, "requested": str(w.requested), "applied": str(w.applied)}
-                for w in stale
-            ],
-        }
+        context = self.execution_context.context
+        return consistency_report(context) if isinstance(context, Context) else {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import strawberry
@@ -10,14 +11,16 @@ from graphql import (
     GraphQLInputObjectType,
     GraphQLInterfaceType,
     GraphQLObjectType,
+    GraphQLSchema,
     Undefined,
     is_non_null_type,
 )
-from strawberry.extensions import DisableIntrospection, SchemaExtension
+from strawberry.extensions import SchemaExtension
 from strawberry.tools import merge_types
 
 from api.errors import ErrorCodes
 from api.events import EventQuery
+from api.execution import LeafShortcutExecutionContext, executor_for
 from api.inventory import InventoryMutation, InventoryQuery
 from api.limits import QueryGuard
 from api.orders import OrderHistoryQuery, OrderMutation
@@ -33,17 +36,21 @@ SUBSCRIPTIONS: tuple[type, ...] = (LiveSubscription,)
 NODE_TYPES: list[type] = [Order, Event]
 
 
-def build_schema(settings: Settings) -> strawberry.Schema:
+@dataclass(frozen=True)
+class ApiSchema:
+    """strawberry's schema (the SDL, the WebSocket transport) and what the HTTP path
+    executes it with: the guard (limits, cached parse and validation) and the executor."""
+
+    strawberry: strawberry.Schema
+    graphql: GraphQLSchema
+    guard: QueryGuard
+    executor: type[LeafShortcutExecutionContext]
+
+
+def build_schema(settings: Settings) -> ApiSchema:
     # Factories, not instances: an extension instance keeps the execution context of the
     # request it serves, so one shared instance mixes up concurrent requests' results.
-    guard = QueryGuard(settings.max_tokens, settings.max_depth, settings.max_aliases)
-    extensions: list[Callable[[], SchemaExtension]] = [
-        ErrorCodes,
-        ConsistencyReport,
-        guard.extension,  # token/depth/alias limits, parse and validation caches
-    ]
-    if not settings.introspection:
-        extensions.append(DisableIntrospection)
+    extensions: list[Callable[[], SchemaExtension]] = [ErrorCodes, ConsistencyReport]
     schema = strawberry.Schema(
         query=merge_types("Query", QUERIES),
         mutation=merge_types("Mutation", MUTATIONS),
@@ -52,7 +59,17 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         extensions=extensions,
     )
     omit_null_defaults(schema)
-    return schema
+    guard = QueryGuard(
+        schema._schema,
+        max_tokens=settings.max_tokens,
+        max_depth=settings.max_depth,
+        max_aliases=settings.max_aliases,
+        introspection=settings.introspection,
+    )
+    schema.extensions = (*schema.extensions, guard.extension)
+    executor = executor_for(schema._schema)
+    schema.execution_context_class = executor
+    return ApiSchema(strawberry=schema, graphql=schema._schema, guard=guard, executor=executor)
 
 
 def omit_null_defaults(schema: strawberry.Schema) -> None:

@@ -223,3 +223,21 @@ async def test_a_frontend_on_another_origin_may_call_the_api(api: Api) -> None:
     )
     assert answer.headers["access-control-allow-origin"] in ("*", origin)
     assert "x-correlation-id" in answer.headers["access-control-expose-headers"].lower()
+
+
+async def test_operation_name_picks_one_of_several_and_is_needed_for_several(api: Api) -> None:
+    document = "query A { __typename } query B { headPosition }"
+    picked = await api.http.post("/graphql", json={"query": document, "operationName": "A"})
+    assert picked.status_code == 200 and picked.json() == {"data": {"__typename": "Query"}}
+    for accept in ("application/json", GRAPHQL_RESPONSE):
+        ambiguous = await api.http.post("/graphql", json={"query": document}, headers={"Accept": accept})
+        assert ambiguous.status_code == 400
+        assert "operationName" in only_error(ambiguous.json(), "BAD_USER_INPUT")
+
+
+async def test_correlation_id_is_echoed_on_refusals_too(api: Api) -> None:
+    response = await api.http.post(
+        "/graphql", content=b"{", headers={"Content-Type": "application/json", "X-Correlation-ID": "corr-7"}
+    )
+    assert response.status_code == 400
+    assert response.headers["x-correlation-id"] == "corr-7"
