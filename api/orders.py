@@ -9,7 +9,7 @@ import strawberry
 
 from api.context import Info
 from api.inputs import flat_input
-from api.types import Event, Order, OrderPayload
+from api.types import Order, OrderPayload
 from readmodels.views import order_view
 from service.orders import OrderResult
 
@@ -19,7 +19,7 @@ def payload(result: OrderResult) -> OrderPayload:
         order=Order.of(order_view(result.aggregate)),
         stream_version=result.stream_version,
         position=str(result.position),
-        events=[Event.of(event) for event in result.events],
+        recorded=result.events,
     )
 
 

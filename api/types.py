@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
@@ -58,13 +59,19 @@ class OrderLine:
         )
 
 
+def order_lines(root: Order) -> list[OrderLine]:
+    # built when selected: a mutation's payload rarely asks for every line
+    return [OrderLine.of(line, root.currency) for line in root.line_views]
+
+
 @strawberry.type
 class Order(Node):
     id: strawberry.ID
     customer_id: strawberry.ID
     status: OrderStatus
     currency: str
-    lines: list[OrderLine]
+    lines: list[OrderLine] = strawberry.field(resolver=order_lines)
+    line_views: strawberry.Private[tuple[OrderLineView, ...]]
     total: Money
     version: int
     cancellation_reason: str | None
@@ -78,7 +85,7 @@ class Order(Node):
             customer_id=strawberry.ID(view.customer_id),
             status=OrderStatus(view.status),
             currency=view.currency,
-            lines=[OrderLine.of(line, view.currency) for line in view.lines],
+            line_views=view.lines,
             total=Money.of(view.total, view.currency),
             version=view.version,
             cancellation_reason=view.cancellation_reason,
@@ -144,9 +151,14 @@ class EventConnection:
     page_info: PageInfo
 
 
+def payload_events(root: OrderPayload) -> list[Event]:
+    return [Event.of(event) for event in root.recorded]
+
+
 @strawberry.type
 class OrderPayload:
     order: Order
     stream_version: int
     position: str
-    events: list[Event]
+    events: list[Event] = strawberry.field(resolver=payload_events)
+    recorded: strawberry.Private[Sequence[RecordedEvent]]
