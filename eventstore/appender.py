@@ -8,7 +8,7 @@ one task per process drains all waiting requests into one transaction
 (group commit), so concurrent writers share the lock and the fsync.
 
 The batch is one call of the SQL function `eventstore_append` (migration
-0001): one round trip, one transaction. Each request in it is judged on its
+0004): one round trip, one transaction. Each request in it is judged on its
 own (expected versions, idempotency keys, tracking) against the state under
 the lock; a refused request writes nothing and does not disturb the others.
 """

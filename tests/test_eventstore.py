@@ -83,6 +83,30 @@ async def test_refused_request_does_not_disturb_its_batch(store) -> None:  # typ
     assert [e.data["n"] for e in await reader.read_all()] == [1, 3]
 
 
+async def test_versions_carry_across_one_batch_past_a_refusal(store) -> None:  # type: ignore[no-untyped-def]
+    appender, reader = store
+    results = await asyncio.gather(
+        appender.append(AppendRequest([StreamWrite("s-1", [ev(n=1), ev(n=2)])])),
+        appender.append(AppendRequest([StreamWrite("s-1", [ev(n=3)], NO_STREAM)])),
+        appender.append(AppendRequest([
+            StreamWrite("s-1", [ev(n=4)], expected_version=2),
+            StreamWrite("s-2", [ev(n=5)]),
+            StreamWrite("s-1", [ev(n=6)]),
+        ])),
+        appender.append(AppendRequest([StreamWrite("s-1", [ev(n=7)], expected_version=4)])),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], ConcurrencyConflict)
+    assert (results[1].expected_version, results[1].actual_version) == (0, 2)
+    stored = await reader.read_all()
+    assert [(e.position, e.stream_id, e.version, e.data["n"]) for e in stored] == [
+        (1, "s-1", 1, 1), (2, "s-1", 2, 2), (3, "s-1", 3, 4), (4, "s-2", 1, 5), (5, "s-1", 4, 6),
+        (6, "s-1", 5, 7),
+    ]
+    assert [e.position for e in results[2].events] == [3, 4, 5]
+    assert results[3].stream_versions == {"s-1": 5}
+
+
 async def test_idempotency_key_is_stored_with_the_append(store) -> None:  # type: ignore[no-untyped-def]
     appender, reader = store
     key = IdempotencyRecord("customer:cus_1", "k1", 0, 2)
