@@ -14,6 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
 from api.auth import TokenVerifier, Unauthenticated
@@ -70,7 +71,10 @@ class ContextFactory:
         )
 
 
-def create_app(settings: Settings, services: Services | None = None) -> Starlette:
+GRAPHQL_PATH = "/graphql"
+
+
+def create_app(settings: Settings, services: Services | None = None) -> GraphQLFirst:
     """The app; with `services` given (tests), the caller owns their lifecycle."""
     if not settings.database_url and services is None:
         raise ValueError("create_app needs settings.database_url (the CLI resolves the embedded one)")
@@ -113,23 +117,38 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         return JSONResponse({"status": "ok"})
 
     routes = [
-        Route("/graphql", over_http),  # any method: the view answers others with a coded 405
-        WebSocketRoute("/graphql", over_websocket),
+        WebSocketRoute(GRAPHQL_PATH, over_websocket),
         Route("/healthz", healthz),
         *graphiql_routes(),
     ]
     # Frontends on another origin: the only credential is the bearer token, never a cookie.
-    cors = Middleware(
-        CORSMiddleware,
-        allow_origins=list(settings.allowed_origins),
-        allow_methods=["GET", "POST"],
-        allow_headers=["Authorization", "Content-Type", "Accept", "X-Correlation-ID"],
-        expose_headers=["X-Correlation-ID"],
-        max_age=600,
-    )
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[cors])
+    cors = {
+        "allow_origins": list(settings.allowed_origins),
+        "allow_methods": ["GET", "POST"],
+        "allow_headers": ["Authorization", "Content-Type", "Accept", "X-Correlation-ID"],
+        "expose_headers": ["X-Correlation-ID"],
+        "max_age": 600,
+    }
+    site = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(CORSMiddleware, **cors)])
+    return GraphQLFirst(CORSMiddleware(over_http, **cors), site)
 
 
-def app_from_env() -> Starlette:
+class GraphQLFirst:
+    """GraphQL over HTTP goes straight to its endpoint (which answers every failure itself);
+    everything else (WebSocket, health, GraphiQL assets, lifespan) to the Starlette app.
+    Starlette's middleware and router cost ~40 µs a request, a tenth of a small query."""
+
+    def __init__(self, graphql_over_http: ASGIApp, site: Starlette) -> None:
+        self.graphql_over_http = graphql_over_http
+        self.site = site
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == GRAPHQL_PATH:
+            await self.graphql_over_http(scope, receive, send)
+        else:
+            await self.site(scope, receive, send)
+
+
+def app_from_env() -> GraphQLFirst:
     """uvicorn factory for `eventgraph serve` (the CLI has resolved the URLs into the env)."""
     return create_app(Settings.from_env())
