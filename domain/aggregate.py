@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import types
 import typing
 from collections.abc import Mapping
 from datetime import datetime
@@ -58,6 +59,20 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
     return value
+
+
+class apply_step(functools.singledispatchmethod):
+    """An aggregate's `apply`, one registered step per event class (as
+    functools.singledispatchmethod), bound cheaply: Python 3.11's builds and wraps a new
+    function on every attribute access, about 5 % of a command's CPU here."""
+
+    def __get__(self, obj: Any, cls: type | None = None) -> Any:
+        if obj is None:
+            return super().__get__(obj, cls)
+        return types.MethodType(self._step, obj)
+
+    def _step(self, aggregate: Any, event: DomainEvent) -> None:
+        self.dispatcher.dispatch(type(event))(aggregate, event)
 
 
 def aggregate_id_of(stream_id: str) -> str:

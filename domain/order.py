@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
-from functools import singledispatchmethod
 
-from domain.aggregate import Aggregate, DomainEvent, event_type
+from domain.aggregate import Aggregate, DomainEvent, apply_step, event_type
 from domain.errors import InvalidInput, RuleViolation
 from domain.ids import check_id
 from domain.money import check_currency, parse_amount
@@ -195,7 +194,7 @@ class Order(Aggregate):
 
     # State changes: one apply step per event type, shared by commands and replay.
 
-    @singledispatchmethod
+    @apply_step
     def apply(self, event: DomainEvent) -> None:
         raise TypeError(f"Order cannot apply {type(event).__name__}")
 

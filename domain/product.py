@@ -17,10 +17,9 @@ import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import singledispatchmethod
 from typing import Any
 
-from domain.aggregate import Aggregate, DomainEvent, event_type
+from domain.aggregate import Aggregate, DomainEvent, apply_step, event_type
 from domain.errors import InvalidInput, RuleViolation
 from domain.ids import check_id
 from domain.money import parse_amount
@@ -162,7 +161,7 @@ class Product(Aggregate):
 
     # State changes: one apply step per event type, shared by commands and replay.
 
-    @singledispatchmethod
+    @apply_step
     def apply(self, event: DomainEvent) -> None:
         raise TypeError(f"Product cannot apply {type(event).__name__}")
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import singledispatchmethod
 
-from domain.aggregate import Aggregate, DomainEvent, event_type
+from domain.aggregate import Aggregate, DomainEvent, apply_step, event_type
 from domain.errors import InvalidInput, RuleViolation
 from domain.ids import check_id
 from domain.money import parse_amount
@@ -98,7 +97,7 @@ class Wallet(Aggregate):
 
     # State changes: one apply step per event type, shared by commands and replay.
 
-    @singledispatchmethod
+    @apply_step
     def apply(self, event: DomainEvent) -> None:
         raise TypeError(f"Wallet cannot apply {type(event).__name__}")
 
