@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -110,7 +111,8 @@ def create_app(settings: Settings, services: Services | None = None) -> GraphQLF
 
     async def healthz(request: Request) -> Response:
         try:
-            await services_ref["services"].pool.fetchval("SELECT 1", timeout=2)
+            async with asyncio.timeout(2):
+                await services_ref["services"].pool.fetchval("SELECT 1")
         except Exception as error:  # any failure to answer means unhealthy
             log.warning("health check failed: %r", error)
             return JSONResponse({"status": "unavailable"}, status_code=503)

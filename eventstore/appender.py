@@ -27,7 +27,7 @@ from eventstore.errors import (
     DuplicateRequest,
     StoreUnavailable,
 )
-from eventstore.pool import DROPPED, dumps
+from eventstore.pool import DROPPED, Pool, dumps
 from eventstore.records import (
     NOTIFY_CHANNEL,
     AppendRequest,
@@ -54,7 +54,7 @@ class _Pending:
 class Appender:
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        pool: Pool,
         *,
         max_batch: int = 500,
         in_flight: int = 2,

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from eventstore.pool import Pool
 from eventstore.records import StoredOutcome
 
 _SELECT = """
@@ -15,7 +16,7 @@ JOIN unnest($1::text[], $2::text[]) AS u(scope, key) ON k.scope = u.scope AND k.
 
 
 async def fetch_outcomes(
-    db: asyncpg.Pool | asyncpg.Connection, keys: Sequence[tuple[str, str]]
+    db: Pool | asyncpg.Connection, keys: Sequence[tuple[str, str]]
 ) -> dict[tuple[str, str], StoredOutcome]:
     if not keys:
         return {}

@@ -9,6 +9,8 @@ from uuid import UUID
 
 import asyncpg
 
+from eventstore.pool import Pool
+
 # data and metadata as text: the relay passes them through without decoding them.
 _UNPUBLISHED = """
 SELECT e.position, e.event_id, e.stream_id, e.version, e.type,
@@ -58,5 +60,5 @@ async def purge_published(conn: asyncpg.Connection, older_than_seconds: float, l
     return int(status.split()[-1])
 
 
-async def backlog(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+async def backlog(conn: asyncpg.Connection | Pool) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"))

@@ -9,7 +9,7 @@ from uuid import UUID
 import asyncpg
 
 from eventstore.idempotency import fetch_outcomes
-from eventstore.pool import fetch_read
+from eventstore.pool import Pool, fetch_read
 from eventstore.records import RecordedEvent, StoredOutcome
 from eventstore.upcasting import UpcasterRegistry
 
@@ -36,7 +36,7 @@ _SCANNED = {(t, s, o): _scanned_sql(t, s, o) for t in _BOTH for s in _BOTH for o
 
 
 class EventReader:
-    def __init__(self, pool: asyncpg.Pool, upcasters: UpcasterRegistry) -> None:
+    def __init__(self, pool: Pool, upcasters: UpcasterRegistry) -> None:
         self._pool = pool
         self._upcasters = upcasters
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncpg
 
+from eventstore.pool import Pool
+
 PROJECTIONS_CHANNEL = "eventgraph_projections"  # payload: "<checkpoint>:<position>"
 LEASE_NAMESPACE = 0x70726F6A  # "proj": first key of every projection's advisory lock
 
@@ -21,7 +23,7 @@ async def try_lease(conn: asyncpg.Connection, checkpoint: str) -> bool:
     )
 
 
-async def ensure_checkpoint(conn: asyncpg.Connection | asyncpg.Pool, checkpoint: str) -> None:
+async def ensure_checkpoint(conn: asyncpg.Connection | Pool, checkpoint: str) -> None:
     await conn.execute(
         "INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
         checkpoint,
@@ -61,6 +63,6 @@ async def record_error(conn: asyncpg.Connection, checkpoint: str, error: str) ->
     )
 
 
-async def position_of(db: asyncpg.Pool | asyncpg.Connection, checkpoint: str) -> int:
+async def position_of(db: Pool | asyncpg.Connection, checkpoint: str) -> int:
     value = await db.fetchval("SELECT position FROM projection_checkpoints WHERE name = $1", checkpoint)
     return int(value or 0)

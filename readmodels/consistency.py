@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-import asyncpg
-
 from domain.errors import InvalidInput
+from eventstore.pool import Pool
 from readmodels.checkpoints import PROJECTIONS_CHANNEL, position_of
 from readmodels.log import head_position
 from readmodels.notices import Notices
@@ -27,7 +26,7 @@ class Consistency:
 
 
 class ConsistencyWaiter:
-    def __init__(self, pool: asyncpg.Pool, notices: Notices) -> None:
+    def __init__(self, pool: Pool, notices: Notices) -> None:
         self._pool = pool
         self._notices = notices
         self._applied: dict[str, int] = {}  # highest checkpoint seen per projection

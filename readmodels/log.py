@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from eventstore import UpcasterRegistry
+from eventstore.pool import Pool
 from readmodels.projection import LogEvent
 
 # How far one batch looks ahead in positions: bounds the scan when a
@@ -15,7 +16,7 @@ from readmodels.projection import LogEvent
 SCAN_WINDOW = 100_000
 
 
-async def head_position(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+async def head_position(conn: asyncpg.Connection | Pool) -> int:
     return int(await conn.fetchval("SELECT coalesce(max(position), 0) FROM events"))
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from domain.errors import InvalidInput
+from eventstore.pool import Pool
 from readmodels.views import OrderLineView, OrderView
 
 MAX_FIRST = 100
@@ -88,7 +89,7 @@ def _view(r: asyncpg.Record) -> OrderView:
 
 
 class OrderReadModel:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
     async def by_ids(self, ids: Sequence[str]) -> dict[str, OrderView]:

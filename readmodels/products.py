@@ -14,6 +14,7 @@ from decimal import Decimal
 
 import asyncpg
 
+from eventstore.pool import Pool
 from readmodels.projection import LogEvent, Projection
 
 PRODUCT_STREAM_PREFIX = "product-"
@@ -157,7 +158,7 @@ class ProductProjection(Projection):
 
 
 class ProductReadModel:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
     async def by_skus(self, skus: Sequence[str]) -> dict[str, ProductView]:

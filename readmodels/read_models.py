@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncpg
-
 from eventstore import NOTIFY_CHANNEL
+from eventstore.pool import Pool
 from readmodels.checkpoints import PROJECTIONS_CHANNEL
 from readmodels.consistency import Consistency, ConsistencyWaiter
 from readmodels.notices import Notices
@@ -16,7 +15,7 @@ from readmodels.wallets import WalletReadModel
 
 
 class ReadModels:
-    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
+    def __init__(self, pool: Pool, dsn: str) -> None:
         self._pool = pool
         # One LISTEN connection per process, shared by waiters and the runner.
         self.notices = Notices(dsn, [NOTIFY_CHANNEL, PROJECTIONS_CHANNEL])

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import asyncpg
-
+from eventstore.pool import Pool
 from readmodels.checkpoints import LEASE_NAMESPACE
 from readmodels.projection import SHADOW_SUFFIX
 
@@ -39,7 +38,7 @@ def _state(name: str, lag: int, error: str | None, leased: bool) -> str:
     return "live" if lag == 0 else "catching_up"
 
 
-async def projection_statuses(pool: asyncpg.Pool, names: Sequence[str]) -> list[ProjectionStatus]:
+async def projection_statuses(pool: Pool, names: Sequence[str]) -> list[ProjectionStatus]:
     """The registered projections in order (never started: position 0), then running rebuilds."""
     async with pool.acquire() as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):

@@ -13,6 +13,7 @@ from decimal import Decimal
 
 import asyncpg
 
+from eventstore.pool import Pool
 from readmodels.projection import LogEvent, Projection
 
 WALLET_STREAM_PREFIX = "wallet-"
@@ -81,7 +82,7 @@ class WalletProjection(Projection):
 
 
 class WalletReadModel:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
     async def by_customers(self, customer_ids: Sequence[str]) -> dict[str, WalletView]:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import asyncpg
-
 from domain.upcasters import UPCASTERS
 from eventstore import NOTIFY_CHANNEL, Appender, EventReader, UpcasterRegistry
 from eventstore.listener import EventHub
-from eventstore.pool import create_pool
+from eventstore.pool import Pool, create_pool
 from readmodels.read_models import ReadModels
 from service.events import EventQueries
 from service.inventory import ProductCommands
@@ -31,7 +29,7 @@ def build_upcasters() -> UpcasterRegistry:
 class Services:
     settings: Settings
     dsn: str
-    pool: asyncpg.Pool
+    pool: Pool
     reader: EventReader
     appender: Appender
     commands: StreamCommands

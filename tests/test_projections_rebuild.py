@@ -8,6 +8,7 @@ import asyncpg
 import pytest
 
 from eventstore import NOTIFY_CHANNEL
+from eventstore.pool import Pool
 from readmodels.checkpoints import LEASE_NAMESPACE, PROJECTIONS_CHANNEL
 from readmodels.notices import Notices
 from readmodels.orders import OrderProjection
@@ -17,7 +18,7 @@ from service.container import Services, build_upcasters
 from tests.projection_helpers import STAFF, aggregate_views, random_orders, run_to_head
 
 
-async def _index_names(pool: asyncpg.Pool) -> set[str]:
+async def _index_names(pool: Pool) -> set[str]:
     rows = await pool.fetch(
         "SELECT indexname FROM pg_indexes WHERE tablename IN ('order_views', 'order_lines')"
     )

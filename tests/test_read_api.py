@@ -184,9 +184,7 @@ async def test_listing_orders_with_lines_costs_constant_statements(
         ids.append(order)
     await run_to_head(dsn)
     counter = _StatementCounter()
-    pool = await create_pool(dsn)
-    pool._init = counter.init  # noqa: SLF001 - count every statement the read model sends
-    await pool.expire_connections()
+    pool = await create_pool(dsn, init=counter.init)  # counts every statement the read model sends
     services.read_models.orders = OrderReadModel(pool)
     try:
         counts = {}
