@@ -20,7 +20,7 @@ from strawberry.tools import merge_types
 
 from api.errors import ErrorCodes
 from api.events import EventQuery
-from api.execution import LeafShortcutExecutionContext, executor_for
+from api.execution import ShortcutExecutionContext, executor_for
 from api.inventory import InventoryMutation, InventoryQuery
 from api.limits import QueryGuard
 from api.orders import OrderHistoryQuery, OrderMutation
@@ -44,7 +44,7 @@ class ApiSchema:
     strawberry: strawberry.Schema
     graphql: GraphQLSchema
     guard: QueryGuard
-    executor: type[LeafShortcutExecutionContext]
+    executor: type[ShortcutExecutionContext]
 
 
 def build_schema(settings: Settings) -> ApiSchema:

@@ -10,7 +10,7 @@ from enum import Enum
 import strawberry
 from strawberry.scalars import JSON
 
-from domain.money import format_amount
+from domain.money import to_minor_units
 from eventstore import RecordedEvent
 from readmodels.views import OrderLineView, OrderView
 
@@ -37,7 +37,7 @@ class Money:
     @classmethod
     def of(cls, amount: Decimal, currency: str) -> Money:
         """Exact, rendered with the currency's minor-unit digits ("7.50", JPY "5")."""
-        return cls(amount=Decimal(format_amount(amount, currency)), currency=currency)
+        return cls(amount=to_minor_units(amount, currency), currency=currency)
 
 
 @strawberry.type

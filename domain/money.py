@@ -55,9 +55,17 @@ def parse_amount(value: str | Decimal | int, currency: str, *, field: str = "amo
     return amount + Decimal(0)  # normalizes -0
 
 
+_QUANTUM: dict[str, Decimal] = {code: Decimal(1).scaleb(-digits) for code, digits in MINOR_UNITS.items()}
+
+
+def to_minor_units(amount: Decimal, currency: str) -> Decimal:
+    """The amount with exactly the currency's minor-unit digits: USD 7.5 -> 7.50, JPY 5.0 -> 5."""
+    return amount.quantize(_QUANTUM[currency])
+
+
 def format_amount(amount: Decimal, currency: str) -> str:
     """Rendered with the currency's minor-unit digits: USD "7.50", JPY "5"."""
-    return str(amount.quantize(Decimal(1).scaleb(-MINOR_UNITS[currency])))
+    return str(to_minor_units(amount, currency))
 
 
 @dataclass(frozen=True)
