@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from random import getrandbits
+from time import time_ns
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 ANY_VERSION: int | None = None  # append whatever the stream's version is
 NO_STREAM = 0  # the stream must not exist yet
@@ -14,12 +16,26 @@ NO_STREAM = 0  # the stream must not exist yet
 NOTIFY_CHANNEL = "eventgraph_events"  # payload: the last position a commit appended
 
 
+def time_ordered_id() -> UUID:
+    """A UUIDv7 (RFC 9562): milliseconds since the epoch, then 74 random bits. Event ids
+    written in time order land at the right edge of the unique index instead of on a
+    random page of it (Marten's sequential Guids, for the same reason)."""
+    random_bits = getrandbits(74)
+    return UUID(
+        int=(time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF) << 80
+        | 0x7 << 76  # version 7
+        | (random_bits >> 62) << 64
+        | 0b10 << 62  # the RFC variant
+        | random_bits & 0x3FFF_FFFF_FFFF_FFFF
+    )
+
+
 @dataclass(frozen=True)
 class NewEvent:
     type: str
     data: Mapping[str, Any]
     metadata: Mapping[str, Any]
-    event_id: UUID = field(default_factory=uuid4)
+    event_id: UUID = field(default_factory=time_ordered_id)
 
 
 @dataclass(frozen=True)

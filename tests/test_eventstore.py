@@ -261,3 +261,17 @@ async def test_killed_connections_lose_no_acknowledged_append(store, pool, dsn) 
     assert [r["position"] for r in rows] == list(range(1, len(rows) + 1))
     result = await appender.append(AppendRequest([StreamWrite("after", [ev()])]))
     assert result.last_position == len(rows) + 1
+
+
+def test_event_ids_are_time_ordered_uuid7() -> None:
+    import time
+
+    from eventstore.records import time_ordered_id
+
+    first = time_ordered_id()
+    time.sleep(0.002)
+    later = [time_ordered_id() for _ in range(1000)]
+    assert {first.version, *(i.version for i in later)} == {7}
+    assert all(first < i for i in later)  # a later millisecond sorts after
+    assert len(set(later)) == 1000
+    assert abs((first.int >> 80) - time.time_ns() // 1_000_000) < 5_000
