@@ -243,7 +243,7 @@ class GraphQLOverHTTP:
                 raise HTTPError(400, "Subscriptions are served over WebSocket (graphql-transport-ws) at this path.")
             if method == "GET" and operation.operation is not OperationType.QUERY:
                 raise HTTPError(405, "Only queries are allowed over GET; send mutations with POST.", headers=_POST_ONLY)
-            outcome = await self.operations.run(request, document, operation, context)
+            outcome = await self.operations.run(request, document, context)
         # A request error answers 400 to clients of the spec's media type; `application/json`
         # clients keep the legacy 200.
         status = 400 if outcome.request_error and media_type == GRAPHQL_RESPONSE else 200

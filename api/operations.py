@@ -11,10 +11,11 @@ transport gets through strawberry's hooks (`GuardExtension`, `ErrorCodes`,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from graphql import (
     DocumentNode,
+    ExecutionResult,
     GraphQLError,
     OperationDefinitionNode,
     execute,
@@ -70,17 +71,11 @@ class Operations:
             )
         raise UnknownOperation("The document has no operation to run.")
 
-    async def run(
-        self,
-        request: GraphQLRequest,
-        document: DocumentNode,
-        operation: OperationDefinitionNode,
-        context: Context,
-    ) -> Outcome:
+    async def run(self, request: GraphQLRequest, document: DocumentNode, context: Context) -> Outcome:
         errors = self.guard.validate(request.query)
         if errors:
             return self._request_errors(errors, context)
-        result = execute(
+        executed = execute(
             self.schema.graphql,
             document,
             context_value=context,
@@ -89,19 +84,16 @@ class Operations:
             executor_class=self.schema.executor,
             is_awaitable=optimized_is_awaitable,
         )
-        if optimized_is_awaitable(result):
-            result = await result  # type: ignore[misc]
-        body: dict[str, Any] = {"data": result.data}  # type: ignore[union-attr]
-        if result.errors:  # type: ignore[union-attr]
-            body["errors"] = [coded(e, context.correlation_id).formatted for e in result.errors]  # type: ignore[union-attr]
+        result = cast(ExecutionResult, await executed if optimized_is_awaitable(executed) else executed)
+        if result.errors and result.data is None and all(e.path is None for e in result.errors):
+            # variables that fail coercion: a request error too (no data, no field path)
+            return self._request_errors(result.errors, context)
+        body: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            body["errors"] = [coded(e, context.correlation_id).formatted for e in result.errors]
         extensions = consistency_report(context)
         if extensions:
             body["extensions"] = extensions
-        # variables that fail coercion are request errors too: no data, no error path
-        failed_early = result.data is None and all(e.path is None for e in result.errors or ())  # type: ignore[union-attr]
-        if failed_early and result.errors:  # type: ignore[union-attr]
-            del body["data"]
-            return Outcome(body, request_error=True)
         return Outcome(body, request_error=False)
 
     def syntax_error(self, error: GraphQLError, context: Context) -> Outcome:
