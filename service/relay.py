@@ -98,6 +98,7 @@ class OutboxRelay:
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 log.warning("relay lost its database connection: %r", error)
             except Exception:  # a bug or an odd failure: say so, start over from the table
+                broker.honour_cancellation()
                 log.exception("outbox relay failed; starting over")
                 await _sleep(stop, 1.0)
             finally:
@@ -116,6 +117,7 @@ class OutboxRelay:
             try:
                 count = await self.publish_batch(conn)
             except RedisError as error:
+                broker.honour_cancellation()
                 redis_down = min(max(redis_down * 2, 0.2), 5.0)
                 log.warning("Redis unavailable (%r); retrying in %.1f s", error, redis_down)
                 await _sleep(stop, redis_down)

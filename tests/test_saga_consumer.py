@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 
 import orjson
@@ -11,7 +12,7 @@ import redis.asyncio as redis
 from eventstore import RecordedEvent
 from service.saga.consumer import StreamConsumer
 from service.saga.reactions import Reactions
-from tests.relay_support import eventually
+from tests.relay_support import eventually, private_stream_key
 
 
 class Recording(Reactions):
@@ -77,3 +78,29 @@ async def test_a_failed_message_holds_back_its_order_until_reclaimed(broker) -> 
 
 async def _seen(reactions: Recording, count: int) -> bool:
     return len(reactions.seen) >= count
+
+
+async def test_a_cancelled_consumer_always_stops(redis_url: str) -> None:
+    """Killed at a random moment (often inside a blocking read), the consumer's task ends:
+    redis-py can turn that cancellation into an error the retry loop would swallow."""
+    class Idle:
+        group = "probe"
+        handles: frozenset[str] = frozenset()
+
+        async def handle(self, event: object) -> None:
+            raise AssertionError("no events are published here")
+
+    client = redis.from_url(redis_url)
+    key = private_stream_key()
+    try:
+        for _ in range(80):
+            consumer = StreamConsumer(client, Idle(), stream_key=key, block_ms=100, claim_idle=0.3)  # type: ignore[arg-type]
+            task = asyncio.create_task(consumer.run(asyncio.Event()))
+            await asyncio.sleep(random.uniform(0, 0.15))
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=3)
+            assert done, "a cancelled consumer kept running"
+            assert task.cancelled()
+    finally:
+        await client.delete(key)
+        await client.aclose()

@@ -74,6 +74,7 @@ class StreamConsumer:
                     await self._ensure_group()
                     await self._consume(stop)
                 except Exception as error:  # Redis down or restarted empty, or a bug: start over
+                    broker.honour_cancellation()
                     if isinstance(error, RedisError | OSError):
                         log.warning("%s consumer: %r; retrying in %.1f s", self.group, error, backoff)
                     else:
@@ -105,6 +106,7 @@ class StreamConsumer:
     async def _consume(self, stop: asyncio.Event) -> None:
         next_claim = 0.0
         while not stop.is_set():
+            broker.honour_cancellation()
             if time.monotonic() >= next_claim:
                 await self.reclaim()
                 await self.forget_idle_members()
