@@ -100,6 +100,7 @@ class Order(Aggregate):
         self.cancellation_reason: str | None = None
         self.rejection_reason: str | None = None
         self.payment_id: str | None = None
+        self.submitted = False  # it went to the saga (a cancelled order may have been charged)
 
     @property
     def owner(self) -> str | None:
@@ -221,6 +222,7 @@ class Order(Aggregate):
     @apply.register
     def _(self, event: OrderSubmitted) -> None:
         self.status = OrderStatus.SUBMITTED
+        self.submitted = True
 
     @apply.register
     def _(self, event: OrderCompleted) -> None:

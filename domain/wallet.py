@@ -1,7 +1,10 @@
 """The Wallet aggregate: a customer's funds, and one payment decision per order.
 
 The wallet remembers every order it has settled (charged or refused), so an
-order is charged at most once however often its reservation is delivered.
+order is charged at most once however often its reservation is delivered. An
+order cancelled after its charge gets the charge back, once; one cancelled
+before it is refused, so a charge decided on a stale view of the order cannot
+land afterwards (both decisions go through this aggregate's version).
 """
 
 from __future__ import annotations
@@ -45,6 +48,13 @@ class PaymentFailed(DomainEvent):
     reason: str  # INSUFFICIENT_FUNDS, CURRENCY_MISMATCH or ORDER_NOT_PAYABLE
 
 
+@event_type("payment.refunded.v1")
+@dataclass(frozen=True)
+class PaymentRefunded(DomainEvent):
+    order_id: str
+    amount: Decimal
+
+
 class Wallet(Aggregate):
     """One currency per wallet, set by its first deposit."""
 
@@ -54,6 +64,7 @@ class Wallet(Aggregate):
         self.currency: str | None = None
         self.balance = Decimal(0)
         self.settled: dict[str, bool] = {}  # order id -> charged (True) or refused (False)
+        self.charged: dict[str, Decimal] = {}  # order id -> amount charged and not refunded
 
     @property
     def owner(self) -> str | None:
@@ -66,6 +77,7 @@ class Wallet(Aggregate):
     def snapshot(self) -> Wallet:
         clone = copy.copy(self)
         clone.settled = dict(self.settled)
+        clone.charged = dict(self.charged)
         clone._changes = []
         return clone
 
@@ -95,6 +107,13 @@ class Wallet(Aggregate):
         else:
             self._emit(PaymentCharged(order_id=order_id, amount=amount))
 
+    def close_order(self, order_id: str) -> None:
+        """The order was cancelled: refund what it was charged, or refuse a later charge."""
+        if order_id in self.charged:
+            self._emit(PaymentRefunded(order_id=order_id, amount=self.charged[order_id]))
+        elif order_id not in self.settled:
+            self._emit(PaymentFailed(order_id=order_id, reason=ORDER_NOT_PAYABLE))
+
     # State changes: one apply step per event type, shared by commands and replay.
 
     @apply_step
@@ -110,6 +129,12 @@ class Wallet(Aggregate):
     def _(self, event: PaymentCharged) -> None:
         self.balance -= event.amount
         self.settled[event.order_id] = True
+        self.charged[event.order_id] = event.amount
+
+    @apply.register
+    def _(self, event: PaymentRefunded) -> None:
+        self.balance += event.amount
+        del self.charged[event.order_id]
 
     @apply.register
     def _(self, event: PaymentFailed) -> None:

@@ -37,12 +37,14 @@ def _fold(wallet: WalletView | None, customer_id: str, event: LogEvent) -> Walle
         wallet = replace(wallet, currency=data["currency"], balance=wallet.balance + Decimal(data["amount"]))
     elif event.type == "payment.charged.v1":
         wallet = replace(wallet, balance=wallet.balance - Decimal(data["amount"]))
+    elif event.type == "payment.refunded.v1":
+        wallet = replace(wallet, balance=wallet.balance + Decimal(data["amount"]))
     return replace(wallet, version=event.version, updated_at=event.recorded_at)
 
 
 class WalletProjection(Projection):
     name = "wallets"
-    event_types = ("funds.deposited.v1", "payment.charged.v1", "payment.failed.v1")
+    event_types = ("funds.deposited.v1", "payment.charged.v1", "payment.refunded.v1", "payment.failed.v1")
     tables = ("wallet_views",)
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[LogEvent]) -> None:

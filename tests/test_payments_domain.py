@@ -14,6 +14,7 @@ from domain.wallet import (
     FundsDeposited,
     PaymentCharged,
     PaymentFailed,
+    PaymentRefunded,
     Wallet,
 )
 
@@ -68,3 +69,27 @@ def test_an_empty_wallet_cannot_pay() -> None:
     wallet = Wallet("cus_1")
     wallet.pay_for_order("ord_1", Decimal("1.00"), "USD")
     assert wallet.take_changes() == [PaymentFailed("ord_1", INSUFFICIENT_FUNDS)]
+
+
+def test_closing_a_charged_order_refunds_it_once() -> None:
+    wallet = given(FundsDeposited(Decimal("50.00"), "USD"), PaymentCharged("ord_1", Decimal("20.00")))
+    wallet.close_order("ord_1")
+    assert wallet.take_changes() == [PaymentRefunded("ord_1", Decimal("20.00"))]
+    assert wallet.balance == Decimal("50.00")
+    wallet.close_order("ord_1")  # redelivered: nothing more
+    wallet.pay_for_order("ord_1", Decimal("20.00"), "USD")  # a late reservation: not again
+    assert wallet.take_changes() == [] and wallet.balance == Decimal("50.00")
+
+
+def test_closing_an_order_before_its_charge_refuses_the_charge() -> None:
+    wallet = given(FundsDeposited(Decimal("50.00"), "USD"))
+    wallet.close_order("ord_1")
+    assert wallet.take_changes() == [PaymentFailed("ord_1", ORDER_NOT_PAYABLE)]
+    wallet.pay_for_order("ord_1", Decimal("20.00"), "USD")  # decided on a stale view of the order
+    assert wallet.take_changes() == [] and wallet.balance == Decimal("50.00")
+
+
+def test_closing_a_refused_order_changes_nothing() -> None:
+    wallet = given(FundsDeposited(Decimal("5.00"), "USD"), PaymentFailed("ord_1", INSUFFICIENT_FUNDS))
+    wallet.close_order("ord_1")
+    assert wallet.take_changes() == [] and wallet.balance == Decimal("5.00")

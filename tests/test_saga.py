@@ -10,9 +10,11 @@ import redis.asyncio as redis
 
 from domain.order import OrderStatus
 from eventstore import RecordedEvent
+from readmodels.wallets import WalletProjection
 from service.container import Services
 from service.saga.reactions import Inventory, Ordering, Payments, Reactions
 from service.saga.tracked import TrackedAppends
+from tests.projection_helpers import run_to_head
 from tests.relay_support import entries, eventually
 from tests.saga_support import (
     consumers_for,
@@ -314,3 +316,52 @@ async def test_an_order_cancelled_before_its_reservation_holds_nothing(services:
         await eventually(lambda: _handled_is(consumers, 3 * 5))  # every group saw all five events
     a = await product(services, "A")
     assert (a.available, a.reserved, a.version) == (5, 0, 1)
+
+
+async def test_an_order_cancelled_after_its_charge_is_refunded(services: Services, broker, dsn: str) -> None:
+    """The customer's cancel lands between the charge and the completion: the charge comes
+    back, the stock is released, and the order stays cancelled."""
+    client, key = broker
+    await stock(services, A=10)
+    await deposit(services, "cus_1", "100.00")
+    tracked = TrackedAppends(services.appender, services.reader)
+    no_ordering = consumers_for(services, client, key, reactions=[Inventory(tracked), Payments(tracked)])
+    async with running(relay_for(services, client, key), *no_ordering):
+        await place_order(services, "ord_1", {"A": (2, "10.00")})
+        await eventually(lambda: _charged(services, "cus_1", "ord_1"))
+        await services.orders.cancel_order(customer("cus_1"), order_id="ord_1", reason="changed my mind")
+        await eventually(lambda: _refunded(services, "cus_1"))
+        await eventually(lambda: _released(services, "A", 10))
+    async with running(relay_for(services, client, key), *consumers_for(services, client, key)):
+        await eventually(lambda: _caught_up(client, key, "ordering"))
+    assert (await order(services, "ord_1")).status is OrderStatus.CANCELLED
+    paid = await wallet(services, "cus_1")
+    assert paid.balance == money("100.00") and paid.charged == {}
+    history = [e.type for e in await services.reader.read_stream("wallet-cus_1")]
+    assert history == ["funds.deposited.v1", "payment.charged.v1", "payment.refunded.v1"]
+    await run_to_head(dsn, WalletProjection())
+    [view] = (await services.read_models.wallets.by_customers(["cus_1"])).values()
+    assert (str(view.balance), view.version) == ("100.00", paid.version)
+
+
+async def _charged(services: Services, customer_id: str, order_id: str) -> bool:
+    return order_id in (await wallet(services, customer_id)).charged
+
+
+async def _refunded(services: Services, customer_id: str) -> bool:
+    events = await services.reader.read_stream(f"wallet-{customer_id}")
+    return any(e.type == "payment.refunded.v1" for e in events)
+
+
+async def _released(services: Services, sku: str, available: int) -> bool:
+    held = await product(services, sku)
+    return held.available == available and not held.held
+
+
+async def _caught_up(client: redis.Redis, key: str, group: str) -> bool:
+    """The group has been handed every entry of the stream and acknowledged them all."""
+    last = (await client.xinfo_stream(key))["last-generated-id"]
+    for info in await client.xinfo_groups(key):
+        if info["name"] in (group, group.encode()):
+            return bool(info["pending"] == 0 and info["last-delivered-id"] == last)
+    return False

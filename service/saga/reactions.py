@@ -79,12 +79,16 @@ class Inventory(Reactions):
 
 
 class Payments(Reactions):
-    """Charges the customer's wallet once per reserved order, or records why not."""
+    """Charges the customer's wallet once per reserved order, or records why not; refunds
+    an order cancelled after its charge (a customer's cancel that beat the completion)."""
 
     group = "payments"
-    handles = frozenset({"inventory.reserved.v1"})
+    handles = frozenset({"inventory.reserved.v1", "order.cancelled.v1"})
 
     async def _react(self, event: RecordedEvent, tracking: Tracking, metadata: dict[str, Any]) -> None:
+        if event.type == "order.cancelled.v1":
+            await self._close(event, tracking, metadata)
+            return
         reserved = InventoryReserved.from_data(event.data)
         if not reserved.is_lead(event.stream_id):
             return  # the reservation's other products: the lead event stands for them
@@ -100,6 +104,18 @@ class Payments(Reactions):
             return []
 
         await self._tracked.react(tracking, metadata, {stream: lambda: Wallet(order.customer_id)}, pay)
+
+    async def _close(self, event: RecordedEvent, tracking: Tracking, metadata: dict[str, Any]) -> None:
+        order = await self._order(event.stream_id.removeprefix("order-"))
+        if not order.submitted:
+            return  # cancelled as a draft: never reserved, never charged
+        stream = wallet_stream(order.customer_id)
+
+        def close(aggregates: dict[str, Any]) -> list[Extra]:
+            aggregates[stream].close_order(order.id)
+            return []
+
+        await self._tracked.react(tracking, metadata, {stream: lambda: Wallet(order.customer_id)}, close)
 
 
 class Ordering(Reactions):
