@@ -73,6 +73,7 @@ class ContextFactory:
 
 
 GRAPHQL_PATH = "/graphql"
+GRAPHQL_PATHS = frozenset({GRAPHQL_PATH, GRAPHQL_PATH + "/"})  # a typed trailing slash works too
 
 
 def create_app(settings: Settings, services: Services | None = None) -> GraphQLFirst:
@@ -145,7 +146,7 @@ class GraphQLFirst:
         self.site = site
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == GRAPHQL_PATH:
+        if scope["type"] == "http" and scope["path"] in GRAPHQL_PATHS:
             await self.graphql_over_http(scope, receive, send)
         else:
             await self.site(scope, receive, send)

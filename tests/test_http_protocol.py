@@ -241,3 +241,8 @@ async def test_correlation_id_is_echoed_on_refusals_too(api: Api) -> None:
     )
     assert response.status_code == 400
     assert response.headers["x-correlation-id"] == "corr-7"
+
+
+async def test_a_trailing_slash_reaches_the_endpoint_too(api: Api) -> None:
+    response = await api.http.post("/graphql/", json={"query": "{ __typename }"})
+    assert response.status_code == 200 and response.json() == {"data": {"__typename": "Query"}}
