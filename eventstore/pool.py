@@ -54,6 +54,7 @@ class Pool:
         self._generation = 0  # connections of an older one are dropped, not reused
         self._born: dict[asyncpg.Connection, int] = {}
         self._closing = False
+        self._closes: set[asyncio.Task[None]] = set()  # polite closes under way (kept referenced)
 
     async def open(self) -> None:
         connections = await asyncio.gather(*(self._connect() for _ in range(self._min_size)))
@@ -97,7 +98,8 @@ class Pool:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_exception(asyncpg.InterfaceError("the pool is closed"))
-        await asyncio.gather(*(conn.close(timeout=5) for conn in idle), return_exceptions=True)
+        closes = [*(conn.close(timeout=5) for conn in idle), *self._closes]
+        await asyncio.gather(*closes, return_exceptions=True)
 
     async def _get(self) -> asyncpg.Connection:
         while True:
@@ -180,8 +182,14 @@ class Pool:
             conn.terminate()
         else:
             task = asyncio.get_running_loop().create_task(conn.close(timeout=5))
-            task.add_done_callback(_ignore_result)
+            self._closes.add(task)
+            task.add_done_callback(self._closed)
         self._forget(conn)
+
+    def _closed(self, task: asyncio.Task[None]) -> None:
+        self._closes.discard(task)
+        if not task.cancelled():
+            task.exception()  # a failed polite close of a connection we dropped: nothing to do
 
     def _forget(self, conn: asyncpg.Connection) -> None:
         self._born.pop(conn, None)
@@ -206,9 +214,6 @@ class _Acquired:
             await self._pool._release(conn, exc)  # noqa: SLF001
 
 
-def _ignore_result(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
 
 
 async def create_pool(
