@@ -21,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from api.context import Context
 from api.errors import INTERNAL_MESSAGE
-from api.operations import GraphQLRequest, Operations, UnknownOperation
+from api.operations import GraphQLRequest, Operations, Outcome, UnknownOperation
 
 log = logging.getLogger("eventgraph.errors")
 
@@ -219,32 +219,35 @@ class GraphQLOverHTTP:
                 return HTMLResponse(self.graphiql(scope["path"]))
             request = request_of(params)
         elif method == "POST":
-            media = headers.get("content-type", "").partition(";")[0].strip().lower()
-            if media != JSON:
-                raise HTTPError(415, f"Unsupported content type {media or '(none)'!r}: send application/json.")
-            length = declared_length(headers)
-            if length is not None and length > self.max_body_bytes:
-                raise too_large(self.max_body_bytes)
-            request = request_of(parse_json(await read_body(receive, self.max_body_bytes)))
+            request = request_of(parse_json(await self.body(receive, headers)))
         else:
             raise HTTPError(405, "GraphQL only supports GET and POST requests.", headers=_GET_OR_POST)
-
-        context = self.context_for(headers, correlation_id)
-        document = self.operations.document(request.query)
-        if isinstance(document, GraphQLError):
-            outcome = self.operations.syntax_error(document, context)
-        else:
-            try:
-                operation = self.operations.operation(document, request.operation_name)
-            except UnknownOperation as error:
-                raise HTTPError(400, str(error)) from None
-            # Plain HTTP runs queries (GET, POST) and mutations (POST); subscriptions have the WebSocket.
-            if operation.operation is OperationType.SUBSCRIPTION:
-                raise HTTPError(400, "Subscriptions are served over WebSocket (graphql-transport-ws) at this path.")
-            if method == "GET" and operation.operation is not OperationType.QUERY:
-                raise HTTPError(405, "Only queries are allowed over GET; send mutations with POST.", headers=_POST_ONLY)
-            outcome = await self.operations.run(request, document, context)
+        outcome = await self.answer(request, method, self.context_for(headers, correlation_id))
         # A request error answers 400 to clients of the spec's media type; `application/json`
         # clients keep the legacy 200.
         status = 400 if outcome.request_error and media_type == GRAPHQL_RESPONSE else 200
         return Response(orjson.dumps(outcome.body), status_code=status, media_type=content_type(media_type))
+
+    async def body(self, receive: Receive, headers: dict[str, str]) -> bytes:
+        media = headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media != JSON:
+            raise HTTPError(415, f"Unsupported content type {media or '(none)'!r}: send application/json.")
+        length = declared_length(headers)
+        if length is not None and length > self.max_body_bytes:
+            raise too_large(self.max_body_bytes)
+        return await read_body(receive, self.max_body_bytes)
+
+    async def answer(self, request: GraphQLRequest, method: str, context: Context) -> Outcome:
+        document = self.operations.document(request.query)
+        if isinstance(document, GraphQLError):
+            return self.operations.syntax_error(document, context)
+        try:
+            operation = self.operations.operation(document, request.operation_name)
+        except UnknownOperation as error:
+            raise HTTPError(400, str(error)) from None
+        # Plain HTTP runs queries (GET, POST) and mutations (POST); subscriptions have the WebSocket.
+        if operation.operation is OperationType.SUBSCRIPTION:
+            raise HTTPError(400, "Subscriptions are served over WebSocket (graphql-transport-ws) at this path.")
+        if method == "GET" and operation.operation is not OperationType.QUERY:
+            raise HTTPError(405, "Only queries are allowed over GET; send mutations with POST.", headers=_POST_ONLY)
+        return await self.operations.run(request, document, context)
