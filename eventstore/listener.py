@@ -140,7 +140,9 @@ class EventHub:
         self._wakeup = wakeup
         self._poll_interval = poll_interval
         self._buffer = buffer
-        self._page_size = page_size
+        # A page no larger than a tap's queue: a batch offered to an empty queue is always
+        # taken whole, so a queue never holds more than `buffer` events.
+        self._page_size = min(page_size, buffer)
         self._taps: set[Tap] = set()
         self._listened = asyncio.Event()  # set while there are taps
         self._task: asyncio.Task[None] | None = None
