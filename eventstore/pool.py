@@ -136,7 +136,7 @@ class Pool:
                 raise
         except BaseException:
             self._size -= 1
-            self._wake(None)
+            self._hand_over(None)
             raise
         self._born[conn] = self._generation
         return conn
@@ -160,27 +160,23 @@ class Pool:
         self._put(conn)
 
     def _put(self, conn: asyncpg.Connection) -> None:
+        if not self._hand_over(conn):
+            self._idle.append(conn)
+
+    def _hand_over(self, conn: asyncpg.Connection | None) -> bool:
+        """Give the longest waiter a connection, or None: a slot to open one in."""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(conn)
-                return
-        self._idle.append(conn)
-
-    def _wake(self, value: None) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(value)
-                return
+                return True
+        return False
 
     def _discard(self, conn: asyncpg.Connection) -> None:
         """Drop a connection: a healthy one is closed politely in the background."""
-        if conn.is_closed():
-            pass
-        elif conn.is_in_transaction() or conn._protocol._is_cancelling():  # noqa: SLF001
+        if conn.is_in_transaction() or conn._protocol._is_cancelling():  # noqa: SLF001
             conn.terminate()
-        else:
+        elif not conn.is_closed():
             task = asyncio.get_running_loop().create_task(conn.close(timeout=5))
             self._closes.add(task)
             task.add_done_callback(self._closed)
@@ -194,7 +190,7 @@ class Pool:
     def _forget(self, conn: asyncpg.Connection) -> None:
         self._born.pop(conn, None)
         self._size -= 1
-        self._wake(None)  # a waiter may open a connection in its place
+        self._hand_over(None)  # a waiter may open a connection in its place
 
 
 class _Acquired:
@@ -246,7 +242,7 @@ DROPPED = (
 
 async def fetch_read(pool: Pool, sql: str, *args: Any) -> list[asyncpg.Record]:
     """A read-only query, tried once more on a fresh connection when the pooled one was dead
-    (asyncpg's pool does not check connections before handing them out)."""
+    (a connection the server cut is noticed only when it is next used)."""
     for attempt in range(2):
         async with pool.acquire() as conn:
             try:
