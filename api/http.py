@@ -240,7 +240,7 @@ class GraphQLOverHTTP:
     async def answer(self, request: GraphQLRequest, method: str, context: Context) -> Outcome:
         document = self.operations.document(request.query)
         if isinstance(document, GraphQLError):
-            return self.operations.syntax_error(document, context)
+            return self.operations.request_errors([document], context)
         try:
             operation = self.operations.operation(document, request.operation_name)
         except UnknownOperation as error:

@@ -74,7 +74,7 @@ class Operations:
     async def run(self, request: GraphQLRequest, document: DocumentNode, context: Context) -> Outcome:
         errors = self.guard.validate(request.query)
         if errors:
-            return self._request_errors(errors, context)
+            return self.request_errors(errors, context)
         executed = execute(
             self.schema.graphql,
             document,
@@ -87,7 +87,7 @@ class Operations:
         result = cast(ExecutionResult, await executed if optimized_is_awaitable(executed) else executed)
         if result.errors and result.data is None and all(e.path is None for e in result.errors):
             # variables that fail coercion: a request error too (no data, no field path)
-            return self._request_errors(result.errors, context)
+            return self.request_errors(result.errors, context)
         body: dict[str, Any] = {"data": result.data}
         if result.errors:
             body["errors"] = [coded(e, context.correlation_id).formatted for e in result.errors]
@@ -96,10 +96,8 @@ class Operations:
             body["extensions"] = extensions
         return Outcome(body, request_error=False)
 
-    def syntax_error(self, error: GraphQLError, context: Context) -> Outcome:
-        return self._request_errors([error], context)
-
     @staticmethod
-    def _request_errors(errors: list[GraphQLError], context: Context) -> Outcome:
+    def request_errors(errors: list[GraphQLError], context: Context) -> Outcome:
+        """Failed before execution (syntax, validation, variables): errors and no data."""
         formatted = [coded(e, context.correlation_id).formatted for e in errors]
         return Outcome({"errors": formatted}, request_error=True)

@@ -42,9 +42,12 @@ class ApiSchema:
     executes it with: the guard (limits, cached parse and validation) and the executor."""
 
     strawberry: strawberry.Schema
-    graphql: GraphQLSchema
     guard: QueryGuard
     executor: type[ShortcutExecutionContext]
+
+    @property
+    def graphql(self) -> GraphQLSchema:
+        return self.strawberry._schema
 
 
 def build_schema(settings: Settings) -> ApiSchema:
@@ -69,7 +72,7 @@ def build_schema(settings: Settings) -> ApiSchema:
     schema.extensions = (*schema.extensions, guard.extension)
     executor = executor_for(schema._schema)
     schema.execution_context_class = executor
-    return ApiSchema(strawberry=schema, graphql=schema._schema, guard=guard, executor=executor)
+    return ApiSchema(strawberry=schema, guard=guard, executor=executor)
 
 
 def omit_null_defaults(schema: strawberry.Schema) -> None:
