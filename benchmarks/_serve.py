@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks._db import drop_database, scratch_database
+from benchmarks._raw_route import FIELD_NOTES_RATE
 from service.embedded_redis import stop_embedded_redis
 
 TYPENAME_LUA = r"""
@@ -102,6 +103,63 @@ def served(**env: str) -> Iterator[Served]:
             stop_embedded_redis(work / "data" / "redis")  # `serve` starts one; it outlives serve
             drop_database(server_url, url)
             shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def raw_route() -> Iterator[Served]:
+    """The bare Starlette route of `benchmarks._raw_route` on uvicorn, set up as `serve` sets it up."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    work = Path(tempfile.mkdtemp(prefix="eventgraph-raw-"))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "benchmarks._raw_route:app", "--port", str(port),
+         "--loop", "uvloop", "--http", "httptools", "--log-level", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.post(f"{base}/graphql", timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit("the raw Starlette route did not start") from None
+                time.sleep(0.1)
+        yield Served(base, "", "", server.pid, work)
+    finally:
+        server.terminate()
+        server.wait(15)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def floor_line(rate: float, floor: float, goal: float, what: str) -> str:
+    """The goal read as a share of the HTTP floor, and what it asks of this machine today."""
+    share = goal / FIELD_NOTES_RATE
+    return (
+        f"  HTTP floor (bare Starlette route, same uvicorn setup): {floor:.0f} req/s here today,"
+        f" {FIELD_NOTES_RATE:,} in FIELD-NOTES\n"
+        f"  {what} / floor: {rate / floor:.3f}; the goal {goal:,.0f}/s is {share:.3f} of FIELD-NOTES' floor,"
+        f" {share * floor:.0f}/s on this machine today: {'met' if rate / floor >= share else 'NOT met'}"
+    )
+
+
+@contextlib.contextmanager
+def profiled(pid: int, seconds: int, out: str | None) -> Iterator[None]:
+    """py-spy records `pid` for `seconds` while the block runs (nothing when `out` is None):
+    `out` ending in .txt gets raw collapsed stacks, else a flame graph."""
+    if out is None:
+        yield
+        return
+    fmt = "raw" if out.endswith(".txt") else "flamegraph"
+    profiler = subprocess.Popen(
+        ["py-spy", "record", "-r", "400", "-p", str(pid), "-d", str(seconds), "-f", fmt, "-o", out],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        profiler.wait(30)
 
 
 def cpu_seconds(pid: int) -> float:

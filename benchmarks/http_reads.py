@@ -7,8 +7,9 @@ scratch database, appends orders with three lines each through the event store,
 waits for the orders projection to catch up, then runs wrk (one thread, 32
 connections) on: `order(id)` over random orders with every field and its lines
 (27 fields), the same selecting only `id status total { amount }`; `orders(first: 20)` with lines;
-and `{ __typename }` as the GraphQL ceiling. Prints req/s, latencies, server CPU
-per request and the ratios. Needs wrk (`apt-get install -y wrk`).
+and `{ __typename }` as the GraphQL ceiling; then a bare Starlette route on uvicorn
+as the machine's HTTP floor. Prints req/s, latencies, server CPU per request and
+the ratios. Needs wrk (`apt-get install -y wrk`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import time
 import httpx
 
 from api.auth import mint_token
-from benchmarks._serve import TYPENAME_LUA, run_wrk, served
+from benchmarks._serve import TYPENAME_LUA, floor_line, profiled, raw_route, run_wrk, served
 from eventstore import Appender, AppendRequest, NewEvent, StreamWrite
 from eventstore.pool import create_pool
 
@@ -117,6 +118,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--orders", type=int, default=2000)
+    parser.add_argument("--profile", metavar="OUT", help="py-spy record the server during the order(id) run (OUT.svg/.txt)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
@@ -139,7 +141,10 @@ def main() -> int:
         for name, text in scripts.items():
             script = work / f"{len(results)}.lua"
             script.write_text(text)
-            results[name] = run_wrk(f"{server.base}/graphql", script, args.connections, args.seconds, server.pid)
+            with profiled(server.pid, args.seconds, args.profile if name == "order(id)" else None):
+                results[name] = run_wrk(f"{server.base}/graphql", script, args.connections, args.seconds, server.pid)
+        with raw_route() as bare:  # loaded with the last script, `{ __typename }`
+            floor = run_wrk(f"{bare.base}/graphql", script, args.connections, args.seconds, bare.pid)
 
     print(f"eventgraph serve, 1 uvicorn worker, projections on; {args.orders} orders of 3 lines;"
           f" wrk -t1 -c{args.connections} -d{args.seconds}s, load average before {load_before:.2f}")
@@ -160,6 +165,7 @@ def main() -> int:
     lean = results["order(id) lean"]["rate"]
     print(f"  goal >= 2,000 order(id)/s: full selection {'met' if single['rate'] >= 2000 else 'NOT met'},"
           f" lean selection {'met' if lean >= 2000 else 'NOT met'}")
+    print(floor_line(single["rate"], floor["rate"], 2000, "order(id)"))
     return 0 if all(r["errors"] == 0 for r in results.values()) else 1
 
 
