@@ -130,6 +130,7 @@ class QueryGuard:
     ) -> None:
         self.schema = schema
         self.max_tokens = max_tokens
+        self.cache_size = cache_size
         self.rules: tuple[type[ASTValidationRule], ...] = (
             *specified_rules,
             MaybeNullValidationRule,

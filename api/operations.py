@@ -10,6 +10,7 @@ transport gets through strawberry's hooks (`GuardExtension`, `ErrorCodes`,
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -25,6 +26,7 @@ from strawberry.execution.is_awaitable import optimized_is_awaitable
 
 from api.context import Context
 from api.errors import coded
+from api.execution import shared_plan
 from api.readmodels import consistency_report
 from api.schema import ApiSchema
 
@@ -50,6 +52,10 @@ class Operations:
     def __init__(self, schema: ApiSchema) -> None:
         self.schema = schema
         self.guard = schema.guard
+        self._plans = functools.lru_cache(schema.guard.cache_size)(self._plan)
+
+    def _plan(self, query: str) -> Any:
+        return shared_plan(self.guard.parse(query))
 
     def document(self, query: str) -> DocumentNode | GraphQLError:
         try:
@@ -83,6 +89,7 @@ class Operations:
             operation_name=request.operation_name,
             executor_class=self.schema.executor,
             is_awaitable=optimized_is_awaitable,
+            plan=self._plans(request.query),
         )
         result = cast(ExecutionResult, await executed if optimized_is_awaitable(executed) else executed)
         if result.errors and result.data is None and all(e.path is None for e in result.errors):

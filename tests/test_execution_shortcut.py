@@ -8,7 +8,7 @@ from typing import Any
 import strawberry
 from graphql import execute, parse
 
-from api.execution import executor_for, plain_fields
+from api.execution import SharedPlan, executor_for, plain_fields, shared_plan
 
 
 @strawberry.type
@@ -56,16 +56,29 @@ class Query:
 schema = strawberry.Schema(query=Query)
 
 
+async def run(query: Any, executor: Any = None, **plan: Any) -> tuple[Any, Any]:
+    """(data, formatted errors) of one execution."""
+    result = execute(schema._schema, query, executor_class=executor, **plan)
+    if hasattr(result, "__await__"):
+        result = await result  # type: ignore[misc]
+    errors = sorted((e.formatted for e in result.errors or ()), key=lambda e: str(e["path"]))  # type: ignore[union-attr]
+    return result.data, errors  # type: ignore[union-attr]
+
+
 async def both(query: str) -> tuple[Any, Any]:
-    """(shortcut result, plain graphql-core result), each as (data, formatted errors)."""
-    results = []
-    for executor in (executor_for(schema._schema), None):
-        result = execute(schema._schema, parse(query), executor_class=executor)
-        if hasattr(result, "__await__"):
-            result = await result  # type: ignore[misc]
-        errors = sorted((e.formatted for e in result.errors or ()), key=lambda e: str(e["path"]))  # type: ignore[union-attr]
-        results.append((result.data, errors))  # type: ignore[union-attr]
-    return results[0], results[1]
+    """(shortcut result, plain graphql-core result), each as (data, formatted errors).
+
+    The shortcut runs without a shared plan, then twice with one (as the HTTP path runs a
+    cached document: the first execution fills the plan, the next ones use it); all agree."""
+    executor = executor_for(schema._schema)
+    document = parse(query)
+    plan = shared_plan(document)
+    assert isinstance(plan, SharedPlan)
+    runs = [await run(document, executor), await run(document, executor, plan=plan)]
+    assert plan.collected and plan.leaves  # filled, and the leaves' fast path is taken next
+    runs.append(await run(document, executor, plan=plan))
+    assert runs[0] == runs[1] == runs[2]
+    return runs[0], await run(parse(query))
 
 
 def test_only_attribute_fields_take_the_shortcut() -> None:
@@ -94,3 +107,14 @@ async def test_object_results_and_errors_match_graphql_core() -> None:
     # `price: Price!` inside a nullable item: its errors null the whole item; `spare` is nullable
     assert data["items"][3] is None
     assert ["items", 3, "price", "label"] in [e["path"] for e in errors]
+
+
+async def test_a_document_with_directives_is_collected_afresh_each_time() -> None:
+    query = "query($full: Boolean!) { items { name count @include(if: $full) } }"
+    assert shared_plan(parse(query)) is None  # its collection depends on the variables
+    executor = executor_for(schema._schema)
+    for full in (True, False):
+        shortcut = await run(parse(query), executor, variable_values={"full": full})
+        plain = await run(parse(query), variable_values={"full": full})
+        assert shortcut == plain
+        assert ("count" in shortcut[0]["items"][0]) is full
