@@ -9,7 +9,6 @@ the legacy 200. Malformed HTTP requests answer 4xx with a coded GraphQL error bo
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from api.context import Context
 from api.errors import INTERNAL_MESSAGE
 from api.operations import GraphQLRequest, Operations, Outcome, UnknownOperation
+from eventstore.records import time_ordered_id
 
 log = logging.getLogger("eventgraph.errors")
 
@@ -85,7 +85,7 @@ def declared_length(headers: dict[str, str]) -> int | None:
 
 def correlation_id_of(headers: Any) -> str:
     value = headers.get("x-correlation-id", "")
-    return value if 0 < len(value) <= 200 else str(uuid.uuid4())
+    return value if 0 < len(value) <= 200 else str(time_ordered_id())
 
 
 def too_large(max_bytes: int) -> HTTPError:
