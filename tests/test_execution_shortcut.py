@@ -36,6 +36,10 @@ class Item:
     def shout(self) -> str | None:
         return self.name.upper() if self.name else None
 
+    @strawberry.field
+    def history(self) -> list[Price]:  # non-null items: a null inside nulls the list's item
+        return [self.price, *([self.spare] if self.spare else [])]
+
 
 def items() -> list[Item | None]:
     return [
@@ -79,6 +83,16 @@ async def both(query: str) -> tuple[Any, Any]:
     runs.append(await run(document, executor, plan=plan))
     assert runs[0] == runs[1] == runs[2]
     return runs[0], await run(parse(query))
+
+
+async def test_list_results_and_errors_match_graphql_core() -> None:
+    shortcut, plain = await both("{ items { history { amount label later } } }")
+    assert shortcut == plain
+    data, errors = shortcut
+    assert data["items"][0] == {"history": [{"amount": 1, "label": "x", "later": 1}]}
+    # a null `label` in a `Price!` item nulls the list, which nulls the item (`history` is non-null)
+    assert data["items"][3] is None
+    assert ["items", 3, "history", 0, "label"] in [e["path"] for e in errors]
 
 
 def test_only_attribute_fields_take_the_shortcut() -> None:
