@@ -104,6 +104,10 @@ def create_app(settings: Settings, services: Services | None = None) -> GraphQLF
         # The startup heap (modules, schema, pools) never becomes garbage: out of the
         # collector's reach, full collections stop re-walking it (~13 % of a request's CPU).
         gc.freeze()
+        # A request's objects die by reference counting; young collections every 700
+        # allocations mostly re-walk the objects of the 32 requests in flight (an addItem
+        # costs ~7 % less CPU with 20,000).
+        gc.set_threshold(20_000, 50, 100)
         try:
             yield
         finally:
