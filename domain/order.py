@@ -75,7 +75,7 @@ class OrderStatus(Enum):
 FINAL_STATUSES = frozenset({OrderStatus.COMPLETED, OrderStatus.REJECTED, OrderStatus.CANCELLED})
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class OrderLine:
     sku: str
     quantity: int
@@ -113,10 +113,7 @@ class Order(Aggregate):
     def snapshot(self) -> Order:
         clone = Order.__new__(Order)
         clone.__dict__.update(self.__dict__)
-        clone.lines = {
-            sku: OrderLine(line.sku, line.quantity, line.unit_price, line.discount)
-            for sku, line in self.lines.items()
-        }
+        clone.lines = dict(self.lines)  # lines are immutable: a new sku or quantity is a new line
         clone._changes = []
         return clone
 
@@ -212,8 +209,9 @@ class Order(Aggregate):
                 event.item_id, event.quantity, event.price, event.discount
             )
         else:
-            line.quantity += event.quantity
-            line.discount += event.discount
+            self.lines[event.item_id] = OrderLine(
+                line.sku, line.quantity + event.quantity, line.unit_price, line.discount + event.discount
+            )
 
     @apply.register
     def _(self, event: ItemRemoved) -> None:
