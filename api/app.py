@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -43,7 +44,7 @@ class GraphQLOverWebSocket(GraphQL[Context, None]):
         super().__init__(schema.strawberry, graphql_ide=None, **kwargs)
         self._contexts = contexts
 
-    async def get_context(self, request: Any, response: Any = None) -> Context:  # type: ignore[override]
+    async def get_context(self, request: Any, response: Any = None) -> Context:
         return self._contexts(request.headers, correlation_id_of(request.headers))
 
     def authenticate(self, authorization: str | None) -> Principal | Unauthenticated | None:
@@ -129,15 +130,16 @@ def create_app(settings: Settings, services: Services | None = None) -> GraphQLF
         *graphiql_routes(),
     ]
     # Frontends on another origin: the only credential is the bearer token, never a cookie.
-    cors = {
-        "allow_origins": list(settings.allowed_origins),
-        "allow_methods": ["GET", "POST"],
-        "allow_headers": ["Authorization", "Content-Type", "Accept", "X-Correlation-ID"],
-        "expose_headers": ["X-Correlation-ID"],
-        "max_age": 600,
-    }
-    site = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(CORSMiddleware, **cors)])
-    return GraphQLFirst(CORSMiddleware(over_http, **cors), site)
+    cors = functools.partial(
+        CORSMiddleware,
+        allow_origins=list(settings.allowed_origins),
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type", "Accept", "X-Correlation-ID"],
+        expose_headers=["X-Correlation-ID"],
+        max_age=600,
+    )
+    site = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(cors)])
+    return GraphQLFirst(cors(over_http), site)
 
 
 class GraphQLFirst:

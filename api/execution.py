@@ -62,9 +62,9 @@ def plain_fields(schema: GraphQLSchema) -> dict[GraphQLObjectType, dict[str, Pla
             definition = (field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
             if definition is None or field.args or not getattr(field.resolve, "_is_default", False):
                 continue  # not strawberry's basic field (an attribute, no resolver)
-            output = get_nullable_type(field.type)  # type: ignore[arg-type]
+            output = get_nullable_type(field.type)
             if is_leaf_type(output):
-                fields[name] = PlainField(definition.python_name, field.type, coerce=output.coerce_output_value)  # type: ignore[union-attr]
+                fields[name] = PlainField(definition.python_name, field.type, coerce=output.coerce_output_value)
             elif isinstance(output, GraphQLObjectType) and output.is_type_of is None:
                 fields[name] = PlainField(definition.python_name, field.type, object_type=output)
         if fields:
@@ -118,7 +118,7 @@ class ShortcutExecutionContext(StrawberryGraphQLCoreExecutionContext):
         self._plan = plan
         self._leaves = None if plan is None or hooked else plan.leaves
 
-    def collect_subfields(  # type: ignore[override]
+    def collect_subfields(
         self, return_type: GraphQLObjectType, field_details_list: list[FieldDetails]
     ) -> CollectedFields:
         plan = self._plan
@@ -139,7 +139,7 @@ class ShortcutExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 plan.leaves[id(collected.grouped_field_set)] = leaves
         return entry[1]
 
-    def execute_fields(  # type: ignore[override]
+    def execute_fields(
         self,
         parent_type: GraphQLObjectType,
         source_value: Any,
@@ -196,7 +196,7 @@ class ShortcutExecutionContext(StrawberryGraphQLCoreExecutionContext):
 
         return get_results()
 
-    def execute_field(  # type: ignore[override]
+    def execute_field(
         self,
         parent_type: GraphQLObjectType,
         source: Any,

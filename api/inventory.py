@@ -113,7 +113,7 @@ def _loader(
             return [found.get(k) for k in keys]
 
         loader = context.loaders[name] = DataLoader(load_fn=load)
-    return loader  # type: ignore[no-any-return]
+    return loader
 
 
 async def _consistent_with(context: Context, projection: str, consistent_with: str | None) -> None:

@@ -11,8 +11,9 @@ transport gets through strawberry's hooks (`GuardExtension`, `ErrorCodes`,
 from __future__ import annotations
 
 import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeGuard, cast
 
 from graphql import (
     DocumentNode,
@@ -36,6 +37,10 @@ class GraphQLRequest:
     query: str
     variables: dict[str, Any] | None = None
     operation_name: str | None = None
+
+
+# strawberry's check (a type lookup first), typed as graphql-core's TypeGuard expects
+is_awaitable = cast(Callable[[Any], TypeGuard[Awaitable[Any]]], optimized_is_awaitable)
 
 
 class UnknownOperation(Exception):
@@ -88,10 +93,10 @@ class Operations:
             variable_values=request.variables,
             operation_name=request.operation_name,
             executor_class=self.schema.executor,
-            is_awaitable=optimized_is_awaitable,
+            is_awaitable=is_awaitable,
             plan=self._plans(request.query),
         )
-        result = cast(ExecutionResult, await executed if optimized_is_awaitable(executed) else executed)
+        result = cast(ExecutionResult, await executed if is_awaitable(executed) else executed)
         if result.errors and result.data is None and all(e.path is None for e in result.errors):
             # variables that fail coercion: a request error too (no data, no field path)
             return self.request_errors(result.errors, context)

@@ -50,7 +50,7 @@ def orders_loader(context: Context) -> DataLoader[str, OrderView | None]:
             return [found.get(i) for i in ids]
 
         loader = context.loaders["orders"] = DataLoader(load_fn=load)
-    return loader  # type: ignore[no-any-return]
+    return loader
 
 
 async def read_your_writes(context: Context, consistent_with: str | None) -> None:

@@ -122,7 +122,7 @@ class Event(Node):
             stream_id=event.stream_id,
             version=event.version,
             type=event.type,
-            data=dict(event.data),
+            data=JSON(dict(event.data)),
             metadata=EventMetadata(
                 correlation_id=str(meta.get("correlation_id", "")),
                 causation_id=meta.get("causation_id"),

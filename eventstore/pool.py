@@ -66,7 +66,7 @@ class Pool:
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         async with self.acquire() as conn:
-            return await conn.fetch(query, *args)  # type: ignore[no-any-return]
+            return await conn.fetch(query, *args)
 
     async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
         async with self.acquire() as conn:
@@ -78,7 +78,7 @@ class Pool:
 
     async def execute(self, query: str, *args: Any) -> str:
         async with self.acquire() as conn:
-            return await conn.execute(query, *args)  # type: ignore[no-any-return]
+            return await conn.execute(query, *args)
 
     def expire_connections(self) -> None:
         """Open fresh connections from now on (the server restarted, or dropped one of ours)."""
@@ -246,7 +246,7 @@ async def fetch_read(pool: Pool, sql: str, *args: Any) -> list[asyncpg.Record]:
     for attempt in range(2):
         async with pool.acquire() as conn:
             try:
-                return await conn.fetch(sql, *args)  # type: ignore[no-any-return]
+                return await conn.fetch(sql, *args)
             except DROPPED:
                 conn.terminate()
                 pool.expire_connections()  # its siblings likely died with it (a restart)

@@ -162,7 +162,7 @@ def start_embedded_redis(data_dir: Path) -> str | None:
                 return _url(port)
             for attempt in range(3):  # the free port may be taken before redis binds it
                 try:
-                    port = _launch(binary, data_dir)
+                    launched = _launch(binary, data_dir)
                     break
                 except (RuntimeError, subprocess.SubprocessError) as exc:
                     if attempt == 2:
@@ -171,8 +171,8 @@ def start_embedded_redis(data_dir: Path) -> str | None:
     except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
         log.warning("embedded Redis could not be started under %s: %s", data_dir, exc)
         return None
-    log.info("started embedded Redis on 127.0.0.1:%d (%s)", port, data_dir)
-    return _url(port)
+    log.info("started embedded Redis on 127.0.0.1:%d (%s)", launched, data_dir)
+    return _url(launched)
 
 
 def stop_embedded_redis(data_dir: Path, timeout: float = START_TIMEOUT) -> bool:

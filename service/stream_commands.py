@@ -176,12 +176,12 @@ class StreamCommands:
 
     async def _answer_repeats(self, stream_id: str, batch: list[_Queued]) -> None:
         """Commands whose idempotency key was used before get the first outcome back."""
-        keyed = [q for q in batch if q.command.idempotency is not None]
+        keyed = [(q, q.command.idempotency) for q in batch if q.command.idempotency is not None]
         if not keyed:
             return
-        outcomes = await self._reader.idempotency_outcomes([q.command.idempotency for q in keyed])
-        for queued in keyed:
-            outcome = outcomes.get(queued.command.idempotency)
+        outcomes = await self._reader.idempotency_outcomes([key for _, key in keyed])
+        for queued, key in keyed:
+            outcome = outcomes.get(key)
             if outcome is not None:
                 queued.settle(await self._replay(queued.command, outcome))
 

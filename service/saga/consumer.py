@@ -111,9 +111,9 @@ class StreamConsumer:
                 await self.reclaim()
                 await self.forget_idle_members()
                 next_claim = time.monotonic() + self._claim_every
-            reply = await self._redis.xreadgroup(
+            reply: list[tuple[bytes, list[Message]]] | None = await self._redis.xreadgroup(  # type: ignore[assignment]
                 self.group, self.name, {self.stream_key: ">"}, count=self._batch, block=self._block_ms
-            )
+            )  # redis-py types the reply loosely
             for _stream, messages in reply or ():
                 await self._dispatch(messages)
 
