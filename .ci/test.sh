@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs eventgraph with its test tools and runs every check:
-#   1. ruff
+#   1. ruff and mypy (the product's packages)
 #   2. the test suite on an embedded PostgreSQL and an embedded Redis (nothing configured)
 #   3. the test suite again on a server PostgreSQL (DATABASE_URL, default the machine's
 #      127.0.0.1:5432/test, a fresh database per run) and REDIS_URL (default 127.0.0.1:6379),
@@ -29,6 +29,8 @@ fi
 
 echo "== ruff"
 ruff check .
+echo "== mypy"
+mypy
 
 run_pytest() {
   set +e
