@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks._db import drop_database, scratch_database
-from benchmarks._raw_route import FIELD_NOTES_RATE
+from benchmarks._references import REFERENCES
 from service.embedded_redis import stop_embedded_redis
 
 TYPENAME_LUA = r"""
@@ -105,14 +105,17 @@ def served(**env: str) -> Iterator[Served]:
             shutil.rmtree(work, ignore_errors=True)
 
 
+HELLO_LUA = TYPENAME_LUA.replace("{ __typename }", "{ hello }")
+
+
 @contextlib.contextmanager
-def raw_route() -> Iterator[Served]:
-    """The bare Starlette route of `benchmarks._raw_route` on uvicorn, set up as `serve` sets it up."""
+def reference(app: str) -> Iterator[Served]:
+    """A reference app of `benchmarks._references` on uvicorn, set up as `serve` sets it up."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    work = Path(tempfile.mkdtemp(prefix="eventgraph-raw-"))
+    work = Path(tempfile.mkdtemp(prefix="eventgraph-reference-"))
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "benchmarks._raw_route:app", "--port", str(port),
+        [sys.executable, "-m", "uvicorn", app, "--port", str(port),
          "--loop", "uvloop", "--http", "httptools", "--log-level", "warning"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -120,11 +123,11 @@ def raw_route() -> Iterator[Served]:
         deadline = time.monotonic() + 30
         while True:
             try:
-                httpx.post(f"{base}/graphql", timeout=1)
+                httpx.post(f"{base}/graphql", json={"query": "{ hello }"}, timeout=1)
                 break
             except httpx.HTTPError:
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("the raw Starlette route did not start") from None
+                    raise SystemExit(f"{app} did not start") from None
                 time.sleep(0.1)
         yield Served(base, "", "", server.pid, work)
     finally:
@@ -133,15 +136,35 @@ def raw_route() -> Iterator[Served]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def floor_line(rate: float, floor: float, goal: float, what: str) -> str:
-    """The goal read as a share of the HTTP floor, and what it asks of this machine today."""
-    share = goal / FIELD_NOTES_RATE
-    return (
-        f"  HTTP floor (bare Starlette route, same uvicorn setup): {floor:.0f} req/s here today,"
-        f" {FIELD_NOTES_RATE:,} in FIELD-NOTES\n"
-        f"  {what} / floor: {rate / floor:.3f}; the goal {goal:,.0f}/s is {share:.3f} of FIELD-NOTES' floor,"
-        f" {share * floor:.0f}/s on this machine today: {'met' if rate / floor >= share else 'NOT met'}"
+def measure_references(connections: int, seconds: int) -> dict[str, float]:
+    """req/s of each reference app, by its description."""
+    rates = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        script = Path(scratch) / "hello.lua"
+        script.write_text(HELLO_LUA)
+        for app, (what, _) in REFERENCES.items():
+            with reference(app) as served_app:
+                rates[what] = run_wrk(f"{served_app.base}/graphql", script, connections, seconds, served_app.pid)["rate"]
+    return rates
+
+
+def calibration_lines(rate: float, goal: float, what: str, references: dict[str, float]) -> str:
+    """How fast this machine is against FIELD-NOTES' by each reference, and the goal in its terms."""
+    lines, scaled = [], []
+    for description, field_notes in REFERENCES.values():
+        factor = references[description] / field_notes
+        scaled.append(goal * factor)
+        lines.append(
+            f"  reference: {description}: {references[description]:,.0f} req/s here,"
+            f" {field_notes:,} in FIELD-NOTES (this machine x{factor:.2f})"
+        )
+    low, high = min(scaled), max(scaled)
+    verdict = "met" if rate >= high else "met by one reference only" if rate >= low else "NOT met"
+    lines.append(
+        f"  goal {goal:,.0f} {what}/s in this machine's terms: {low:,.0f}-{high:,.0f}/s;"
+        f" measured {rate:,.0f}/s: {verdict}"
     )
+    return "\n".join(lines)
 
 
 @contextlib.contextmanager

@@ -5,8 +5,9 @@
 Starts `eventgraph serve` on a free port and a scratch database (DATABASE_URL's server,
 else the embedded one), creates 1,000 orders, then runs wrk (C, one thread, a Lua script
 that posts `addItem` with a distinct sku per order on each pass) with 32 connections,
-then the same with `{ __typename }` as the GraphQL ceiling, then a bare Starlette route
-on uvicorn as the machine's HTTP floor; prints each and the ratios.
+then the same with `{ __typename }` as the GraphQL ceiling; then the reference apps of
+`benchmarks._references`, which FIELD-NOTES measured too, to put the goal in this
+machine's terms; prints each and the ratios.
 By default the background workers (projections, relay, saga) stay off so the figure is
 the API's; `--with-workers` measures the full `serve` as shipped.
 Needs wrk (`apt-get install -y wrk`).
@@ -24,7 +25,14 @@ import sys
 import httpx
 
 from api.auth import mint_token
-from benchmarks._serve import TYPENAME_LUA, floor_line, profiled, raw_route, run_wrk, served
+from benchmarks._serve import (
+    TYPENAME_LUA,
+    calibration_lines,
+    measure_references,
+    profiled,
+    run_wrk,
+    served,
+)
 
 ORDERS = 1000
 ADD_ITEM = (
@@ -107,8 +115,7 @@ def main() -> int:
         with profiled(server.pid, args.seconds, args.profile):
             mutations = run_wrk(f"{server.base}/graphql", add_lua, args.connections, args.seconds, server.pid)
         ceiling = run_wrk(f"{server.base}/graphql", typename_lua, args.connections, args.seconds, server.pid)
-        with raw_route() as bare:
-            floor = run_wrk(f"{bare.base}/graphql", typename_lua, args.connections, args.seconds, bare.pid)
+    references = measure_references(args.connections, args.seconds)
 
     workers = "with background workers" if args.with_workers else "API only (workers off)"
     print(f"eventgraph serve, 1 uvicorn worker, {workers}; wrk -t1 -c{args.connections} -d{args.seconds}s")
@@ -125,7 +132,7 @@ def main() -> int:
     print(f"  one free core would give ~{1000 / mutations['cpu_ms']:.0f} addItem/s (server CPU bound)")
     print(f"  load average during the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(f"  goal >= 1,500 addItem/s: {'met' if mutations['rate'] >= 1500 else 'NOT met'}")
-    print(floor_line(mutations["rate"], floor["rate"], 1500, "addItem"))
+    print(calibration_lines(mutations["rate"], 1500, "addItem", references))
     return 0 if mutations["errors"] == 0 else 1
 
 

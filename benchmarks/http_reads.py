@@ -7,9 +7,9 @@ scratch database, appends orders with three lines each through the event store,
 waits for the orders projection to catch up, then runs wrk (one thread, 32
 connections) on: `order(id)` over random orders with every field and its lines
 (27 fields), the same selecting only `id status total { amount }`; `orders(first: 20)` with lines;
-and `{ __typename }` as the GraphQL ceiling; then a bare Starlette route on uvicorn
-as the machine's HTTP floor. Prints req/s, latencies, server CPU per request and
-the ratios. Needs wrk (`apt-get install -y wrk`).
+and `{ __typename }` as the GraphQL ceiling; then the reference apps of
+`benchmarks._references`, which FIELD-NOTES measured too, to put the goal in this
+machine's terms. Prints req/s, latencies, server CPU per request and the ratios. Needs wrk (`apt-get install -y wrk`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,14 @@ import time
 import httpx
 
 from api.auth import mint_token
-from benchmarks._serve import TYPENAME_LUA, floor_line, profiled, raw_route, run_wrk, served
+from benchmarks._serve import (
+    TYPENAME_LUA,
+    calibration_lines,
+    measure_references,
+    profiled,
+    run_wrk,
+    served,
+)
 from eventstore import Appender, AppendRequest, NewEvent, StreamWrite
 from eventstore.pool import create_pool
 
@@ -143,8 +150,7 @@ def main() -> int:
             script.write_text(text)
             with profiled(server.pid, args.seconds, args.profile if name == "order(id)" else None):
                 results[name] = run_wrk(f"{server.base}/graphql", script, args.connections, args.seconds, server.pid)
-        with raw_route() as bare:  # loaded with the last script, `{ __typename }`
-            floor = run_wrk(f"{bare.base}/graphql", script, args.connections, args.seconds, bare.pid)
+    references = measure_references(args.connections, args.seconds)
 
     print(f"eventgraph serve, 1 uvicorn worker, projections on; {args.orders} orders of 3 lines;"
           f" wrk -t1 -c{args.connections} -d{args.seconds}s, load average before {load_before:.2f}")
@@ -165,7 +171,7 @@ def main() -> int:
     lean = results["order(id) lean"]["rate"]
     print(f"  goal >= 2,000 order(id)/s: full selection {'met' if single['rate'] >= 2000 else 'NOT met'},"
           f" lean selection {'met' if lean >= 2000 else 'NOT met'}")
-    print(floor_line(single["rate"], floor["rate"], 2000, "order(id)"))
+    print(calibration_lines(single["rate"], 2000, "order(id)", references))
     return 0 if all(r["errors"] == 0 for r in results.values()) else 1
 
 
