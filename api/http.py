@@ -78,13 +78,15 @@ class Reply:
     content_type: str
     headers: dict[str, str] | None = None
 
-    async def send(self, send: Send, correlation_id: str) -> None:
+    async def send(self, send: Send, correlation_id: str, vary_origin: bool) -> None:
         headers = [
             (b"content-type", self.content_type.encode("latin-1")),
             (b"content-length", str(len(self.body)).encode("latin-1")),
             # echoed, so a client can quote it when reporting an error (the log has it)
             (b"x-correlation-id", correlation_id.encode("latin-1")),
         ]
+        if vary_origin:  # as CORS says it for requests with an Origin: caches key on it
+            headers.append((b"vary", b"Origin"))
         for name, value in (self.headers or {}).items():
             headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
         await send({"type": "http.response.start", "status": self.status, "headers": headers})
@@ -176,7 +178,7 @@ async def read_body(receive: Receive, max_bytes: int) -> bytes:
 
 
 _READ_HEADERS = frozenset(
-    {b"accept", b"authorization", b"content-length", b"content-type", b"x-correlation-id"}
+    {b"accept", b"authorization", b"content-length", b"content-type", b"origin", b"x-correlation-id"}
 )
 
 
@@ -223,7 +225,7 @@ class GraphQLOverHTTP:
         except Exception:  # a bug: still a coded answer, and the log has the details
             log.exception("unexpected error (correlation id %s) serving %s", correlation_id, scope["method"])
             response = error_response(HTTPError(500, INTERNAL_MESSAGE, code="INTERNAL_SERVER_ERROR"), media_type)
-        await response.send(send, correlation_id)
+        await response.send(send, correlation_id, vary_origin="origin" not in headers)
 
     async def respond(
         self, scope: Scope, receive: Receive, headers: dict[str, str], media_type: str, correlation_id: str

@@ -45,6 +45,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port,
         workers=args.workers,
         log_level=args.log_level,
+        # uvicorn formats each access line's fields before the logger drops it
+        access_log=args.log_level in ("trace", "debug", "info"),
         loop="uvloop" if sys.platform != "win32" else "asyncio",
         ws_ping_interval=None,  # graphql-transport-ws pings are the app's own
         ws_max_size=resolved.max_body_bytes,  # the HTTP body limit holds for WebSocket messages

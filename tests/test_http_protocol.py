@@ -223,6 +223,11 @@ async def test_a_frontend_on_another_origin_may_call_the_api(api: Api) -> None:
     )
     assert answer.headers["access-control-allow-origin"] in ("*", origin)
     assert "x-correlation-id" in answer.headers["access-control-expose-headers"].lower()
+    # Every answer varies by Origin (once), so a shared cache never serves one origin's to another.
+    plain = await api.http.post("/graphql", json={"query": "{ __typename }"})
+    assert "access-control-allow-origin" not in plain.headers
+    for response in (answer, plain):
+        assert response.headers.get_list("vary") == ["Origin"]
 
 
 async def test_operation_name_picks_one_of_several_and_is_needed_for_several(api: Api) -> None:
