@@ -27,7 +27,7 @@ from strawberry.execution.is_awaitable import optimized_is_awaitable
 
 from api.context import Context
 from api.errors import coded
-from api.execution import shared_plan
+from api.execution import SharedPlan, shared_plan
 from api.readmodels import consistency_report
 from api.schema import ApiSchema
 
@@ -59,7 +59,7 @@ class Operations:
         self.guard = schema.guard
         self._plans = functools.lru_cache(schema.guard.cache_size)(self._plan)
 
-    def _plan(self, query: str) -> Any:
+    def _plan(self, query: str) -> SharedPlan | None:
         return shared_plan(self.guard.parse(query))
 
     def document(self, query: str) -> DocumentNode | GraphQLError:
