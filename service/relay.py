@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 
 from eventstore import NOTIFY_CHANNEL, UpcasterRegistry
 from eventstore.outbox import mark_published, purge_published, unpublished
+from eventstore.tracking import purge_processed
 from service import broker
 from service.container import Services, build_upcasters
 
@@ -128,11 +129,17 @@ class OutboxRelay:
             if count == self._batch_size:
                 continue  # more waiting: no pause
             if time.monotonic() >= next_purge:
-                purged = await purge_published(conn, self._retention)
-                if purged:
-                    log.info("purged %d published outbox rows", purged)
+                await self.apply_retention(conn)
                 next_purge = time.monotonic() + self._purge_interval
             await _wait(stop, self._wakeup, self._poll)
+
+    async def apply_retention(self, conn: asyncpg.Connection) -> None:
+        """Published outbox rows, and consumers' processed-message records, past the retention
+        go (the relay's lease makes one process do it)."""
+        purged = await purge_published(conn, self._retention)
+        forgotten = await purge_processed(conn, self._retention)
+        if purged or forgotten:
+            log.info("retention: %d published outbox rows, %d processed-message records", purged, forgotten)
 
     def _notified(self, *_: object) -> None:
         self._wakeup.set()

@@ -180,7 +180,7 @@ async def test_redis_down_commands_succeed_and_the_outbox_drains_when_it_returns
         server.stop()
 
 
-async def test_published_rows_are_deleted_after_the_retention(services: Services, broker) -> None:
+async def test_published_rows_and_processed_records_are_deleted_after_the_retention(services: Services, broker) -> None:
     client, key = broker
     await append_events(services.appender, 10)
     relay = make_relay(services, client, key)
@@ -190,11 +190,20 @@ async def test_published_rows_are_deleted_after_the_retention(services: Services
     await services.pool.execute(
         "UPDATE outbox SET published_at = now() - interval '8 days' WHERE position <= 4"
     )
+    # Consumers' processed-message records age the same way: old ones go, recent ones stay.
+    await services.pool.execute(
+        "INSERT INTO processed_messages (consumer, message_id, processed_at)"
+        " SELECT 'payments', 'old-' || n, now() - interval '8 days' FROM generate_series(1, 3) n"
+        " UNION ALL SELECT 'payments', 'recent-' || n, now() - interval '6 days' FROM generate_series(1, 2) n"
+    )
     conn = await asyncpg.connect(services.dsn)
     try:
-        assert await purge_published(conn, 7 * 24 * 3600.0) == 4
+        await make_relay(services, client, key).apply_retention(conn)  # retention: 7 days
+        assert await purge_published(conn, 7 * 24 * 3600.0) == 0  # nothing left past it
     finally:
         await conn.close()
     rows = await services.pool.fetch("SELECT position, published_at IS NULL AS pending FROM outbox ORDER BY 1")
     assert [(r[0], r[1]) for r in rows] == [(p, False) for p in range(5, 11)] + [(p, True) for p in range(11, 14)]
     assert await services.pool.fetchval("SELECT count(*) FROM events") == 13
+    kept = await services.pool.fetch("SELECT message_id FROM processed_messages ORDER BY 1")
+    assert [r[0] for r in kept] == ["recent-1", "recent-2"]
