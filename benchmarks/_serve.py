@@ -109,11 +109,11 @@ HELLO_LUA = TYPENAME_LUA.replace("{ __typename }", "{ hello }")
 
 
 @contextlib.contextmanager
-def reference(app: str) -> Iterator[Served]:
-    """A reference app of `benchmarks._references` on uvicorn, set up as `serve` sets it up."""
+def reference(app: str) -> Iterator[tuple[str, int]]:
+    """A reference app of `benchmarks._references` on uvicorn, set up as `serve` sets it
+    up: its base URL and pid."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    work = Path(tempfile.mkdtemp(prefix="eventgraph-reference-"))
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", app, "--port", str(port),
          "--loop", "uvloop", "--http", "httptools", "--log-level", "warning"],
@@ -129,11 +129,10 @@ def reference(app: str) -> Iterator[Served]:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise SystemExit(f"{app} did not start") from None
                 time.sleep(0.1)
-        yield Served(base, "", "", server.pid, work)
+        yield base, server.pid
     finally:
         server.terminate()
         server.wait(15)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def measure_references(connections: int, seconds: int) -> dict[str, float]:
@@ -143,8 +142,8 @@ def measure_references(connections: int, seconds: int) -> dict[str, float]:
         script = Path(scratch) / "hello.lua"
         script.write_text(HELLO_LUA)
         for app, (what, _) in REFERENCES.items():
-            with reference(app) as served_app:
-                rates[what] = run_wrk(f"{served_app.base}/graphql", script, connections, seconds, served_app.pid)["rate"]
+            with reference(app) as (base, pid):
+                rates[what] = run_wrk(f"{base}/graphql", script, connections, seconds, pid)["rate"]
     return rates
 
 
