@@ -14,8 +14,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.execute("CREATE INDEX processed_messages_by_age ON processed_messages (processed_at)")
+    # The table has only grown so far: build the index without blocking the saga's inserts.
+    with op.get_context().autocommit_block():
+        op.execute(
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS processed_messages_by_age"
+            " ON processed_messages (processed_at)"
+        )
 
 
 def downgrade() -> None:
-    op.execute("DROP INDEX processed_messages_by_age")
+    with op.get_context().autocommit_block():
+        op.execute("DROP INDEX CONCURRENTLY IF EXISTS processed_messages_by_age")
