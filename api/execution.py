@@ -72,6 +72,17 @@ def plain_fields(schema: GraphQLSchema) -> dict[GraphQLObjectType, dict[str, Pla
     return found
 
 
+def leaf_value(field: PlainField, source: Any) -> Any:
+    """A plain leaf's coerced value, or None: then the ordinary path runs, and reports the
+    null, the failed coercion or the exception as graphql-core does."""
+    try:
+        value = getattr(source, field.attribute)
+        coerced = None if value is None else field.coerce(value)  # type: ignore[misc]
+    except Exception:
+        return None
+    return None if coerced is Undefined else coerced
+
+
 class SharedPlan:
     """A document's collected sub-selections, shared by all its executions, and for each
     their plain leaves (scalar and enum attributes) by response name.
@@ -159,13 +170,9 @@ class ShortcutExecutionContext(StrawberryGraphQLCoreExecutionContext):
             for response_name, field_details_list in grouped_field_set.items():
                 leaf = leaves.get(response_name)
                 if leaf is not None:
-                    try:
-                        value = getattr(source_value, leaf.attribute)
-                        coerced = None if value is None else leaf.coerce(value)  # type: ignore[misc]
-                    except Exception:  # the ordinary path raises it again, as a field error
-                        coerced = None
-                    if coerced is not None and coerced is not Undefined:
-                        results[response_name] = coerced
+                    value = leaf_value(leaf, source_value)
+                    if value is not None:
+                        results[response_name] = value
                         continue
                 result = self.execute_field(
                     parent_type,
@@ -208,19 +215,17 @@ class ShortcutExecutionContext(StrawberryGraphQLCoreExecutionContext):
         plain = fields.get(field_details_list[0].node.name.value) if fields is not None else None
         if plain is None:
             return super().execute_field(parent_type, source, field_details_list, path, position_context)
-        try:
-            value = getattr(source, plain.attribute)
-        except Exception:  # the ordinary path raises it again, as a field error
-            value = None
         if plain.coerce is not None:
+            value = leaf_value(plain, source)
+            if value is not None:
+                return value
+        else:
             try:
-                coerced = None if value is None else plain.coerce(value)
-            except Exception:
-                coerced = None
-            if coerced is not None and coerced is not Undefined:
-                return coerced
-        elif value is not None and not isinstance(value, Exception) and not self.is_awaitable(value):
-            return self._complete_object(plain, value, field_details_list, path, position_context)
+                value = getattr(source, plain.attribute)
+            except Exception:  # the ordinary path raises it again, as a field error
+                value = None
+            if value is not None and not isinstance(value, Exception) and not self.is_awaitable(value):
+                return self._complete_object(plain, value, field_details_list, path, position_context)
         return super().execute_field(parent_type, source, field_details_list, path, position_context)
 
     def _complete_object(
