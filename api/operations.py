@@ -1,10 +1,11 @@
-"""One GraphQL operation over HTTP: cached parse and validation, then graphql-core.
+"""One GraphQL operation over HTTP: cached parse, validation and compilation, then
+execution (`api.compiled`, or graphql-core for what it does not plan).
 
 strawberry's `Schema.execute` opens a dozen extension hooks and context managers per
 request, ~0.4 ms here before any resolver runs, about as much as the rest of a small
 query. The HTTP path skips that machinery, not its effects: the same guard (limits,
-cached parse and validation), executor, error coding and `extensions` that the WebSocket
-transport gets through strawberry's hooks (`GuardExtension`, `ErrorCodes`,
+cached parse and validation), resolvers, error coding and `extensions` that the
+WebSocket transport gets through strawberry's hooks (`GuardExtension`, `ErrorCodes`,
 `ConsistencyReport`).
 """
 
@@ -24,10 +25,11 @@ from graphql import (
     get_operation_ast,
 )
 from strawberry.execution.is_awaitable import optimized_is_awaitable
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from api.compiled import CompiledOperation, compile_operation, execute_compiled
 from api.context import Context
 from api.errors import coded
-from api.execution import SharedPlan, shared_plan
 from api.readmodels import consistency_report
 from api.schema import ApiSchema
 
@@ -57,10 +59,11 @@ class Operations:
     def __init__(self, schema: ApiSchema) -> None:
         self.schema = schema
         self.guard = schema.guard
-        self._plans = functools.lru_cache(schema.guard.cache_size)(self._plan)
+        self._compiled = functools.lru_cache(schema.guard.cache_size)(self._compile)
 
-    def _plan(self, query: str) -> SharedPlan | None:
-        return shared_plan(self.guard.parse(query))
+    def _compile(self, query: str, operation_name: str | None) -> CompiledOperation | None:
+        document = self.guard.parse(query)
+        return compile_operation(self.schema.graphql, document, self.operation(document, operation_name))
 
     def document(self, query: str) -> DocumentNode | GraphQLError:
         try:
@@ -86,16 +89,19 @@ class Operations:
         errors = self.guard.validate(request.query)
         if errors:
             return self.request_errors(errors, context)
-        executed = execute(
-            self.schema.graphql,
-            document,
-            context_value=context,
-            variable_values=request.variables,
-            operation_name=request.operation_name,
-            executor_class=self.schema.executor,
-            is_awaitable=is_awaitable,
-            plan=self._plans(request.query),
-        )
+        compiled = self._compiled(request.query, request.operation_name)
+        if compiled is not None:
+            executed = execute_compiled(compiled, context, request.variables, is_awaitable)
+        else:
+            executed = execute(
+                self.schema.graphql,
+                document,
+                context_value=context,
+                variable_values=request.variables,
+                operation_name=request.operation_name,
+                executor_class=StrawberryGraphQLCoreExecutionContext,
+                is_awaitable=is_awaitable,
+            )
         result = cast(ExecutionResult, await executed if is_awaitable(executed) else executed)
         if result.errors and result.data is None and all(e.path is None for e in result.errors):
             # variables that fail coercion: a request error too (no data, no field path)

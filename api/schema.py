@@ -22,7 +22,6 @@ from strawberry.tools import merge_types
 
 from api.errors import ErrorCodes
 from api.events import EventQuery
-from api.execution import ShortcutExecutionContext, executor_for
 from api.inventory import InventoryMutation, InventoryQuery
 from api.limits import QueryGuard
 from api.orders import OrderHistoryQuery, OrderMutation
@@ -41,11 +40,10 @@ NODE_TYPES: list[type] = [Order, Event]
 @dataclass(frozen=True)
 class ApiSchema:
     """strawberry's schema (the SDL, the WebSocket transport) and what the HTTP path
-    executes it with: the guard (limits, cached parse and validation) and the executor."""
+    checks documents with: the guard (limits, cached parse and validation)."""
 
     strawberry: strawberry.Schema
     guard: QueryGuard
-    executor: type[ShortcutExecutionContext]
 
     @property
     def graphql(self) -> GraphQLSchema:
@@ -88,9 +86,7 @@ def build_schema(settings: Settings) -> ApiSchema:
         introspection=settings.introspection,
     )
     schema.extensions = (*schema.extensions, guard.extension)
-    executor = executor_for(schema._schema)
-    schema.execution_context_class = executor
-    return ApiSchema(strawberry=schema, guard=guard, executor=executor)
+    return ApiSchema(strawberry=schema, guard=guard)
 
 
 def omit_null_defaults(schema: strawberry.Schema) -> None:

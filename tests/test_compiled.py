@@ -1,0 +1,208 @@
+"""A compiled operation gives graphql-core's own results and errors, and what it cannot
+plan (directives, abstract types, introspection) is left to graphql-core."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import strawberry
+from graphql import execute, parse
+
+from api.compiled import compile_operation, execute_compiled
+from api.operations import is_awaitable
+
+
+@strawberry.interface
+class Named:
+    name: str
+
+
+@strawberry.type
+class Price:
+    amount: int
+    label: str
+
+    @strawberry.field
+    async def later(self) -> int:
+        await asyncio.sleep(0)
+        if self.amount < 0:
+            raise ValueError("negative")
+        return self.amount
+
+
+@strawberry.type
+class Item(Named):  # implements an interface: graphql-core checks `is_type_of` on each
+    name: str
+    count: int
+    note: str | None
+    price: Price
+    spare: Price | None
+
+    @strawberry.field
+    def shout(self) -> str | None:
+        return self.name.upper() if self.name else None
+
+    @strawberry.field
+    def history(self) -> list[Price]:  # non-null items: a null inside nulls the list's item
+        return [self.price, *([self.spare] if self.spare else [])]
+
+    @strawberry.field
+    def awaited_prices(self) -> list[Price | None]:  # items that are awaitables
+        async def later(price: Price | None) -> Price | None:
+            await asyncio.sleep(0)
+            return price
+
+        return [later(self.price), later(self.spare)]  # type: ignore[list-item]
+
+
+def items() -> list[Item | None]:
+    return [
+        Item(name="a", count=1, note=None, price=Price(amount=1, label="x"), spare=None),
+        Item(name=None, count=2, note="n", price=Price(amount=2, label="y"), spare=None),  # type: ignore[arg-type]  # breaks `name: String!`
+        Item(name="c", count=2**40, note="n", price=Price(amount=3, label="z"), spare=None),  # too large for a GraphQL Int
+        Item(name="d", count=4, note=None, price=Price(amount=-1, label=None), spare=Price(amount=5, label=None)),  # type: ignore[arg-type]  # a null in `label: String!`, an error in `later`
+    ]
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def items(self, first: int = 10, prefix: str | None = None) -> list[Item | None]:
+        return [i for i in items()[:first] if prefix is None or (i and i.name or "").startswith(prefix)]
+
+    @strawberry.field
+    async def item(self, index: int) -> Item:
+        await asyncio.sleep(0)
+        return items()[index]  # type: ignore[return-value]
+
+    @strawberry.field
+    def not_an_item(self) -> Item | None:
+        return Price(amount=1, label="x")  # type: ignore[return-value]  # fails `is_type_of`
+
+    @strawberry.field
+    def named(self) -> Named:
+        return items()[0]  # type: ignore[return-value]
+
+    @strawberry.field
+    def broken(self) -> int:
+        raise RuntimeError("no")
+
+
+TRAIL: list[str] = []
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    async def record(self, word: str) -> str:
+        await asyncio.sleep(0.01 if word == "first" else 0)  # the later one is quicker
+        TRAIL.append(word)
+        return word
+
+
+schema = strawberry.Schema(query=Query, mutation=Mutation, types=[Item])
+
+
+def formatted(result: Any) -> tuple[Any, Any]:
+    errors = sorted((e.formatted for e in result.errors or ()), key=lambda e: str(e.get("path")))
+    return result.data, errors
+
+
+async def run_compiled(query: str, variables: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    document = parse(query)
+    compiled = compile_operation(schema._schema, document, document.definitions[0])  # type: ignore[arg-type]
+    assert compiled is not None, "expected the document to compile"
+    result = execute_compiled(compiled, None, variables, is_awaitable)
+    return formatted(await result if is_awaitable(result) else result)
+
+
+async def run_core(query: str, variables: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    result = execute(schema._schema, parse(query), variable_values=variables)
+    return formatted(await result if is_awaitable(result) else result)  # type: ignore[arg-type]
+
+
+async def both(query: str, variables: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    compiled = await run_compiled(query, variables)
+    assert compiled == await run_core(query, variables)
+    return compiled
+
+
+async def test_leaves_nulls_and_coercion_errors_as_graphql_core() -> None:
+    data, errors = await both("{ items { name count note shout } }")
+    # the null in a non-null field nulls its item; the huge Int is an error on its field
+    assert data["items"][0] == {"name": "a", "count": 1, "note": None, "shout": "A"}
+    assert data["items"][1:3] == [None, None]
+    assert [e["path"] for e in errors] == [["items", 1, "name"], ["items", 2, "count"]]
+    assert errors[0]["message"] == "Cannot return null for non-nullable field Item.name."
+    assert errors[0]["locations"] == [{"line": 1, "column": 11}]
+
+
+async def test_objects_lists_and_async_errors_as_graphql_core() -> None:
+    data, errors = await both("{ items { price { amount label later } spare { label } history { label } } }")
+    assert data["items"][0] == {"price": {"amount": 1, "label": "x", "later": 1}, "spare": None, "history": [{"label": "x"}]}
+    # `price: Price!` inside a nullable item: its errors null the whole item
+    assert data["items"][3] is None
+    assert ["items", 3, "price", "label"] in [e["path"] for e in errors]
+
+
+async def test_awaitable_list_items_as_graphql_core() -> None:
+    data, _ = await both("{ items(first: 1) { awaitedPrices { amount later } } }")
+    assert data["items"][0]["awaitedPrices"] == [{"amount": 1, "later": 1}, None]
+
+
+async def test_arguments_variables_aliases_fragments_and_typename() -> None:
+    query = """
+        query($first: Int = 2, $prefix: String) {
+          some: items(first: $first, prefix: $prefix) { __typename ...Names ... on Item { n: count } }
+          one: item(index: 0) { ... on Named { name } price { ...PriceParts } }
+        }
+        fragment Names on Item { name shout }
+        fragment PriceParts on Price { amount amount: amount }
+    """
+    data, errors = await both(query)
+    assert data["some"][0] == {"__typename": "Item", "name": "a", "shout": "A", "n": 1}
+    assert data["one"] == {"name": "a", "price": {"amount": 1}}
+    data, _ = await both(query, {"first": 4, "prefix": "d"})
+    assert [i["name"] for i in data["some"]] == ["d"]
+
+
+async def test_an_error_in_a_non_null_root_field_nulls_the_data() -> None:
+    data, errors = await both("{ items(first: 1) { name } broken }")
+    assert data is None
+    assert [(e["message"], e["path"]) for e in errors] == [("no", ["broken"])]
+    data, errors = await both("{ item(index: 1) { name } }")  # a non-null chain up to the root
+    assert data is None and errors[0]["path"] == ["item", "name"]
+
+
+async def test_a_value_of_the_wrong_type_fails_is_type_of() -> None:
+    data, errors = await both("{ notAnItem { name } }")
+    assert data == {"notAnItem": None}
+    assert errors[0]["message"].startswith("Expected value of type 'Item' but got:")
+
+
+async def test_variables_that_fail_coercion_are_errors_without_data() -> None:
+    data, errors = await both("query($first: Int!) { items(first: $first) { name } }", {"first": "x"})
+    assert data is None
+    assert "$first" in errors[0]["message"]
+
+
+async def test_mutation_fields_run_one_after_another() -> None:
+    TRAIL.clear()
+    data, _ = await run_compiled('mutation { a: record(word: "first") b: record(word: "second") }')
+    assert data == {"a": "first", "b": "second"}
+    assert TRAIL == ["first", "second"]  # the first finished before the second started
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "query($all: Boolean!) { items { name count @include(if: $all) } }",  # depends on variables
+        "{ named { name } }",  # an interface: the runtime type is resolved per value
+        "{ __schema { queryType { name } } }",  # introspection
+    ],
+)
+def test_what_only_graphql_core_can_run_is_not_compiled(query: str) -> None:
+    document = parse(query)
+    assert compile_operation(schema._schema, document, document.definitions[0]) is None  # type: ignore[arg-type]
