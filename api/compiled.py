@@ -7,8 +7,8 @@ type's wrappers, and sends every field through the same generic completion. For 
 None of it depends on anything but the document and the schema when the document has
 no directives, so a compiled operation does it once: a tree of field plans, each with
 its definition, its nodes, how it is read (an attribute, `__typename`, or the field's
-resolver) and how its value is completed. A request then coerces its variables and
-walks the tree.
+resolver) and how its value is completed, and its variables' signatures. A request then
+coerces its variables and walks the tree.
 
 Semantics are graphql-core's own, results and errors alike: the same resolvers with the
 same arguments and resolve info, the same messages, error locations and paths, and null
@@ -48,10 +48,20 @@ from graphql import (
     located_error,
 )
 from graphql.execution.executor import CollectedErrors
-from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
+from graphql.execution.get_variable_signature import (
+    GraphQLVariableSignature,
+    get_variable_signature,
+)
+from graphql.execution.values import (
+    VariableValues,
+    VariableValueSource,
+    get_argument_values,
+    get_variable_values,
+    input_is_nested_too_deeply,
+)
 from graphql.language import Visitor, visit
 from graphql.pyutils import Path, gather_with_cancel, inspect, is_iterable
-from graphql.utilities import type_from_ast
+from graphql.utilities import coerce_input_value, type_from_ast
 from strawberry.schema.schema import _OperationContextAwareGraphQLResolveInfo
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 
@@ -101,6 +111,7 @@ class CompiledOperation:
     fragments: dict[str, FragmentDefinitionNode]
     root: Selection
     serially: bool  # a mutation's root fields run one after another
+    variables: tuple[GraphQLVariableSignature, ...]
 
 
 class _FindDirective(Visitor):
@@ -122,11 +133,17 @@ def compile_operation(
     root_type = schema.get_root_type(operation.operation)
     if finder.found or root_type is None or any(f.variable_definitions for f in fragments.values()):
         return None
+    signatures = [get_variable_signature(schema, node) for node in operation.variable_definitions or ()]
+    variables = tuple(s for s in signatures if isinstance(s, GraphQLVariableSignature))
+    if len(variables) < len(signatures):  # validation refuses these: let graphql-core say why
+        return None
     try:
         root = _Compiler(schema, fragments).selection(root_type, [operation.selection_set])
     except NotCompiled:
         return None
-    return CompiledOperation(schema, operation, fragments, root, operation.operation == OperationType.MUTATION)
+    return CompiledOperation(
+        schema, operation, fragments, root, operation.operation == OperationType.MUTATION, variables
+    )
 
 
 class _Compiler:
@@ -441,9 +458,27 @@ def _discard(awaitables: Iterable[Any]) -> None:
 def execute_compiled(
     compiled: CompiledOperation, context: Any, variables: dict[str, Any] | None, is_awaitable: IsAwaitable
 ) -> ExecutionResult | Awaitable[ExecutionResult]:
-    coerced = get_variable_values(
+    coerced = given_variables(compiled, variables or {}) or get_variable_values(
         compiled.schema, compiled.operation.variable_definitions or (), variables or {}, max_errors=50
     )
     if isinstance(coerced, list):
         return ExecutionResult(None, coerced)
     return Run(compiled, context, coerced, is_awaitable).execute()
+
+
+def given_variables(compiled: CompiledOperation, inputs: dict[str, Any]) -> VariableValues | None:
+    """The variables coerced with the signatures compiled once, when each is given and
+    valid; None otherwise: graphql-core then applies defaults and reports what is wrong."""
+    sources: dict[str, VariableValueSource] = {}
+    coerced: dict[str, Any] = {}
+    for signature in compiled.variables:
+        name = signature.name
+        value = inputs.get(name)
+        if value is None or input_is_nested_too_deeply(value, signature.type):
+            return None
+        coerced_value = coerce_input_value(value, signature.type)
+        if coerced_value is Undefined:
+            return None
+        sources[name] = VariableValueSource(signature, value)
+        coerced[name] = coerced_value
+    return VariableValues(sources, coerced)

@@ -164,8 +164,10 @@ async def test_arguments_variables_aliases_fragments_and_typename() -> None:
     data, errors = await both(query)
     assert data["some"][0] == {"__typename": "Item", "name": "a", "shout": "A", "n": 1}
     assert data["one"] == {"name": "a", "price": {"amount": 1}}
-    data, _ = await both(query, {"first": 4, "prefix": "d"})
+    data, _ = await both(query, {"first": 4, "prefix": "d"})  # both given: coerced by the compiled signatures
     assert [i["name"] for i in data["some"]] == ["d"]
+    data, _ = await both(query, {"first": 1, "prefix": None})  # an explicit null
+    assert [i["name"] for i in data["some"]] == ["a"]
 
 
 async def test_an_error_in_a_non_null_root_field_nulls_the_data() -> None:
