@@ -21,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 from api.context import Context
 from api.errors import INTERNAL_MESSAGE
 from api.operations import GraphQLRequest, Operations, Outcome, UnknownOperation
-from eventstore.records import time_ordered_id
+from eventstore.records import time_ordered_text
 
 log = logging.getLogger("eventgraph.errors")
 
@@ -105,7 +105,7 @@ def declared_length(headers: dict[str, str]) -> int | None:
 
 def correlation_id_of(headers: Any) -> str:
     value = headers.get("x-correlation-id", "")
-    return value if 0 < len(value) <= 200 else str(time_ordered_id())
+    return value if 0 < len(value) <= 200 else time_ordered_text()
 
 
 def too_large(max_bytes: int) -> HTTPError:

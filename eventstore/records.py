@@ -16,18 +16,29 @@ NO_STREAM = 0  # the stream must not exist yet
 NOTIFY_CHANNEL = "eventgraph_events"  # payload: the last position a commit appended
 
 
-def time_ordered_id() -> UUID:
-    """A UUIDv7 (RFC 9562): milliseconds since the epoch, then 74 random bits. Event ids
-    written in time order land at the right edge of the unique index instead of on a
-    random page of it (Marten's sequential Guids, for the same reason)."""
+def _uuid7() -> int:
     random_bits = getrandbits(74)
-    return UUID(
-        int=(time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF) << 80
+    return (
+        (time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF) << 80
         | 0x7 << 76  # version 7
         | (random_bits >> 62) << 64
         | 0b10 << 62  # the RFC variant
         | random_bits & 0x3FFF_FFFF_FFFF_FFFF
     )
+
+
+def time_ordered_id() -> UUID:
+    """A UUIDv7 (RFC 9562): milliseconds since the epoch, then 74 random bits. Event ids
+    written in time order land at the right edge of the unique index instead of on a
+    random page of it (Marten's sequential Guids, for the same reason)."""
+    return UUID(int=_uuid7())
+
+
+def time_ordered_text() -> str:
+    """`str(time_ordered_id())` without the UUID object (a third of the cost): request
+    and correlation ids, one or two per request."""
+    hex_digits = f"{_uuid7():032x}"
+    return f"{hex_digits[:8]}-{hex_digits[8:12]}-{hex_digits[12:16]}-{hex_digits[16:20]}-{hex_digits[20:]}"
 
 
 @dataclass(frozen=True)

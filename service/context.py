@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from eventstore.records import time_ordered_id
+from eventstore.records import time_ordered_text
 from service.errors import Forbidden, NotFound
 
 
@@ -56,7 +56,7 @@ class RequestContext:
 
     @classmethod
     def new(cls, principal: Principal, correlation_id: str | None = None, **kwargs: Any) -> RequestContext:
-        request_id = str(time_ordered_id())  # time-ordered: logs sort by it
+        request_id = time_ordered_text()  # time-ordered: logs sort by it
         return cls(
             principal=principal,
             correlation_id=correlation_id or request_id,

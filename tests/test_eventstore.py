@@ -275,3 +275,17 @@ def test_event_ids_are_time_ordered_uuid7() -> None:
     assert all(first < i for i in later)  # a later millisecond sorts after
     assert len(set(later)) == 1000
     assert abs((first.int >> 80) - time.time_ns() // 1_000_000) < 5_000
+
+
+def test_time_ordered_text_is_a_uuid7_in_canonical_form() -> None:
+    import time
+    from uuid import UUID
+
+    from eventstore.records import time_ordered_text
+
+    first = time_ordered_text()
+    time.sleep(0.002)
+    later = [time_ordered_text() for _ in range(1000)]
+    assert all(str(UUID(text)) == text and UUID(text).version == 7 for text in [first, *later])
+    assert all(first < text for text in later)  # as text too: ids in logs sort by time
+    assert len(set(later)) == 1000
