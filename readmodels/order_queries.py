@@ -11,6 +11,7 @@ import asyncpg
 
 from domain.errors import InvalidInput
 from eventstore.pool import Pool
+from readmodels.coalesce import CoalescedLookup
 from readmodels.views import OrderLineView, OrderView
 
 MAX_FIRST = 100
@@ -91,9 +92,14 @@ def _view(r: asyncpg.Record) -> OrderView:
 class OrderReadModel:
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
+        self._by_ids = CoalescedLookup(self._fetch_by_ids)
 
     async def by_ids(self, ids: Sequence[str]) -> dict[str, OrderView]:
-        rows = await self._pool.fetch(_SELECT + " WHERE o.id = ANY($1::text[])", list(ids))
+        """Lookups made at the same time by concurrent requests share statements."""
+        return await self._by_ids.get(ids)
+
+    async def _fetch_by_ids(self, ids: list[str]) -> dict[str, OrderView]:
+        rows = await self._pool.fetch(_SELECT + " WHERE o.id = ANY($1::text[])", ids)
         return {r["id"]: _view(r) for r in rows}
 
     async def page(
