@@ -131,7 +131,12 @@ def compile_operation(
     visit(document, finder)
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
     root_type = schema.get_root_type(operation.operation)
-    if finder.found or root_type is None or any(f.variable_definitions for f in fragments.values()):
+    if (
+        finder.found
+        or root_type is None
+        or operation.operation is OperationType.SUBSCRIPTION  # a source stream, not a result
+        or any(f.variable_definitions for f in fragments.values())
+    ):
         return None
     signatures = [get_variable_signature(schema, node) for node in operation.variable_definitions or ()]
     variables = tuple(s for s in signatures if isinstance(s, GraphQLVariableSignature))

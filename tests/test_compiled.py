@@ -4,6 +4,7 @@ plan (directives, abstract types, introspection) is left to graphql-core."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -102,7 +103,14 @@ class Mutation:
         return word
 
 
-schema = strawberry.Schema(query=Query, mutation=Mutation, types=[Item])
+@strawberry.type
+class Subscription:
+    @strawberry.subscription
+    async def ticks(self) -> AsyncIterator[int]:
+        yield 1
+
+
+schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, types=[Item])
 
 
 def formatted(result: Any) -> tuple[Any, Any]:
@@ -203,6 +211,7 @@ async def test_mutation_fields_run_one_after_another() -> None:
         "query($all: Boolean!) { items { name count @include(if: $all) } }",  # depends on variables
         "{ named { name } }",  # an interface: the runtime type is resolved per value
         "{ __schema { queryType { name } } }",  # introspection
+        "subscription { ticks }",  # a source stream of results
     ],
 )
 def test_what_only_graphql_core_can_run_is_not_compiled(query: str) -> None:
