@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import asyncpg
 
 from eventstore import UpcasterRegistry
-from eventstore.pool import connect
 from readmodels.checkpoints import (
     PROJECTIONS_CHANNEL,
     ensure_checkpoint,
@@ -28,7 +27,7 @@ from readmodels.checkpoints import (
     try_lease,
 )
 from readmodels.projection import SHADOW_SUFFIX, Projection
-from readmodels.runner import Follower
+from readmodels.runner import Follower, projection_connection
 
 
 class RebuildBusy(Exception):
@@ -65,7 +64,7 @@ async def rebuild(
     live, shadow = projection_class(), projection_class(shadow=True)
     follower = Follower(shadow, upcasters)
     meter = _Meter(live.name, on_progress)
-    conn = await connect(dsn)
+    conn = await projection_connection(dsn)
     try:
         if not await try_lease(conn, shadow.checkpoint):
             raise RebuildBusy(f"a rebuild of {live.name} is already running")
@@ -113,7 +112,7 @@ async def _catch_up(
     While one batch is written, the next is read on a second connection:
     decoding in this process overlaps the server's writing.
     """
-    reader = await connect(dsn)
+    reader = await projection_connection(dsn)
     position = 0
     ahead = asyncio.create_task(follower.read(reader, position, batch_size))
     try:
