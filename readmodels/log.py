@@ -10,10 +10,13 @@ from eventstore import UpcasterRegistry
 from eventstore.pool import Pool
 from readmodels.projection import LogEvent
 
-# How far one batch looks ahead in positions: bounds the scan when a
-# projection's types are rare in the log; the checkpoint still moves past
-# the positions scanned, so its lag reads zero once it has seen the head.
-SCAN_WINDOW = 100_000
+# How far one batch looks ahead, in positions per event asked for: the checkpoint
+# moves past the positions scanned (its lag reads zero once it has seen the head),
+# and the scan stays small. When the planner picks a bitmap scan of the window (it
+# does when the log has no statistics yet, after a bulk load), it reads and sorts
+# every matching row of the window: a fixed window of 100,000 positions cost
+# ~70 ms a batch of 1,000, and a rebuild in such batches ran at 13,000 events/s.
+SCAN_WINDOW_PER_EVENT = 4
 
 
 async def head_position(conn: asyncpg.Connection | Pool) -> int:
@@ -36,7 +39,7 @@ async def read_batch(
     head = await head_position(conn)
     if head <= after:
         return [], after, head
-    upto = min(head, after + SCAN_WINDOW)
+    upto = min(head, after + limit * SCAN_WINDOW_PER_EVENT)
     rows = await conn.fetch(
         "SELECT position, stream_id, version, type, data, recorded_at FROM events"
         " WHERE position > $1 AND position <= $2 AND type = ANY($3::text[])"

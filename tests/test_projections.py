@@ -152,3 +152,48 @@ async def test_the_checkpoint_moves_past_events_of_other_streams(services: Servi
     )
     head = await services.events.head_position()
     assert await run_to_head(dsn) == head
+
+
+async def test_batches_scan_a_bounded_window_and_skip_nothing(services: Services, dsn: str) -> None:
+    """A batch looks at most a few positions per event asked for: past a long run of
+    other events the checkpoint moves in steps, and every event of the projection's
+    types is still read, in order."""
+    from readmodels.log import SCAN_WINDOW_PER_EVENT
+
+    await random_orders(services, 2, seed=3)
+    noise = [NewEvent("thing.happened.v1", {"n": n}, {}) for n in range(60)]
+    await services.appender.append(AppendRequest([StreamWrite(f"other-{uuid.uuid4()}", noise)]))
+    await random_orders(services, 2, seed=4)
+    follower = Follower(OrderProjection(), build_upcasters())
+    conn = await connect(dsn)
+    try:
+        expected = [
+            r["position"]
+            for r in await conn.fetch(
+                "SELECT position FROM events WHERE stream_id LIKE 'order-%' ORDER BY position"
+            )
+        ]
+        seen, after, steps = [], 0, []
+        while True:
+            events, upto, head = await follower.read(conn, after, 5)
+            if upto == after:
+                break
+            steps.append(upto - after)
+            seen += [e.position for e in events]
+            after = upto
+    finally:
+        await conn.close()
+    assert seen == expected
+    assert after == head
+    assert max(steps) <= 5 * SCAN_WINDOW_PER_EVENT
+    assert steps.count(5 * SCAN_WINDOW_PER_EVENT) >= 60 // (5 * SCAN_WINDOW_PER_EVENT)  # the run of others
+
+
+async def test_projection_connections_plan_each_statement_for_its_arguments(dsn: str) -> None:
+    from readmodels.runner import projection_connection
+
+    conn = await projection_connection(dsn)
+    try:
+        assert await conn.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+    finally:
+        await conn.close()
