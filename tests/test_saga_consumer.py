@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
 
+import asyncpg
 import orjson
+import pytest
 import redis.asyncio as redis
 
 from eventstore import RecordedEvent
-from service.saga.consumer import StreamConsumer
+from service.saga.consumer import StreamConsumer, dead_letter_key
 from service.saga.reactions import Reactions
 from tests.relay_support import eventually, private_stream_key
+from tests.saga_support import running
 
 
 class Recording(Reactions):
@@ -76,7 +82,7 @@ async def test_a_failed_message_holds_back_its_order_until_reclaimed(broker) -> 
     assert (await client.xpending(key, "recording"))["pending"] == 0
 
 
-async def _seen(reactions: Recording, count: int) -> bool:
+async def _seen(reactions: Recording | Failing, count: int) -> bool:
     return len(reactions.seen) >= count
 
 
@@ -94,7 +100,7 @@ async def test_a_cancelled_consumer_always_stops(redis_url: str) -> None:
     key = private_stream_key()
     try:
         for _ in range(80):
-            consumer = StreamConsumer(client, Idle(), stream_key=key, block_ms=100, claim_idle=0.3)  # type: ignore[arg-type]
+            consumer = StreamConsumer(client, Idle(), stream_key=key, block_ms=100, claim_idle=0.3)
             task = asyncio.create_task(consumer.run(asyncio.Event()))
             await asyncio.sleep(random.uniform(0, 0.15))
             task.cancel()
@@ -104,3 +110,75 @@ async def test_a_cancelled_consumer_always_stops(redis_url: str) -> None:
     finally:
         await client.delete(key)
         await client.aclose()
+
+
+class Failing(Reactions):
+    """Raises the error listed for an event's name on every attempt, until it is removed."""
+
+    group = "failing"
+    handles = frozenset({"payment.charged.v1"})
+
+    def __init__(self, errors: dict[str, Exception]) -> None:
+        self.errors, self.seen, self.attempts = errors, [], Counter()  # type: ignore[var-annotated]
+
+    async def handle(self, event: RecordedEvent) -> None:
+        name = event.data["name"]
+        self.attempts[name] += 1
+        if name in self.errors:
+            raise self.errors[name]
+        self.seen.append(name)
+
+
+async def test_a_message_that_keeps_failing_is_parked_and_its_order_goes_on(broker) -> None:
+    client, key = broker
+    reactions = Failing({"a1": ValueError("no such currency")})
+    async with consuming(broker, reactions, claim_idle=0.2, max_deliveries=3) as consumer:
+        await eventually(lambda: _seen(reactions, 1))  # a2 went on once a1 was parked
+        assert reactions.seen == ["a2"] and reactions.attempts["a1"] == 3
+        parked = await client.xrange(dead_letter_key(key))
+        assert len(parked) == 1
+        fields = parked[0][1]
+        assert orjson.loads(fields[b"event"])["data"]["name"] == "a1"  # the message as published
+        assert fields[b"group"] == b"failing" and fields[b"deliveries"] == b"3"
+        assert fields[b"error"] == b"ValueError: no such currency"
+        assert (await client.xpending(key, "failing"))["pending"] == 0
+        assert consumer.dead_lettered == 1
+
+
+@pytest.mark.parametrize(
+    "outage",
+    [ConnectionRefusedError("connection refused"), asyncpg.CannotConnectNowError("the database system is starting up")],
+    ids=["refused", "starting-up"],
+)
+async def test_a_message_failing_while_the_database_is_away_waits_for_it(broker, outage: Exception) -> None:
+    client, key = broker
+    reactions = Failing({"a1": outage})
+    async with consuming(broker, reactions, claim_idle=0.1, max_deliveries=2):
+        await eventually(lambda: _attempted(reactions, "a1", 5))
+        assert await client.xlen(dead_letter_key(key)) == 0  # past max_deliveries, still pending
+        assert reactions.seen == []
+        del reactions.errors["a1"]  # the database is back
+        await eventually(lambda: _seen(reactions, 2))
+        assert reactions.seen == ["a1", "a2"]
+        assert (await client.xpending(key, "failing"))["pending"] == 0
+
+
+@contextlib.asynccontextmanager
+async def consuming(
+    broker: tuple[redis.Redis, str], reactions: Failing, **options: float
+) -> AsyncIterator[StreamConsumer]:
+    """Order A's messages a1 then a2 published, and a consumer running on them until the
+    block ends; the dead letters are removed afterwards."""
+    client, key = broker
+    for name in ("a1", "a2"):
+        await publish(client, key, "A", name)
+    consumer = StreamConsumer(client, reactions, stream_key=key, block_ms=100, **options)  # type: ignore[arg-type]
+    try:
+        async with running(consumer):
+            yield consumer
+    finally:
+        await client.delete(dead_letter_key(key))
+
+
+async def _attempted(reactions: Failing, name: str, count: int) -> bool:
+    return reactions.attempts[name] >= count

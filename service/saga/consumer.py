@@ -6,6 +6,14 @@ consumer keeps reading (up to `max_inflight` reactions under way). A message
 is acknowledged only once its reaction committed; one whose reaction failed
 stays pending, and any member of the group reclaims it with XAUTOCLAIM once
 it has been idle for `claim_idle` (its consumer died, or it failed here).
+
+A message whose reaction keeps failing for a reason that retrying will not cure
+(a bug, data the reaction cannot handle) would otherwise come back forever and
+hold back its order's later messages. On its `max_deliveries`-th delivery it is
+parked instead: copied, with the error, to the dead-letter stream
+(`<stream>:dead-letter`) and acknowledged, in one MULTI. Failures that look
+transient (the database or Redis unreachable or restarting, a conflict, a
+timeout) never park a message: it waits for the outage to end.
 """
 
 from __future__ import annotations
@@ -19,11 +27,14 @@ import socket
 import time
 import uuid
 
+import asyncpg
 import redis.asyncio as redis
 from redis.exceptions import RedisError, ResponseError
 
-from eventstore import RecordedEvent
+from eventstore import ConcurrencyConflict, RecordedEvent, StoreUnavailable
+from eventstore.pool import DROPPED
 from service import broker
+from service.errors import TooMuchContention
 from service.saga.reactions import Reactions
 
 log = logging.getLogger(__name__)
@@ -32,6 +43,24 @@ Message = tuple[bytes, dict[bytes, bytes]]
 
 FORGET_AFTER = 3600.0  # seconds a member with nothing pending stays listed in its group
 STOP_GRACE = 5.0  # seconds a stopping consumer gives the reactions under way
+MAX_DELIVERIES = 5  # deliveries of a message failing for a permanent reason before it is parked
+
+# Failures that retrying later cures: these never send a message to the dead letters.
+TRANSIENT = (
+    *DROPPED,
+    OSError,
+    TimeoutError,
+    RedisError,
+    StoreUnavailable,
+    ConcurrencyConflict,
+    TooMuchContention,
+    asyncpg.TransactionRollbackError,  # serialization failure, deadlock
+    asyncpg.InsufficientResourcesError,  # too many connections, disk full
+)
+
+
+def dead_letter_key(stream_key: str) -> str:
+    return f"{stream_key}:dead-letter"
 
 
 def consumer_name() -> str:
@@ -51,6 +80,7 @@ class StreamConsumer:
         block_ms: int = 1000,
         claim_idle: float = 30.0,
         max_inflight: int = 200,
+        max_deliveries: int = MAX_DELIVERIES,
     ) -> None:
         self._redis = redis_client
         self._reactions = reactions
@@ -61,7 +91,9 @@ class StreamConsumer:
         self._block_ms = block_ms
         self._claim_idle_ms = int(claim_idle * 1000)
         self._claim_every = max(claim_idle / 2, 0.1)
+        self._max_deliveries = max_deliveries
         self.handled = 0  # messages acknowledged by this consumer
+        self.dead_lettered = 0  # of which parked in the dead-letter stream
         self._slots = asyncio.Semaphore(max_inflight)
         self._inflight: set[asyncio.Task[bool]] = set()
         self._tails: dict[str, asyncio.Task[bool]] = {}  # per order: its latest reaction
@@ -160,7 +192,7 @@ class StreamConsumer:
                 continue
             key = str(event.data.get("order_id") or event.stream_id.removeprefix("order-"))
             await self._slots.acquire()
-            task = asyncio.create_task(self._react(message_id, event, self._tails.get(key)))
+            task = asyncio.create_task(self._react(message_id, fields, event, self._tails.get(key)))
             self._tails[key] = task
             self._inflight.add(task)
             task.add_done_callback(functools.partial(self._finished, key))
@@ -175,8 +207,10 @@ class StreamConsumer:
         if self._tails.get(key) is task:
             del self._tails[key]
 
-    async def _react(self, message_id: bytes, event: RecordedEvent, after: asyncio.Task[bool] | None) -> bool:
-        """True once the reaction committed and the message is acknowledged."""
+    async def _react(
+        self, message_id: bytes, fields: dict[bytes, bytes], event: RecordedEvent, after: asyncio.Task[bool] | None
+    ) -> bool:
+        """True once the reaction committed (or the message was parked) and it is acknowledged."""
         if after is not None:
             try:
                 if not await after:
@@ -185,7 +219,9 @@ class StreamConsumer:
                 return False
         try:
             await self._reactions.handle(event)
-        except Exception:
+        except Exception as error:
+            if not isinstance(error, TRANSIENT) and await self._park(message_id, fields, error):
+                return True
             log.exception("%s failed on %s (%s); it stays pending", self.group, event.type, message_id)
             return False
         try:
@@ -193,6 +229,39 @@ class StreamConsumer:
         except RedisError as error:  # redelivered later, and absorbed then as already processed
             log.warning("%s could not acknowledge %s: %r", self.group, message_id, error)
             return False
+        return True
+
+    async def _park(self, message_id: bytes, fields: dict[bytes, bytes], error: Exception) -> bool:
+        """On its last allowed delivery, move a failing message to the dead-letter stream
+        and acknowledge it, atomically. True if it was parked."""
+        try:
+            pending = await self._redis.xpending_range(
+                self.stream_key, self.group, min=message_id, max=message_id, count=1
+            )
+            deliveries = int(pending[0]["times_delivered"]) if pending else 0
+            if deliveries < self._max_deliveries:
+                return False
+            parked = {
+                **fields,
+                b"group": self.group.encode(),
+                b"message_id": message_id,
+                b"deliveries": str(deliveries).encode(),
+                b"error": f"{type(error).__name__}: {error}"[:2000].encode(),
+            }
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.xadd(dead_letter_key(self.stream_key), parked)  # type: ignore[arg-type]
+                pipe.xack(self.stream_key, self.group, message_id)
+                await pipe.execute()
+        except RedisError as redis_error:  # it stays pending, and is parked on a later delivery
+            log.warning("%s could not park %s: %r", self.group, message_id, redis_error)
+            return False
+        log.error(
+            "%s parked %s in %s after %d deliveries: %r",
+            self.group, message_id, dead_letter_key(self.stream_key), deliveries, error,
+            exc_info=error,
+        )
+        self.handled += 1
+        self.dead_lettered += 1
         return True
 
     async def _ack(self, message_ids: list[bytes]) -> None:
