@@ -233,7 +233,9 @@ async def test_a_consumer_killed_mid_message_is_taken_over(services: Services, b
         with contextlib.suppress(asyncio.CancelledError):
             await doomed_task
         pending = await client.xpending(key, "payments")
-        assert pending["pending"] == 1
+        # its message stays pending (and, when the kill lands between a read and its
+        # acknowledgement, the other messages of that read too: the successor takes all)
+        assert pending["pending"] >= 1
         successor = consumers_for(services, client, key, reactions=[Payments(tracked)], claim_idle=0.3)[0]
         async with running(successor):
             done = await settled(services, "ord_1")

@@ -182,3 +182,18 @@ async def consuming(
 
 async def _attempted(reactions: Failing, name: str, count: int) -> bool:
     return reactions.attempts[name] >= count
+
+
+async def test_a_message_that_is_not_an_event_is_parked_at_once(broker) -> None:
+    client, key = broker
+    await client.xadd(key, {"event": b"{not json"})
+    await client.xadd(key, {"something": b"else"})
+    reactions = Failing({})
+    async with consuming(broker, reactions, claim_idle=30, max_deliveries=5) as consumer:
+        await eventually(lambda: _seen(reactions, 2))  # a1 and a2, published after the two
+        parked = await client.xrange(dead_letter_key(key))
+        assert [fields.get(b"event") for _, fields in parked] == [b"{not json", None]
+        assert parked[0][1][b"error"].startswith(b"JSONDecodeError")
+        assert parked[1][1][b"error"] == b"ValueError: no `event` field"
+        assert consumer.dead_lettered == 2
+        assert (await client.xpending(key, "failing"))["pending"] == 0

@@ -11,7 +11,8 @@ A message whose reaction keeps failing for a reason that retrying will not cure
 (a bug, data the reaction cannot handle) would otherwise come back forever and
 hold back its order's later messages. On its `max_deliveries`-th delivery it is
 parked instead: copied, with the error, to the dead-letter stream
-(`<stream>:dead-letter`) and acknowledged, in one MULTI. Failures that look
+(`<stream>:dead-letter`) and acknowledged, in one MULTI; so is, at once, a
+message that is not an event at all. Failures that look
 transient (the database or Redis unreachable or restarting, a conflict, a
 timeout) never park a message: it waits for the outage to end.
 """
@@ -186,8 +187,12 @@ class StreamConsumer:
         tasks = []
         ignored = []
         for message_id, fields in messages:
-            event = self._decode(message_id, fields)
-            if event is None or event.type not in self._reactions.handles:
+            try:
+                event = self._decode(fields)
+            except (ValueError, KeyError, TypeError) as error:  # no delivery will make it one
+                await self._park(message_id, fields, error, after_deliveries=0)
+                continue
+            if event.type not in self._reactions.handles:
                 ignored.append(message_id)
                 continue
             key = str(event.data.get("order_id") or event.stream_id.removeprefix("order-"))
@@ -220,7 +225,9 @@ class StreamConsumer:
         try:
             await self._reactions.handle(event)
         except Exception as error:
-            if not isinstance(error, TRANSIENT) and await self._park(message_id, fields, error):
+            if not isinstance(error, TRANSIENT) and await self._park(
+                message_id, fields, error, after_deliveries=self._max_deliveries
+            ):
                 return True
             log.exception("%s failed on %s (%s); it stays pending", self.group, event.type, message_id)
             return False
@@ -231,15 +238,17 @@ class StreamConsumer:
             return False
         return True
 
-    async def _park(self, message_id: bytes, fields: dict[bytes, bytes], error: Exception) -> bool:
-        """On its last allowed delivery, move a failing message to the dead-letter stream
-        and acknowledge it, atomically. True if it was parked."""
+    async def _park(
+        self, message_id: bytes, fields: dict[bytes, bytes], error: Exception, *, after_deliveries: int
+    ) -> bool:
+        """Once a message has been delivered `after_deliveries` times, move it to the
+        dead-letter stream with `error` and acknowledge it, atomically. True if parked."""
         try:
             pending = await self._redis.xpending_range(
                 self.stream_key, self.group, min=message_id, max=message_id, count=1
             )
             deliveries = int(pending[0]["times_delivered"]) if pending else 0
-            if deliveries < self._max_deliveries:
+            if deliveries < after_deliveries:
                 return False
             parked = {
                 **fields,
@@ -268,10 +277,9 @@ class StreamConsumer:
         await self._redis.xack(self.stream_key, self.group, *message_ids)
         self.handled += len(message_ids)
 
-    def _decode(self, message_id: bytes, fields: dict[bytes, bytes]) -> RecordedEvent | None:
+    @staticmethod
+    def _decode(fields: dict[bytes, bytes]) -> RecordedEvent:
         payload = fields.get(broker.FIELD.encode())
-        try:
-            return broker.decode(payload) if payload is not None else None
-        except (ValueError, KeyError, TypeError):
-            log.error("%s: message %s is not an event; acknowledged unprocessed", self.group, message_id)
-            return None
+        if payload is None:
+            raise ValueError(f"no `{broker.FIELD}` field")
+        return broker.decode(payload)
