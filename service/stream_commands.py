@@ -15,13 +15,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from domain.aggregate import Aggregate, decode_event
+from domain.aggregate import Aggregate
 from eventstore import (
     Appender,
     AppendRequest,
@@ -35,13 +34,13 @@ from eventstore import (
     StoredOutcome,
     StreamWrite,
 )
+from service.aggregates import Aggregates
 from service.errors import TooMuchContention
 
 A = TypeVar("A", bound=Aggregate)
 
 MAX_BATCH = 256
 MAX_ATTEMPTS = 30
-CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True)
@@ -89,8 +88,8 @@ class StreamCommands:
     def __init__(self, appender: Appender, reader: EventReader) -> None:
         self._appender = appender
         self._reader = reader
+        self._aggregates = Aggregates(reader)
         self._queues: dict[str, list[_Queued]] = {}
-        self._cache: OrderedDict[str, Aggregate] = OrderedDict()
         self._workers: set[asyncio.Task[None]] = set()
 
     async def execute(self, command: Command[A]) -> CommandResult[A]:
@@ -114,9 +113,7 @@ class StreamCommands:
         until: datetime | None = None,
     ) -> A:
         """The aggregate as the store has it now, at `to_version` or at an instant; not cached."""
-        aggregate = new_aggregate()
-        await self._catch_up(aggregate, stream_id, to_version=to_version, until=until)
-        return aggregate
+        return await self._aggregates.load(stream_id, new_aggregate, to_version=to_version, until=until)
 
     async def _drain(self, stream_id: str) -> None:
         queue = self._queues[stream_id]
@@ -127,7 +124,7 @@ class StreamCommands:
                 try:
                     await self._run_batch(stream_id, batch)
                 except BaseException as error:  # never leave a caller waiting
-                    self._cache.pop(stream_id, None)
+                    self._aggregates.forget(stream_id)
                     for queued in batch:
                         queued.settle(error)
                     if not isinstance(error, Exception):
@@ -148,7 +145,7 @@ class StreamCommands:
             decision = _decide(stream_id, aggregate, batch)
             if decision.refused and not fresh:
                 # A refusal judged on cached state is confirmed on the stored state first.
-                self._cache.pop(stream_id, None)
+                self._aggregates.forget(stream_id)
                 verify = True
                 continue
             if decision.events:
@@ -160,11 +157,11 @@ class StreamCommands:
                     result = await self._appender.append(request)
                 except (ConcurrencyConflict, DuplicateRequest):
                     # Another process wrote the stream or used a key: decide again on fresh state.
-                    self._cache.pop(stream_id, None)
+                    self._aggregates.forget(stream_id)
                     await asyncio.sleep(random.uniform(0, 0.002 * attempt))
                     continue
                 except BaseException:
-                    self._cache.pop(stream_id, None)
+                    self._aggregates.forget(stream_id)
                     raise
                 decision.settle(result)
                 aggregate.mark_recorded(result.events[-1].recorded_at)
@@ -199,29 +196,14 @@ class StreamCommands:
     ) -> tuple[A, bool]:
         """The cached aggregate without a read (the append's version check guards it),
         else one caught up from the store; and whether it was read just now."""
-        aggregate = self._cache.pop(stream_id, None)
+        aggregate = self._aggregates.kept(stream_id)
         fresh = aggregate is None or verify
         if aggregate is None:
             aggregate = new_aggregate(stream_id)
-        self._cache[stream_id] = aggregate
-        while len(self._cache) > CACHE_SIZE:
-            self._cache.popitem(last=False)
+            self._aggregates.keep(stream_id, aggregate)
         if fresh:
-            await self._catch_up(aggregate, stream_id)
+            await self._aggregates.catch_up(aggregate, stream_id)
         return aggregate, fresh  # type: ignore[return-value]
-
-    async def _catch_up(
-        self,
-        aggregate: Aggregate,
-        stream_id: str,
-        *,
-        to_version: int | None = None,
-        until: datetime | None = None,
-    ) -> None:
-        for event in await self._reader.read_stream(
-            stream_id, aggregate.version + 1, to_version=to_version, until=until
-        ):
-            aggregate.replay(decode_event(event.type, event.data), event.version, event.recorded_at)
 
 
 

@@ -13,12 +13,11 @@ import asyncio
 import contextlib
 import random
 import weakref
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from domain.aggregate import Aggregate, DomainEvent, decode_event
+from domain.aggregate import Aggregate, DomainEvent
 from eventstore import (
     Appender,
     AppendRequest,
@@ -30,12 +29,12 @@ from eventstore import (
     StreamWrite,
     Tracking,
 )
+from service.aggregates import Aggregates
 from service.errors import TooMuchContention
 
 A = TypeVar("A", bound=Aggregate)
 
 MAX_ATTEMPTS = 50
-CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True)
@@ -64,15 +63,12 @@ def reaction_metadata(cause: RecordedEvent, service: str) -> dict[str, Any]:
 class TrackedAppends:
     def __init__(self, appender: Appender, reader: EventReader) -> None:
         self._appender = appender
-        self._reader = reader
-        self._cache: OrderedDict[str, Aggregate] = OrderedDict()
+        self._aggregates = Aggregates(reader)
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def load(self, stream_id: str, new_aggregate: Callable[[], A], to_version: int | None = None) -> A:
         """The aggregate as stored now (or at `to_version`), without caching it."""
-        aggregate = new_aggregate()
-        await self._catch_up(aggregate, stream_id, to_version)
-        return aggregate
+        return await self._aggregates.load(stream_id, new_aggregate, to_version=to_version)
 
     async def react(
         self,
@@ -122,32 +118,22 @@ class TrackedAppends:
                 result = await self._appender.append(AppendRequest(writes=writes, tracking=tracking))
             except ConcurrencyConflict:
                 for s in streams:
-                    self._cache.pop(s, None)
+                    self._aggregates.forget(s)
                 await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
                 continue
             recorded_at = result.events[-1].recorded_at
             for s, aggregate in aggregates.items():
                 aggregate.mark_recorded(recorded_at)
-                self._remember(s, aggregate)
+                self._aggregates.keep(s, aggregate)
             return result
         raise TooMuchContention(f"could not append to {sorted(streams)}: too contended")
 
     async def _fresh(self, stream_id: str, new_aggregate: Callable[[], Aggregate]) -> Aggregate:
         """A private copy of the cached aggregate, caught up with the store."""
-        cached = self._cache.get(stream_id)
-        aggregate = cached.snapshot() if cached is not None else new_aggregate()
-        await self._catch_up(aggregate, stream_id)
+        kept = self._aggregates.kept(stream_id)
+        aggregate = kept.snapshot() if kept is not None else new_aggregate()
+        await self._aggregates.catch_up(aggregate, stream_id)
         return aggregate
-
-    def _remember(self, stream_id: str, aggregate: Aggregate) -> None:
-        self._cache[stream_id] = aggregate
-        self._cache.move_to_end(stream_id)
-        while len(self._cache) > CACHE_SIZE:
-            self._cache.popitem(last=False)
-
-    async def _catch_up(self, aggregate: Aggregate, stream_id: str, to_version: int | None = None) -> None:
-        for event in await self._reader.read_stream(stream_id, aggregate.version + 1, to_version=to_version):
-            aggregate.replay(decode_event(event.type, event.data), event.version, event.recorded_at)
 
 
 def _new(event: DomainEvent, metadata: dict[str, Any]) -> NewEvent:

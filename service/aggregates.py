@@ -1,0 +1,69 @@
+"""Aggregates loaded from the store, and kept between commands for the streams in use.
+
+A kept aggregate saves re-reading its stream; the append's expected version guards
+against it having gone stale (another process wrote): the caller then forgets it and
+decides again on a fresh read.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import datetime
+from typing import TypeVar
+
+from domain.aggregate import Aggregate, decode_event
+from eventstore import EventReader
+
+A = TypeVar("A", bound=Aggregate)
+
+CACHE_SIZE = 10_000  # aggregates kept; the least recently used go first
+
+
+class Aggregates:
+    def __init__(self, reader: EventReader, size: int = CACHE_SIZE) -> None:
+        self._reader = reader
+        self._size = size
+        self._kept: OrderedDict[str, Aggregate] = OrderedDict()
+
+    async def load(
+        self,
+        stream_id: str,
+        new_aggregate: Callable[[], A],
+        *,
+        to_version: int | None = None,
+        until: datetime | None = None,
+    ) -> A:
+        """The aggregate as the store has it now, at `to_version` or at an instant; not kept."""
+        aggregate = new_aggregate()
+        await self.catch_up(aggregate, stream_id, to_version=to_version, until=until)
+        return aggregate
+
+    async def catch_up(
+        self,
+        aggregate: Aggregate,
+        stream_id: str,
+        *,
+        to_version: int | None = None,
+        until: datetime | None = None,
+    ) -> None:
+        """Replay onto `aggregate` the stream's events after its version."""
+        for event in await self._reader.read_stream(
+            stream_id, aggregate.version + 1, to_version=to_version, until=until
+        ):
+            aggregate.replay(decode_event(event.type, event.data), event.version, event.recorded_at)
+
+    def kept(self, stream_id: str) -> Aggregate | None:
+        aggregate = self._kept.get(stream_id)
+        if aggregate is not None:
+            self._kept.move_to_end(stream_id)
+        return aggregate
+
+    def keep(self, stream_id: str, aggregate: Aggregate) -> None:
+        self._kept[stream_id] = aggregate
+        self._kept.move_to_end(stream_id)
+        while len(self._kept) > self._size:
+            self._kept.popitem(last=False)
+
+    def forget(self, stream_id: str) -> None:
+        self._kept.pop(stream_id, None)
