@@ -108,7 +108,7 @@ class OrderCommands:
         if version is not None and version < 1:
             raise InvalidInput("version must be at least 1")
         check_id(order_id, "order id")
-        order = await self._commands.load(
+        order = await self._commands.aggregates.load(
             order_stream(order_id), lambda: Order(order_id), to_version=version, until=at
         )
         if not order.exists:

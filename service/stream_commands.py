@@ -17,7 +17,6 @@ import dataclasses
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from domain.aggregate import Aggregate
@@ -88,7 +87,7 @@ class StreamCommands:
     def __init__(self, appender: Appender, reader: EventReader) -> None:
         self._appender = appender
         self._reader = reader
-        self._aggregates = Aggregates(reader)
+        self.aggregates = Aggregates(reader)  # also for reads: `aggregates.load`
         self._queues: dict[str, list[_Queued]] = {}
         self._workers: set[asyncio.Task[None]] = set()
 
@@ -104,17 +103,6 @@ class StreamCommands:
         # Not shielded: a cancelled caller's command still runs; its result is dropped.
         return await queued.future
 
-    async def load(
-        self,
-        stream_id: str,
-        new_aggregate: Callable[[], A],
-        *,
-        to_version: int | None = None,
-        until: datetime | None = None,
-    ) -> A:
-        """The aggregate as the store has it now, at `to_version` or at an instant; not cached."""
-        return await self._aggregates.load(stream_id, new_aggregate, to_version=to_version, until=until)
-
     async def _drain(self, stream_id: str) -> None:
         queue = self._queues[stream_id]
         try:
@@ -124,7 +112,7 @@ class StreamCommands:
                 try:
                     await self._run_batch(stream_id, batch)
                 except BaseException as error:  # never leave a caller waiting
-                    self._aggregates.forget(stream_id)
+                    self.aggregates.forget(stream_id)
                     for queued in batch:
                         queued.settle(error)
                     if not isinstance(error, Exception):
@@ -145,7 +133,7 @@ class StreamCommands:
             decision = _decide(stream_id, aggregate, batch)
             if decision.refused and not fresh:
                 # A refusal judged on cached state is confirmed on the stored state first.
-                self._aggregates.forget(stream_id)
+                self.aggregates.forget(stream_id)
                 verify = True
                 continue
             if decision.events:
@@ -157,11 +145,11 @@ class StreamCommands:
                     result = await self._appender.append(request)
                 except (ConcurrencyConflict, DuplicateRequest):
                     # Another process wrote the stream or used a key: decide again on fresh state.
-                    self._aggregates.forget(stream_id)
+                    self.aggregates.forget(stream_id)
                     await asyncio.sleep(random.uniform(0, 0.002 * attempt))
                     continue
                 except BaseException:
-                    self._aggregates.forget(stream_id)
+                    self.aggregates.forget(stream_id)
                     raise
                 decision.settle(result)
                 aggregate.mark_recorded(result.events[-1].recorded_at)
@@ -185,7 +173,7 @@ class StreamCommands:
     async def _replay(self, command: Command[A], outcome: StoredOutcome) -> CommandResult[A]:
         stream_id, version = next(iter(outcome.stream_versions.items()))
         # The key may have been used on another stream (a createOrder that drew its own id).
-        aggregate = await self.load(
+        aggregate = await self.aggregates.load(
             stream_id, lambda: command.new_aggregate(stream_id), to_version=version
         )
         events = await self._reader.read_positions(outcome.first_position, outcome.last_position)
@@ -196,13 +184,13 @@ class StreamCommands:
     ) -> tuple[A, bool]:
         """The cached aggregate without a read (the append's version check guards it),
         else one caught up from the store; and whether it was read just now."""
-        aggregate = self._aggregates.kept(stream_id)
+        aggregate = self.aggregates.kept(stream_id)
         fresh = aggregate is None or verify
         if aggregate is None:
             aggregate = new_aggregate(stream_id)
-            self._aggregates.keep(stream_id, aggregate)
+            self.aggregates.keep(stream_id, aggregate)
         if fresh:
-            await self._aggregates.catch_up(aggregate, stream_id)
+            await self.aggregates.catch_up(aggregate, stream_id)
         return aggregate, fresh  # type: ignore[return-value]
 
 

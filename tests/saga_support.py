@@ -87,15 +87,15 @@ async def place_order(
 
 
 async def order(services: Services, order_id: str) -> Order:
-    return await services.commands.load(order_stream(order_id), lambda: Order(order_id))
+    return await services.commands.aggregates.load(order_stream(order_id), lambda: Order(order_id))
 
 
 async def product(services: Services, sku: str) -> Product:
-    return await services.commands.load(product_stream(sku), lambda: Product(sku))
+    return await services.commands.aggregates.load(product_stream(sku), lambda: Product(sku))
 
 
 async def wallet(services: Services, customer_id: str) -> Wallet:
-    return await services.commands.load(wallet_stream(customer_id), lambda: Wallet(customer_id))
+    return await services.commands.aggregates.load(wallet_stream(customer_id), lambda: Wallet(customer_id))
 
 
 async def settled(services: Services, order_id: str, within: float = 30.0) -> Order:

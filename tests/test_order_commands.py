@@ -49,7 +49,7 @@ async def test_forty_concurrent_add_items_lose_nothing(services: Services) -> No
     stream = await services.reader.read_stream("order-o1")
     assert [e.version for e in stream] == list(range(1, 42))
     assert sorted(r.stream_version for r in results) == list(range(2, 42))
-    order = await services.commands.load("order-o1", lambda: Order("o1"))
+    order = await services.commands.aggregates.load("order-o1", lambda: Order("o1"))
     assert len(order.lines) == 40 and order.total == Decimal("40.00")
 
 

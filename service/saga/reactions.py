@@ -45,7 +45,7 @@ class Reactions:
         raise NotImplementedError
 
     async def _order(self, order_id: str, to_version: int | None = None) -> Order:
-        return await self._tracked.load(order_stream(order_id), lambda: Order(order_id), to_version)
+        return await self._tracked.aggregates.load(order_stream(order_id), lambda: Order(order_id), to_version=to_version)
 
 
 class Inventory(Reactions):

@@ -15,7 +15,7 @@ import random
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from domain.aggregate import Aggregate, DomainEvent
 from eventstore import (
@@ -31,8 +31,6 @@ from eventstore import (
 )
 from service.aggregates import Aggregates
 from service.errors import TooMuchContention
-
-A = TypeVar("A", bound=Aggregate)
 
 MAX_ATTEMPTS = 50
 
@@ -63,12 +61,8 @@ def reaction_metadata(cause: RecordedEvent, service: str) -> dict[str, Any]:
 class TrackedAppends:
     def __init__(self, appender: Appender, reader: EventReader) -> None:
         self._appender = appender
-        self._aggregates = Aggregates(reader)
+        self.aggregates = Aggregates(reader)  # also for reads: `aggregates.load`
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-
-    async def load(self, stream_id: str, new_aggregate: Callable[[], A], to_version: int | None = None) -> A:
-        """The aggregate as stored now (or at `to_version`), without caching it."""
-        return await self._aggregates.load(stream_id, new_aggregate, to_version=to_version)
 
     async def react(
         self,
@@ -118,21 +112,21 @@ class TrackedAppends:
                 result = await self._appender.append(AppendRequest(writes=writes, tracking=tracking))
             except ConcurrencyConflict:
                 for s in streams:
-                    self._aggregates.forget(s)
+                    self.aggregates.forget(s)
                 await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
                 continue
             recorded_at = result.events[-1].recorded_at
             for s, aggregate in aggregates.items():
                 aggregate.mark_recorded(recorded_at)
-                self._aggregates.keep(s, aggregate)
+                self.aggregates.keep(s, aggregate)
             return result
         raise TooMuchContention(f"could not append to {sorted(streams)}: too contended")
 
     async def _fresh(self, stream_id: str, new_aggregate: Callable[[], Aggregate]) -> Aggregate:
         """A private copy of the cached aggregate, caught up with the store."""
-        kept = self._aggregates.kept(stream_id)
+        kept = self.aggregates.kept(stream_id)
         aggregate = kept.snapshot() if kept is not None else new_aggregate()
-        await self._aggregates.catch_up(aggregate, stream_id)
+        await self.aggregates.catch_up(aggregate, stream_id)
         return aggregate
 
 
