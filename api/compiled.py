@@ -293,35 +293,36 @@ class Run:
             raise
         if not pending:
             return results
-        return self.gather(results, pending)
+        return self.settle(results, pending)
 
-    async def gather(self, results: dict[str, Any], pending: list[str]) -> dict[str, Any]:
+    async def settle(self, results: Any, pending: list[Any]) -> Any:
+        """`results` (an object's dict or a list) with its `pending` entries awaited, together."""
         if len(pending) == 1:
             results[pending[0]] = await results[pending[0]]
         else:
-            values = await gather_with_cancel(*(results[name] for name in pending))
-            results.update(zip(pending, values, strict=True))
+            values = await gather_with_cancel(*(results[key] for key in pending))
+            for key, value in zip(pending, values, strict=True):
+                results[key] = value
         return results
 
     def execute_field(self, plan: FieldPlan, source: Any, path: Path | None) -> Any:
         """graphql-core's `execute_field`: resolve, then complete, errors handled by type."""
-        field_path = None
+        if plan.typename is not None:
+            return plan.typename
+        field_path = plan.path(path)
         try:
-            if plan.typename is not None:
-                return plan.typename
             if plan.attribute is not None:
                 result = getattr(source, plan.attribute)
             else:
-                field_path = plan.path(path)
                 result = self.resolve(plan, source, field_path)
                 if self.is_awaitable(result):
-                    return self.await_field(plan, result, field_path)
-            completed = self.complete(plan.completion, plan, result, field_path or plan.path(path))
+                    return self.await_value(plan.completion, plan, result, field_path)
+            completed = self.complete(plan.completion, plan, result, field_path)
             if self.is_awaitable(completed):
-                return self.await_completed(plan, completed, field_path or plan.path(path))
+                return self.await_completed(plan.completion, plan, completed, field_path)
             return completed
         except Exception as error:
-            self.field_error(error, plan.completion, plan, field_path or plan.path(path))
+            self.field_error(error, plan.completion, plan, field_path)
             return None
 
     def resolve(self, plan: FieldPlan, source: Any, path: Path) -> Any:
@@ -336,21 +337,6 @@ class Run:
             compiled.fragments, None, compiled.operation, self.variables.coerced, self.context,
             self.is_awaitable, None, None, {},
         )
-
-    async def await_field(self, plan: FieldPlan, result: Awaitable[Any], path: Path) -> Any:
-        try:
-            completed = self.complete(plan.completion, plan, await result, path)
-            return await completed if self.is_awaitable(completed) else completed
-        except Exception as error:
-            self.field_error(error, plan.completion, plan, path)
-            return None
-
-    async def await_completed(self, plan: FieldPlan, completed: Awaitable[Any], path: Path) -> Any:
-        try:
-            return await completed
-        except Exception as error:
-            self.field_error(error, plan.completion, plan, path)
-            return None
 
     def field_error(self, raw: Exception, completion: Completion, plan: FieldPlan, path: Path) -> None:
         """graphql-core's `handle_field_error`: a non-null position passes the error up."""
@@ -407,13 +393,13 @@ class Run:
             for index, value in enumerate(result):
                 item_path = path.add_key(index, None)
                 if self.is_awaitable(value):
-                    completed.append(self.await_item(item, plan, value, item_path))
+                    completed.append(self.await_value(item, plan, value, item_path))
                     pending.append(index)
                     continue
                 try:
                     done = self.complete(item, plan, value, item_path)
                     if self.is_awaitable(done):
-                        done = self.await_completed_item(item, plan, done, item_path)
+                        done = self.await_completed(item, plan, done, item_path)
                         pending.append(index)
                 except Exception as error:
                     self.field_error(error, item, plan, item_path)
@@ -424,27 +410,22 @@ class Run:
             raise
         if not pending:
             return completed
-        return self.gather_list(completed, pending)
+        return self.settle(completed, pending)
 
-    async def gather_list(self, completed: list[Any], pending: list[int]) -> list[Any]:
-        values = await gather_with_cancel(*(completed[i] for i in pending))
-        for index, value in zip(pending, values, strict=True):
-            completed[index] = value
-        return completed
-
-    async def await_item(self, item: Completion, plan: FieldPlan, value: Awaitable[Any], path: Path) -> Any:
+    async def await_value(self, completion: Completion, plan: FieldPlan, value: Awaitable[Any], path: Path) -> Any:
+        """A resolver's (or a list item's) awaitable, then its completion; errors by type."""
         try:
-            done = self.complete(item, plan, await value, path)
+            done = self.complete(completion, plan, await value, path)
             return await done if self.is_awaitable(done) else done
         except Exception as error:
-            self.field_error(error, item, plan, path)
+            self.field_error(error, completion, plan, path)
             return None
 
-    async def await_completed_item(self, item: Completion, plan: FieldPlan, done: Awaitable[Any], path: Path) -> Any:
+    async def await_completed(self, completion: Completion, plan: FieldPlan, done: Awaitable[Any], path: Path) -> Any:
         try:
             return await done
         except Exception as error:
-            self.field_error(error, item, plan, path)
+            self.field_error(error, completion, plan, path)
             return None
 
 
