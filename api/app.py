@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from graphql import GraphQLError, get_operation_ast
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -23,12 +24,15 @@ from api.auth import TokenVerifier, Unauthenticated
 from api.context import Context
 from api.graphiql import graphiql_html, graphiql_routes
 from api.http import GraphQLOverHTTP, correlation_id_of
+from api.metrics import metrics_endpoint
 from api.operations import Operations
 from api.schema import ApiSchema, build_schema
 from api.websocket import TextWebSocketAdapter, TransportWSHandler, websocket_options
 from service.container import Services
 from service.context import Principal
+from service.metrics import process_stopped
 from service.settings import Settings
+from service.tracing import configure_tracing, shutdown_tracing
 from service.workers import BackgroundWorkers
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,15 @@ class GraphQLOverWebSocket(GraphQL[Context, None]):
     def __init__(self, schema: ApiSchema, contexts: ContextFactory, **kwargs: Any) -> None:
         super().__init__(schema.strawberry, graphql_ide=None, **kwargs)
         self._contexts = contexts
+        self._parse = schema.guard.parse
+
+    def operation_type(self, query: str, operation_name: str | None) -> str:
+        """query, mutation or subscription; `unknown` for a document that names none."""
+        try:
+            operation = get_operation_ast(self._parse(query), operation_name)
+        except GraphQLError:
+            return "unknown"
+        return operation.operation.value if operation is not None else "unknown"
 
     async def get_context(self, request: Any, response: Any = None) -> Context:
         return self._contexts(request.headers, correlation_id_of(request.headers))
@@ -98,6 +111,7 @@ def create_app(settings: Settings, services: Services | None = None) -> GraphQLF
             services_ref["services"] = services
             yield
             return
+        configure_tracing()  # each worker process: its own exporter
         started = await Services.start(settings, settings.database_url or "")
         services_ref["services"] = started
         workers = BackgroundWorkers(started)
@@ -114,6 +128,8 @@ def create_app(settings: Settings, services: Services | None = None) -> GraphQLF
         finally:
             await workers.stop()
             await started.close()
+            process_stopped()
+            shutdown_tracing()
 
     async def healthz(request: Request) -> Response:
         try:
@@ -127,6 +143,7 @@ def create_app(settings: Settings, services: Services | None = None) -> GraphQLF
     routes = [
         WebSocketRoute(GRAPHQL_PATH, over_websocket),
         Route("/healthz", healthz),
+        Route("/metrics", metrics_endpoint(settings, lambda: services_ref["services"])),
         *graphiql_routes(),
     ]
     # Frontends on another origin: the only credential is the bearer token, never a cookie.

@@ -9,6 +9,7 @@ the legacy 200. Malformed HTTP requests answer 4xx with a coded GraphQL error bo
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,8 +21,11 @@ from starlette.types import Receive, Scope, Send
 
 from api.context import Context
 from api.errors import INTERNAL_MESSAGE
+from api.metrics import first_code, observe_request
 from api.operations import GraphQLRequest, Operations, Outcome, UnknownOperation
 from eventstore.records import time_ordered_text
+from service.logs import CORRELATION_ID
+from service.tracing import operation_span
 
 log = logging.getLogger("eventgraph.errors")
 
@@ -77,6 +81,8 @@ class Reply:
     body: bytes
     content_type: str
     headers: dict[str, str] | None = None
+    operation_type: str | None = None  # a GraphQL answer's (None: a page, not an operation)
+    code: str = "OK"  # the first error's code
 
     async def send(self, send: Send, correlation_id: str, vary_origin: bool) -> None:
         headers = [
@@ -95,7 +101,9 @@ class Reply:
 
 def error_response(error: HTTPError, media_type: str) -> Reply:
     body = {"errors": [{"message": error.message, "extensions": {"code": error.code}}]}
-    return Reply(error.status, orjson.dumps(body), content_type(media_type), error.headers)
+    return Reply(
+        error.status, orjson.dumps(body), content_type(media_type), error.headers, "unknown", error.code
+    )
 
 
 def declared_length(headers: dict[str, str]) -> int | None:
@@ -178,7 +186,15 @@ async def read_body(receive: Receive, max_bytes: int) -> bytes:
 
 
 _READ_HEADERS = frozenset(
-    {b"accept", b"authorization", b"content-length", b"content-type", b"origin", b"x-correlation-id"}
+    {
+        b"accept",
+        b"authorization",
+        b"content-length",
+        b"content-type",
+        b"origin",
+        b"traceparent",
+        b"x-correlation-id",
+    }
 )
 
 
@@ -215,9 +231,11 @@ class GraphQLOverHTTP:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         headers = read_headers(scope)
         media_type = negotiate(headers.get("accept"))
         correlation_id = correlation_id_of(headers)
+        CORRELATION_ID.set(correlation_id)  # this request's task: its log lines carry it
         try:
             response = await self.respond(scope, receive, headers, media_type, correlation_id)
         except HTTPError as error:
@@ -226,6 +244,8 @@ class GraphQLOverHTTP:
             log.exception("unexpected error (correlation id %s) serving %s", correlation_id, scope["method"])
             response = error_response(HTTPError(500, INTERNAL_MESSAGE, code="INTERNAL_SERVER_ERROR"), media_type)
         await response.send(send, correlation_id, vary_origin="origin" not in headers)
+        if response.operation_type is not None:
+            observe_request(response.operation_type, response.code, time.perf_counter() - started)
 
     async def respond(
         self, scope: Scope, receive: Receive, headers: dict[str, str], media_type: str, correlation_id: str
@@ -240,11 +260,17 @@ class GraphQLOverHTTP:
             request = request_of(parse_json(await self.body(receive, headers)))
         else:
             raise HTTPError(405, "GraphQL only supports GET and POST requests.", headers=_GET_OR_POST)
-        outcome = await self.answer(request, method, self.context_for(headers, correlation_id))
+        outcome = await self.answer(request, method, self.context_for(headers, correlation_id), headers)
         # A request error answers 400 to clients of the spec's media type; `application/json`
         # clients keep the legacy 200.
         status = 400 if outcome.request_error and media_type == GRAPHQL_RESPONSE else 200
-        return Reply(status, orjson.dumps(outcome.body), content_type(media_type))
+        return Reply(
+            status,
+            orjson.dumps(outcome.body),
+            content_type(media_type),
+            operation_type=outcome.operation_type,
+            code=first_code(outcome.body),
+        )
 
     async def body(self, receive: Receive, headers: dict[str, str]) -> bytes:
         media = headers.get("content-type", "").partition(";")[0].strip().lower()
@@ -255,7 +281,9 @@ class GraphQLOverHTTP:
             raise too_large(self.max_body_bytes)
         return await read_body(receive, self.max_body_bytes)
 
-    async def answer(self, request: GraphQLRequest, method: str, context: Context) -> Outcome:
+    async def answer(
+        self, request: GraphQLRequest, method: str, context: Context, headers: dict[str, str] | None = None
+    ) -> Outcome:
         document = self.operations.document(request.query)
         if isinstance(document, GraphQLError):
             return self.operations.request_errors([document], context)
@@ -268,4 +296,8 @@ class GraphQLOverHTTP:
             raise HTTPError(400, "Subscriptions are served over WebSocket (graphql-transport-ws) at this path.")
         if method == "GET" and operation.operation is not OperationType.QUERY:
             raise HTTPError(405, "Only queries are allowed over GET; send mutations with POST.", headers=_POST_ONLY)
-        return await self.operations.run(request, document, context)
+        operation_type = operation.operation.value
+        with operation_span(operation_type, request.operation_name, context.correlation_id, headers):
+            outcome = await self.operations.run(request, document, context)
+        outcome.operation_type = operation_type
+        return outcome

@@ -53,6 +53,7 @@ class UnknownOperation(Exception):
 class Outcome:
     body: dict[str, Any]
     request_error: bool  # failed before execution: no `data` (GraphQL over HTTP 7.1.2)
+    operation_type: str = "unknown"  # query | mutation | subscription, once known
 
 
 class Operations:

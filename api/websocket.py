@@ -17,13 +17,13 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from datetime import timedelta
 from typing import Any
 
 import jwt
 import orjson
-from graphql import GraphQLError
+from graphql import ExecutionResult, GraphQLError
 from starlette.websockets import WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.exceptions import WebSocketDisconnected
@@ -40,8 +40,12 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 from strawberry.utils.aio import aclosing
 
 from api.context import Context
+from api.errors import error_code
+from api.metrics import SUBSCRIPTIONS, WEBSOCKETS, observe_request
 from service.context import Principal
+from service.logs import CORRELATION_ID
 from service.settings import Settings
+from service.tracing import operation_span
 
 FORBIDDEN = 4403
 
@@ -72,9 +76,11 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         self._last_sent = loop.time()
         self._expiry: asyncio.Task[None] | None = None
         keepalive = asyncio.create_task(self._keepalive(), name="ws-keepalive")
+        WEBSOCKETS.inc()
         try:
             await super().handle()
         finally:
+            WEBSOCKETS.dec()
             for task in (keepalive, self._expiry):
                 if task is not None:
                     task.cancel()
@@ -142,6 +148,18 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             return
         await super().handle_subscribe(message)
 
+    async def _send_result_stream(self, operation: Operation[Context, None], result_source: Any) -> None:
+        operation_type = self.view.operation_type(operation.query, operation.operation_name)  # type: ignore[attr-defined]
+        CORRELATION_ID.set(self.context.correlation_id)  # this operation's task
+        span = operation_span(operation_type, operation.operation_name, self.context.correlation_id, None)
+        if operation_type == "subscription":  # a span for its start, not its lifetime
+            with span:
+                pass
+            span = contextlib.nullcontext()
+        with span:
+            async with aclosing(_observed(operation_type, result_source)) as observed:
+                await super()._send_result_stream(operation, observed)
+
     @staticmethod
     def _get_pre_execution_close_reason(error: GraphQLError) -> str | None:
         return None  # a bad document fails its own operation, never the socket
@@ -168,3 +186,28 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 await operation.send_operation_message({"id": operation.id, "type": "complete"})
             self.operations.pop(operation.id, None)
             raise
+
+
+async def _observed(operation_type: str, results: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
+    """`results`, counting the operation once, at its first result (or its end); a
+    subscription counts as active from its start until it ends, unless refused."""
+    started = time.perf_counter()
+    active = operation_type == "subscription"
+    if active:
+        SUBSCRIPTIONS.inc()
+    counted = False
+    try:
+        async for result in results:
+            if not counted:
+                counted = True
+                errors = result.errors if isinstance(result, ExecutionResult) else None
+                observe_request(operation_type, error_code(errors[0])[0] if errors else "OK", time.perf_counter() - started)
+                if active and errors and result.data is None:  # refused: it never streams
+                    active = False
+                    SUBSCRIPTIONS.dec()
+            yield result
+    finally:
+        if active:
+            SUBSCRIPTIONS.dec()
+        if not counted:  # a subscription that ended before its first event
+            observe_request(operation_type, "OK", time.perf_counter() - started)

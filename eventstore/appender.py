@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 import asyncpg
@@ -27,6 +28,7 @@ from eventstore.errors import (
     DuplicateRequest,
     StoreUnavailable,
 )
+from eventstore.metrics import APPEND_SECONDS, count_appended
 from eventstore.pool import DROPPED, Pool, dumps
 from eventstore.records import (
     NOTIFY_CHANNEL,
@@ -35,6 +37,7 @@ from eventstore.records import (
     RecordedEvent,
     StoredOutcome,
 )
+from eventstore.tracing import span
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +84,8 @@ class Appender:
                 for i in range(self._in_flight)
             ]
         # Not shielded: a cancelled caller's request is still appended; its result is dropped.
-        return await future
+        with span("eventstore.append"):
+            return await future
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -145,11 +149,15 @@ class Appender:
             "k_first": [k.first for k in keys],
             "k_last": [k.last for k in keys],
         }
+        started = time.perf_counter()
         rows = await conn.fetch(
             _APPEND, dumps(batch_json), self._outbox, NOTIFY_CHANNEL, APPEND_LOCK_KEY
         )
+        APPEND_SECONDS.observe(time.perf_counter() - started)
         for pending, row in zip(batch, rows, strict=True):
             pending.result, pending.error = _outcome(pending.request, row)
+            for event in pending.result.events if pending.result else ():
+                count_appended(event.type)
 
 
 def _outcome(

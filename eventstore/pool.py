@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import orjson
@@ -27,6 +27,12 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 Init = Callable[[asyncpg.Connection], Awaitable[None]]
+
+
+class PoolCounts(NamedTuple):
+    idle: int
+    busy: int  # open or opening, and not idle
+    waiting: int  # acquirers waiting for a connection
 
 
 class Pool:
@@ -79,6 +85,10 @@ class Pool:
     async def execute(self, query: str, *args: Any) -> str:
         async with self.acquire() as conn:
             return await conn.execute(query, *args)
+
+    def counts(self) -> PoolCounts:
+        idle = len(self._idle)
+        return PoolCounts(idle=idle, busy=self._size - idle, waiting=len(self._waiters))
 
     def expire_connections(self) -> None:
         """Open fresh connections from now on (the server restarted, or dropped one of ours)."""

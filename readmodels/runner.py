@@ -24,6 +24,7 @@ import asyncpg
 
 from eventstore import NOTIFY_CHANNEL, UpcasterRegistry
 from eventstore.pool import connect
+from eventstore.tracing import continued, recording
 from readmodels.checkpoints import (
     advance,
     ensure_checkpoint,
@@ -89,7 +90,19 @@ class Follower:
         if after > before:
             await self.projection.apply(conn, events)
             await advance(conn, self.checkpoint, after)
+            if recording():
+                await self._trace(conn, events)
         return Batch(len(events), before, after, head)
+
+    async def _trace(self, conn: asyncpg.Connection, events: Sequence[LogEvent]) -> None:
+        """A span in each applied event's trace (read only while tracing: batches skip metadata)."""
+        rows = await conn.fetch(
+            "SELECT metadata FROM events WHERE position = ANY($1::bigint[]) AND metadata ? 'traceparent'",
+            [e.position for e in events],
+        )
+        for row in rows:
+            with continued(f"projection {self.projection.name}", row["metadata"]):
+                pass
 
     async def read(
         self, conn: asyncpg.Connection, after: int, limit: int

@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from domain.aggregate import Aggregate, decode_event
 from eventstore import EventReader
+from service.metrics import EVENTS_REPLAYED
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -48,10 +49,12 @@ class Aggregates:
         until: datetime | None = None,
     ) -> None:
         """Replay onto `aggregate` the stream's events after its version."""
-        for event in await self._reader.read_stream(
+        events = await self._reader.read_stream(
             stream_id, aggregate.version + 1, to_version=to_version, until=until
-        ):
+        )
+        for event in events:
             aggregate.replay(decode_event(event.type, event.data), event.version, event.recorded_at)
+        EVENTS_REPLAYED.observe(len(events))
 
     def kept(self, stream_id: str) -> Aggregate | None:
         aggregate = self._kept.get(stream_id)

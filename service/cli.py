@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import contextlib
+import os
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 
+from service.logs import configure_logging
 from service.settings import Settings
+from service.tracing import configure_tracing, shutdown_tracing
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -34,24 +38,41 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from service.bootstrap import export, prepare
+    from service.logs import log_config
 
     resolved = prepare(settings)
     export(resolved)
     print(f"eventgraph: http://{args.host}:{args.port}/graphql", flush=True)
-    uvicorn.run(
-        "api.app:app_from_env",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=args.log_level,
-        # uvicorn formats each access line's fields before the logger drops it
-        access_log=args.log_level in ("trace", "debug", "info"),
-        loop="uvloop" if sys.platform != "win32" else "asyncio",
-        ws_ping_interval=None,  # graphql-transport-ws pings are the app's own
-        ws_max_size=resolved.max_body_bytes,  # the HTTP body limit holds for WebSocket messages
-    )
+    with _metrics_shared_by(args.workers):
+        uvicorn.run(
+            "api.app:app_from_env",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=args.log_level,
+            log_config=log_config(settings.log_format, args.log_level),
+            # uvicorn formats each access line's fields before the logger drops it
+            access_log=args.log_level in ("trace", "debug", "info"),
+            loop="uvloop" if sys.platform != "win32" else "asyncio",
+            ws_ping_interval=None,  # graphql-transport-ws pings are the app's own
+            ws_max_size=resolved.max_body_bytes,  # the HTTP body limit holds for WebSocket messages
+        )
     return 0
+
+
+@contextlib.contextmanager
+def _metrics_shared_by(workers: int) -> Iterator[None]:
+    """With several workers, counters go to files that every worker's /metrics sums."""
+    if workers < 2 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="eventgraph-metrics-") as directory:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        try:
+            yield
+        finally:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
 def _token_args(parser: argparse.ArgumentParser) -> None:
@@ -92,7 +113,9 @@ def _load_feature_commands() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+    configure_logging(settings.log_format)
+    configure_tracing()
     _load_feature_commands()
     parser = argparse.ArgumentParser(prog="eventgraph", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -101,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         add_arguments(command_parser)
         command_parser.set_defaults(run=run)
     args = parser.parse_args(argv)
-    return int(args.run(args, Settings.from_env()))
+    try:
+        return int(args.run(args, settings))
+    finally:
+        shutdown_tracing()
 
 
 if __name__ == "__main__":

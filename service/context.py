@@ -7,6 +7,7 @@ from enum import Enum
 from typing import Any
 
 from eventstore.records import time_ordered_text
+from eventstore.tracing import with_traceparent
 from service.errors import Forbidden, NotFound
 
 
@@ -65,13 +66,13 @@ class RequestContext:
         )
 
     def event_metadata(self) -> dict[str, Any]:
-        return {
+        return with_traceparent({
             "correlation_id": self.correlation_id,
             "causation_id": self.causation_id,
             "user_id": self.principal.sub,
             "service": self.service,
             "service_version": self.service_version,
-        }
+        })
 
     @property
     def idempotency_scope(self) -> str:

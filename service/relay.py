@@ -18,14 +18,18 @@ import logging
 import time
 
 import asyncpg
+import orjson
 import redis.asyncio as redis
+from opentelemetry.trace import SpanKind
 from redis.exceptions import RedisError
 
 from eventstore import NOTIFY_CHANNEL, UpcasterRegistry
 from eventstore.outbox import mark_published, purge_published, unpublished
+from eventstore.tracing import continued, recording
 from eventstore.tracking import purge_processed
 from service import broker
 from service.container import Services, build_upcasters
+from service.metrics import OUTBOX_PUBLISHED
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +159,11 @@ class OutboxRelay:
             await self._publish([broker.encode(e, self._upcasters) for e in entries])
             await mark_published(conn, [e.position for e in entries])
         self.published += len(entries)
+        OUTBOX_PUBLISHED.inc(len(entries))
+        if recording():
+            for entry in entries:
+                with continued(f"{self.stream_key} publish", orjson.loads(entry.metadata), kind=SpanKind.PRODUCER):
+                    pass
         return len(entries)
 
     async def _publish(self, payloads: list[bytes]) -> None:

@@ -45,6 +45,8 @@ class Settings:
     # Pages on these origins may open WebSockets ("*": any). Safe as "*": a socket's only
     # credential is the token in connection_init, never a cookie a browser adds by itself.
     allowed_origins: tuple[str, ...] = ("*",)
+    metrics_token: str | None = None  # set: GET /metrics needs `Authorization: Bearer <it>`
+    log_format: str = "text"  # text | json
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -72,6 +74,8 @@ class Settings:
             ws_init_timeout=_float("EVENTGRAPH_WS_INIT_TIMEOUT", 10.0),
             ws_ping_interval=_float("EVENTGRAPH_WS_PING_INTERVAL", 15.0),
             ws_max_subscriptions=_int("EVENTGRAPH_WS_MAX_SUBSCRIPTIONS", 100),
+            metrics_token=env.get("EVENTGRAPH_METRICS_TOKEN") or None,
+            log_format=env.get("EVENTGRAPH_LOG_FORMAT", "text").strip().lower() or "text",
             allowed_origins=tuple(
                 o.strip() for o in env.get("EVENTGRAPH_ALLOWED_ORIGINS", "*").split(",") if o.strip()
             ),

@@ -35,6 +35,7 @@ from eventstore import (
 )
 from service.aggregates import Aggregates
 from service.errors import TooMuchContention
+from service.metrics import COMMAND_RETRIES
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -145,6 +146,7 @@ class StreamCommands:
                     result = await self._appender.append(request)
                 except (ConcurrencyConflict, DuplicateRequest):
                     # Another process wrote the stream or used a key: decide again on fresh state.
+                    COMMAND_RETRIES.inc()
                     self.aggregates.forget(stream_id)
                     await asyncio.sleep(random.uniform(0, 0.002 * attempt))
                     continue

@@ -30,12 +30,16 @@ import uuid
 
 import asyncpg
 import redis.asyncio as redis
+from opentelemetry.trace import SpanKind
 from redis.exceptions import RedisError, ResponseError
 
 from eventstore import ConcurrencyConflict, RecordedEvent, StoreUnavailable
 from eventstore.pool import DROPPED
+from eventstore.tracing import continued
 from service import broker
 from service.errors import TooMuchContention
+from service.logs import CORRELATION_ID
+from service.metrics import SAGA_MESSAGES
 from service.saga.reactions import Reactions
 
 log = logging.getLogger(__name__)
@@ -222,15 +226,24 @@ class StreamConsumer:
                     return False  # the order's earlier message stays pending: so does this one
             except asyncio.CancelledError:
                 return False
+        CORRELATION_ID.set(event.metadata.get("correlation_id"))  # this reaction's own task
         try:
-            await self._reactions.handle(event)
+            with continued(
+                f"saga {self.group} {event.type}",
+                event.metadata,
+                kind=SpanKind.CONSUMER,
+                attributes={"messaging.consumer.group.name": self.group, "eventgraph.event_type": event.type},
+            ):
+                first_time = await self._reactions.handle(event)
         except Exception as error:
             if not isinstance(error, TRANSIENT) and await self._park(
                 message_id, fields, error, after_deliveries=self._max_deliveries
             ):
                 return True
+            SAGA_MESSAGES.labels(self.group, "failed").inc()
             log.exception("%s failed on %s (%s); it stays pending", self.group, event.type, message_id)
             return False
+        SAGA_MESSAGES.labels(self.group, "processed" if first_time else "duplicate").inc()
         try:
             await self._ack([message_id])
         except RedisError as error:  # redelivered later, and absorbed then as already processed
@@ -271,6 +284,7 @@ class StreamConsumer:
         )
         self.handled += 1
         self.dead_lettered += 1
+        SAGA_MESSAGES.labels(self.group, "dead_lettered").inc()
         return True
 
     async def _ack(self, message_ids: list[bytes]) -> None:

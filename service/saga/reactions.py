@@ -34,12 +34,13 @@ class Reactions:
     def __init__(self, tracked: TrackedAppends) -> None:
         self._tracked = tracked
 
-    async def handle(self, event: RecordedEvent) -> None:
-        """React once in effect; a message processed before is a no-op."""
+    async def handle(self, event: RecordedEvent) -> bool:
+        """React once in effect; a message processed before is a no-op (False)."""
         try:
             await self._react(event, Tracking(self.group, str(event.event_id)), reaction_metadata(event, self.group))
         except AlreadyProcessed:
-            pass
+            return False
+        return True
 
     async def _react(self, event: RecordedEvent, tracking: Tracking, metadata: dict[str, Any]) -> None:
         raise NotImplementedError

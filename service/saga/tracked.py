@@ -29,8 +29,10 @@ from eventstore import (
     StreamWrite,
     Tracking,
 )
+from eventstore.tracing import with_traceparent
 from service.aggregates import Aggregates
 from service.errors import TooMuchContention
+from service.metrics import COMMAND_RETRIES
 
 MAX_ATTEMPTS = 50
 
@@ -50,12 +52,12 @@ Decide = Callable[[dict[str, Any]], Sequence[Extra]]
 def reaction_metadata(cause: RecordedEvent, service: str) -> dict[str, Any]:
     """Same flow as the cause (its correlation id), caused by it (its event id)."""
     meta = cause.metadata
-    return {
+    return with_traceparent({  # the reaction's span: the flow's next hop continues the trace
         "correlation_id": meta.get("correlation_id") or str(cause.event_id),
         "causation_id": str(cause.event_id),
         "user_id": meta.get("user_id"),
         "service": service,
-    }
+    })
 
 
 class TrackedAppends:
@@ -111,6 +113,7 @@ class TrackedAppends:
             try:
                 result = await self._appender.append(AppendRequest(writes=writes, tracking=tracking))
             except ConcurrencyConflict:
+                COMMAND_RETRIES.inc()
                 for s in streams:
                     self.aggregates.forget(s)
                 await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
