@@ -49,13 +49,16 @@ class GraphQLOverWebSocket(GraphQL[Context, None]):
         self._contexts = contexts
         self._parse = schema.guard.parse
 
-    def operation_type(self, query: str, operation_name: str | None) -> str:
-        """query, mutation or subscription; `unknown` for a document that names none."""
+    def operation_of(self, query: str, operation_name: str | None) -> tuple[str, str | None]:
+        """The type (query, mutation, subscription; `unknown` for a document that names none)
+        and the name of the operation a document runs."""
         try:
             operation = get_operation_ast(self._parse(query), operation_name)
         except GraphQLError:
-            return "unknown"
-        return operation.operation.value if operation is not None else "unknown"
+            return "unknown", None
+        if operation is None:
+            return "unknown", None
+        return operation.operation.value, operation.name.value if operation.name else None
 
     async def get_context(self, request: Any, response: Any = None) -> Context:
         return self._contexts(request.headers, correlation_id_of(request.headers))

@@ -297,7 +297,8 @@ class GraphQLOverHTTP:
         if method == "GET" and operation.operation is not OperationType.QUERY:
             raise HTTPError(405, "Only queries are allowed over GET; send mutations with POST.", headers=_POST_ONLY)
         operation_type = operation.operation.value
-        with operation_span(operation_type, request.operation_name, context.correlation_id, headers):
+        name = operation.name.value if operation.name else None
+        with operation_span(operation_type, name, context.correlation_id, headers):
             outcome = await self.operations.run(request, document, context)
         outcome.operation_type = operation_type
         return outcome

@@ -149,9 +149,9 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         await super().handle_subscribe(message)
 
     async def _send_result_stream(self, operation: Operation[Context, None], result_source: Any) -> None:
-        operation_type = self.view.operation_type(operation.query, operation.operation_name)  # type: ignore[attr-defined]
+        operation_type, name = self.view.operation_of(operation.query, operation.operation_name)  # type: ignore[attr-defined]
         CORRELATION_ID.set(self.context.correlation_id)  # this operation's task
-        span = operation_span(operation_type, operation.operation_name, self.context.correlation_id, None)
+        span = operation_span(operation_type, name, self.context.correlation_id, None)
         if operation_type == "subscription":  # a span for its start, not its lifetime
             with span:
                 pass

@@ -15,17 +15,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from opentelemetry import trace
 
 CORRELATION_ID: ContextVar[str | None] = ContextVar("eventgraph_correlation_id", default=None)
+# The request's trace, kept past its operation span for the lines logged after it (the access line).
+TRACE_ID: ContextVar[str | None] = ContextVar("eventgraph_trace_id", default=None)
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def current_trace_id() -> str | None:
-    """The W3C trace id of the span in progress, if tracing is on and one is."""
-    from service.tracing import current_trace_id as trace_id
-
-    return trace_id()
+    """The W3C trace id of the span in progress, else of the request's operation, if traced."""
+    context = trace.get_current_span().get_span_context()
+    return f"{context.trace_id:032x}" if context.is_valid else TRACE_ID.get()
 
 
 class JsonFormatter(logging.Formatter):
@@ -61,8 +63,11 @@ def log_config(log_format: str, level: str = "INFO") -> dict[str, Any]:
         "root": {"handlers": ["default"], "level": level.upper()},
         "loggers": {
             # uvicorn's own handlers off: its lines reach the root's, in the same format
-            name: {"handlers": [], "propagate": True, "level": level.upper()}
-            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+            **{
+                name: {"handlers": [], "propagate": True, "level": level.upper()}
+                for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+            },
+            "alembic": {"level": "WARNING"},  # a line per plugin at start-up; "migrated" is ours
         },
     }
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from opentelemetry import trace
 
 from eventstore.tracing import context_of, enable_recording, recording, tracer
+from service.logs import TRACE_ID
 
 log = logging.getLogger(__name__)
 
@@ -67,19 +68,21 @@ def shutdown_tracing() -> None:
         shutdown()
 
 
-def current_trace_id() -> str | None:
-    context = trace.get_current_span().get_span_context()
-    return f"{context.trace_id:032x}" if context.is_valid else None
-
-
 def operation_span(
     operation_type: str, operation_name: str | None, correlation_id: str, headers: Mapping[str, Any] | None
 ) -> AbstractContextManager[Any]:
     """The span of one GraphQL operation, continuing an incoming `traceparent`."""
     if not recording():
         return nullcontext()
+    return _operation_span(operation_type, operation_name, correlation_id, headers)
+
+
+@contextmanager
+def _operation_span(
+    operation_type: str, operation_name: str | None, correlation_id: str, headers: Mapping[str, Any] | None
+) -> Iterator[Any]:
     name = f"{operation_type} {operation_name}" if operation_name else operation_type
-    return tracer.start_as_current_span(
+    with tracer.start_as_current_span(
         name,
         context=context_of(headers),
         kind=trace.SpanKind.SERVER,
@@ -88,4 +91,6 @@ def operation_span(
             "graphql.operation.name": operation_name or "",
             "eventgraph.correlation_id": correlation_id,
         },
-    )
+    ) as span:
+        TRACE_ID.set(f"{span.get_span_context().trace_id:032x}")  # for the request's access line
+        yield span
