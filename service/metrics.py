@@ -119,19 +119,24 @@ async def _broker_state(broker: redis.Redis, stream_key: str) -> list[Metric]:
     return [pending, dead]
 
 
-def pool_connections(pools: Iterable[Pool]) -> Metric:
-    """This process's connections by state (a gauge of the answering process)."""
+def pool_state(pools: Iterable[Pool]) -> list[Metric]:
+    """This process's connections by state, and the requests waiting for one (gauges of
+    the answering process)."""
     family = GaugeMetricFamily(
         "eventgraph_db_pool_connections", "Pooled database connections of this process", labels=["state"]
     )
-    idle = busy = 0
+    idle = busy = waiting = 0
     for pool in pools:
         counts = pool.counts()
         idle += counts.idle
         busy += counts.busy
+        waiting += counts.waiting
     family.add_metric(["idle"], idle)
     family.add_metric(["busy"], busy)
-    return family
+    waiters = GaugeMetricFamily(
+        "eventgraph_db_pool_waiters", "Requests of this process waiting for a pooled connection", value=waiting
+    )
+    return [family, waiters]
 
 
 class _Families(Collector):

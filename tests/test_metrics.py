@@ -116,6 +116,8 @@ async def test_shared_state_gauges_match_the_database(api: Api, dsn: str) -> Non
     assert value(samples, "eventgraph_db_pool_connections", state="idle") + value(
         samples, "eventgraph_db_pool_connections", state="busy"
     ) >= 1
+    assert value(samples, "eventgraph_db_pool_waiters") == 0
+    assert ("eventgraph_db_pool_waiters", ()) in samples
 
 
 async def test_saga_pending_and_dead_letters_are_read_from_redis(api: Api, redis_url: str) -> None:
