@@ -23,6 +23,7 @@ from api.auth import mint_token
 from benchmarks._serve import wait_healthy
 from eventstore.tracing import enable_recording
 from service.tracing import configure_tracing
+from tests.conftest import Api
 from tests.test_api_serve import free_port
 from tests.test_saga_serve import SECRET, gql, order_status, served  # noqa: F401 - the fixture
 
@@ -161,3 +162,18 @@ def test_spans_go_out_over_otlp_http_and_json_logs_carry_the_ids(
     [access] = [line for line in lines if line["logger"] == "uvicorn.access" and "POST /graphql" in line["message"]]
     assert access["correlation_id"] == "otlp-1" and access["trace_id"] == TRACE_ID
     assert any(line["logger"] == "uvicorn.error" and "Started server process" in line["message"] for line in lines)
+
+
+async def test_websocket_operations_and_subscription_starts_have_spans(
+    spans: InMemorySpanExporter, api: Api
+) -> None:
+    from tests.subscription_support import GraphQLWS
+
+    async with GraphQLWS.connect(api.port) as ws:
+        await ws.init(api.token())
+        await ws.subscribe("1", "subscription Watch { events { position } }")
+        await ws.send({"id": "2", "type": "subscribe", "payload": {"query": "query Hello { __typename }"}})
+        assert (await ws.receive("2"))["type"] == "next"
+    by_name = {s.name: s for s in spans.get_finished_spans()}
+    assert by_name["subscription Watch"].attributes["graphql.operation.type"] == "subscription"
+    assert by_name["query Hello"].attributes["graphql.operation.name"] == "Hello"
