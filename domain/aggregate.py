@@ -106,6 +106,9 @@ def decode_event(type_: str, data: Mapping[str, Any]) -> DomainEvent:
 
 
 class Aggregate:
+    # Bumped whenever the state's shape changes: snapshots of another revision are ignored.
+    SNAPSHOT_REVISION: ClassVar[int] = 1
+
     def __init__(self, aggregate_id: str) -> None:
         self.id = aggregate_id
         self.version = 0

@@ -2,7 +2,8 @@
 
 A kept aggregate saves re-reading its stream; the append's expected version guards
 against it having gone stale (another process wrote): the caller then forgets it and
-decides again on a fresh read.
+decides again on a fresh read. A load starts from the newest usable snapshot, when
+snapshots are on (service/snapshots.py), and folds only the events after it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TypeVar
 from domain.aggregate import Aggregate, decode_event
 from eventstore import EventReader
 from service.metrics import EVENTS_REPLAYED
+from service.snapshots import Snapshots
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -22,8 +24,9 @@ CACHE_SIZE = 10_000  # aggregates kept; the least recently used go first
 
 
 class Aggregates:
-    def __init__(self, reader: EventReader, size: int = CACHE_SIZE) -> None:
+    def __init__(self, reader: EventReader, snapshots: Snapshots | None = None, size: int = CACHE_SIZE) -> None:
         self._reader = reader
+        self.snapshots = snapshots
         self._size = size
         self._kept: OrderedDict[str, Aggregate] = OrderedDict()
 
@@ -48,13 +51,23 @@ class Aggregates:
         to_version: int | None = None,
         until: datetime | None = None,
     ) -> None:
-        """Replay onto `aggregate` the stream's events after its version."""
+        """Replay onto `aggregate` the stream's events after its version (a new one: after
+        its newest usable snapshot)."""
+        if self.snapshots is not None and aggregate.version == 0:
+            await self.snapshots.restore_latest(aggregate, stream_id, to_version=to_version, until=until)
         events = await self._reader.read_stream(
             stream_id, aggregate.version + 1, to_version=to_version, until=until
         )
         for event in events:
             aggregate.replay(decode_event(event.type, event.data), event.version, event.recorded_at)
         EVENTS_REPLAYED.observe(len(events))
+        if self.snapshots is not None and to_version is None and until is None:
+            self.snapshots.loaded(aggregate, stream_id, len(events))
+
+    def committed(self, stream_id: str, aggregate: Aggregate, version_before: int) -> None:
+        """`aggregate` is the state an append just committed (from `version_before`)."""
+        if self.snapshots is not None:
+            self.snapshots.committed(aggregate, stream_id, version_before)
 
     def kept(self, stream_id: str) -> Aggregate | None:
         aggregate = self._kept.get(stream_id)

@@ -104,7 +104,7 @@ def _load_feature_commands() -> None:
     """Feature modules that add subcommands; imported here so the registry is complete."""
     import importlib
 
-    for module in ("service.projections_cli", "service.relay_cli"):
+    for module in ("service.projections_cli", "service.relay_cli", "service.snapshots_cli"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as error:

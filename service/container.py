@@ -8,6 +8,7 @@ from domain.upcasters import UPCASTERS
 from eventstore import NOTIFY_CHANNEL, Appender, EventReader, UpcasterRegistry
 from eventstore.listener import EventHub
 from eventstore.pool import Pool, create_pool
+from eventstore.snapshots import SnapshotStore
 from readmodels.read_models import ReadModels
 from service.events import EventQueries
 from service.inventory import ProductCommands
@@ -15,6 +16,7 @@ from service.live import LiveQueries
 from service.orders import OrderCommands
 from service.payments import WalletCommands
 from service.settings import Settings
+from service.snapshots import Snapshots
 from service.stream_commands import StreamCommands
 
 
@@ -39,13 +41,15 @@ class Services:
     live: LiveQueries
     products: ProductCommands
     wallets: WalletCommands
+    snapshots: Snapshots
 
     @classmethod
     async def start(cls, settings: Settings, dsn: str) -> Services:
         pool = await create_pool(dsn, max_size=settings.pool_size)
         reader = EventReader(pool, build_upcasters())
         appender = Appender(pool)
-        commands = StreamCommands(appender, reader)
+        snapshots = Snapshots(SnapshotStore(pool))
+        commands = StreamCommands(appender, reader, snapshots)
         read_models = ReadModels(pool, dsn)
         notices = read_models.notices  # the process's one LISTEN connection
         hub = EventHub(
@@ -67,10 +71,12 @@ class Services:
             live=LiveQueries(hub, reader, read_models),
             products=ProductCommands(commands),
             wallets=WalletCommands(commands),
+            snapshots=snapshots,
         )
 
     async def close(self) -> None:
         await self.live.hub.close()
         await self.read_models.close()
         await self.appender.close()
+        await self.snapshots.close()
         await self.pool.close()

@@ -36,6 +36,7 @@ from eventstore import (
 from service.aggregates import Aggregates
 from service.errors import TooMuchContention
 from service.metrics import COMMAND_RETRIES
+from service.snapshots import Snapshots
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -85,10 +86,10 @@ class _Queued:
 
 
 class StreamCommands:
-    def __init__(self, appender: Appender, reader: EventReader) -> None:
+    def __init__(self, appender: Appender, reader: EventReader, snapshots: Snapshots | None = None) -> None:
         self._appender = appender
         self._reader = reader
-        self.aggregates = Aggregates(reader)  # also for reads: `aggregates.load`
+        self.aggregates = Aggregates(reader, snapshots)  # also for reads: `aggregates.load`
         self._queues: dict[str, list[_Queued]] = {}
         self._workers: set[asyncio.Task[None]] = set()
 
@@ -155,6 +156,9 @@ class StreamCommands:
                     raise
                 decision.settle(result)
                 aggregate.mark_recorded(result.events[-1].recorded_at)
+                # The last accepted command's state: what was committed (a refused command's
+                # partial changes to `aggregate` never reach a snapshot).
+                self.aggregates.committed(stream_id, decision.decided[-1][2], decision.base_version)
             for queued, error in decision.refused:
                 queued.settle(error)
             return

@@ -33,6 +33,7 @@ from eventstore.tracing import with_traceparent
 from service.aggregates import Aggregates
 from service.errors import TooMuchContention
 from service.metrics import COMMAND_RETRIES
+from service.snapshots import Snapshots
 
 MAX_ATTEMPTS = 50
 
@@ -61,9 +62,9 @@ def reaction_metadata(cause: RecordedEvent, service: str) -> dict[str, Any]:
 
 
 class TrackedAppends:
-    def __init__(self, appender: Appender, reader: EventReader) -> None:
+    def __init__(self, appender: Appender, reader: EventReader, snapshots: Snapshots | None = None) -> None:
         self._appender = appender
-        self.aggregates = Aggregates(reader)  # also for reads: `aggregates.load`
+        self.aggregates = Aggregates(reader, snapshots)  # also for reads: `aggregates.load`
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def react(
@@ -122,6 +123,7 @@ class TrackedAppends:
             for s, aggregate in aggregates.items():
                 aggregate.mark_recorded(recorded_at)
                 self.aggregates.keep(s, aggregate)
+                self.aggregates.committed(s, aggregate, bases[s])
             return result
         raise TooMuchContention(f"could not append to {sorted(streams)}: too contended")
 

@@ -22,7 +22,7 @@ async def saga_worker(services: Services, stop: asyncio.Event, claim_idle: float
         log.warning("saga consumers off: no REDIS_URL and no embedded Redis")
         return
     client = broker.redis_client(settings.redis_url)
-    tracked = TrackedAppends(services.appender, services.reader)
+    tracked = TrackedAppends(services.appender, services.reader, services.snapshots)
     consumers = [
         StreamConsumer(client, r(tracked), stream_key=settings.broker_stream, claim_idle=claim_idle)
         for r in ALL_REACTIONS
