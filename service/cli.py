@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Callable
 
+from service.embedded import holding_embedded_servers
 from service.settings import Settings
 
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -33,10 +34,12 @@ def _serve_args(parser: argparse.ArgumentParser) -> None:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from service.bootstrap import export, prepare
+    from service.bootstrap import embedded_servers, export, prepare
 
     resolved = prepare(settings)
     export(resolved)
+    for line in embedded_servers(settings, resolved):
+        print(line, flush=True)
     print(f"eventgraph: http://{args.host}:{args.port}/graphql", flush=True)
     uvicorn.run(
         "api.app:app_from_env",
@@ -101,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         add_arguments(command_parser)
         command_parser.set_defaults(run=run)
     args = parser.parse_args(argv)
-    return int(args.run(args, Settings.from_env()))
+    settings = Settings.from_env()
+    with holding_embedded_servers(settings):  # the last process out stops them
+        return int(args.run(args, settings))
 
 
 if __name__ == "__main__":
