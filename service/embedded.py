@@ -91,7 +91,7 @@ def stop_embedded_servers(data_dir: Path) -> None:
         log.info("stopped the embedded PostgreSQL")
 
 
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
@@ -99,8 +99,8 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
 def holding_embedded_servers(settings: Settings) -> Iterator[None]:
     """Counts this process as a user of the embedded servers while the block runs.
 
-    SIGTERM becomes SystemExit so the block's exit runs (uvicorn, after its graceful
-    shutdown, raises the signal again with the handler found at start).
+    SIGTERM and SIGINT become SystemExit so the block's exit runs (uvicorn, after its
+    graceful shutdown, raises the signal again with the handler it found at start).
     """
     if not uses_embedded(settings):
         yield
@@ -108,10 +108,11 @@ def holding_embedded_servers(settings: Settings) -> Iterator[None]:
     data_dir = Path(settings.data_dir).resolve()
     handle = _join(data_dir)
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if in_main_thread else None
+    signals = (signal.SIGTERM, signal.SIGINT) if in_main_thread else ()
+    previous = {sig: signal.signal(sig, _exit_on_signal) for sig in signals}
     try:
         yield
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         _leave(data_dir, handle)

@@ -49,10 +49,10 @@ class ServeProcess:
         except SystemExit as failed:
             raise AssertionError(f"{failed}:\n{self.output()[-3000:]}") from None
 
-    def terminate(self, within: float = 60) -> int:
-        """SIGTERM; waits for the exit and returns the exit status."""
+    def terminate(self, stop_signal: int = signal.SIGTERM, within: float = 60) -> int:
+        """Sends ``stop_signal``; waits for the exit and returns the exit status."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(stop_signal)
         return self.process.wait(within)
 
     def kill(self) -> None:

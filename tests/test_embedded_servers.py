@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import signal
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,19 +24,22 @@ def embedded_pids(data_dir: Path) -> tuple[int, int]:
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "work" / ".eventgraph"
+def data_dir() -> Iterator[Path]:
+    """`.eventgraph` in a scratch working directory (not under pytest's tmp_path: another
+    pytest run resets that root to 0700, which the embedded server's own user then cannot
+    traverse)."""
+    work = Path(tempfile.mkdtemp(prefix="eventgraph-embedded-"))
+    yield work / ".eventgraph"
+    shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture
-def start(tmp_path: Path, data_dir: Path) -> Iterator[Start]:
-    """Starts `serve` processes in tmp_path/work on the default data folder; kills leftovers."""
-    work = data_dir.parent
-    work.mkdir(parents=True)
+def start(data_dir: Path) -> Iterator[Start]:
+    """Starts `serve` processes in the working directory, on the default data folder."""
     started: list[ServeProcess] = []
 
     def start_one() -> ServeProcess:
-        served = ServeProcess(environment_without_servers(), work, tmp_path / f"serve-{len(started)}.log")
+        served = ServeProcess(environment_without_servers(), data_dir.parent, data_dir.parent / f"serve-{len(started)}.log")
         started.append(served)
         served.wait_healthy()
         return served
@@ -44,13 +50,16 @@ def start(tmp_path: Path, data_dir: Path) -> Iterator[Start]:
     stop_embedded_servers(data_dir)
 
 
-def test_sigterm_stops_the_embedded_servers_it_started(start: Start, data_dir: Path) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_stop_signal_stops_the_embedded_servers_it_started(
+    start: Start, data_dir: Path, stop_signal: signal.Signals
+) -> None:
     served = start()
     postgres, redis = embedded_pids(data_dir)
     assert pid_alive(postgres) and pid_alive(redis)
     assert users(data_dir) == [served.pid]
 
-    served.terminate()
+    assert served.terminate(stop_signal) == 128 + stop_signal
 
     assert not pid_alive(postgres) and not pid_alive(redis)
     assert users(data_dir) == []
@@ -61,6 +70,7 @@ def test_sigterm_stops_the_embedded_servers_it_started(start: Start, data_dir: P
     # initdb's wall of output went to the log file, not the terminal
     assert "initdb" not in output and "Success." not in output
     assert "initdb" in (data_dir / "embedded-postgres.log").read_text()
+    assert "Traceback" not in output
 
 
 def test_the_servers_stop_with_the_second_of_two_processes(start: Start, data_dir: Path) -> None:
