@@ -119,11 +119,11 @@ def sqlalchemy_url(url: str) -> str:
 
 def migrate(url: str, revision: str = "head") -> None:
     """Run the Alembic migrations against `url`."""
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plugin
     from alembic.config import Config
 
     from alembic import command
 
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plugin
     config = Config(str(REPO_ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(REPO_ROOT / "alembic"))
     config.attributes["database_url"] = url

@@ -63,7 +63,7 @@ def users(data_dir: Path) -> list[int]:
 def _join(data_dir: Path) -> IO[str]:
     (data_dir / USERS).mkdir(parents=True, exist_ok=True)
     with _serialized(data_dir):
-        handle = open(data_dir / USERS / f"{os.getpid()}.pid", "w")  # noqa: SIM115 - held for the process's life
+        handle = open(data_dir / USERS / f"{os.getpid()}.pid", "w")  # held for the process's life
         fcntl.flock(handle, fcntl.LOCK_EX)
         handle.write(f"{os.getpid()}\n")
         handle.flush()
