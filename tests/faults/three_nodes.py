@@ -171,9 +171,10 @@ class FaultRun:
         return None
 
     async def _kill_the_relay_lease_holder(self) -> None:
-        holder = None
-        while holder is None:
-            holder = await self._relay_lease_holder()
+        deadline = time.monotonic() + 30
+        while (holder := await self._relay_lease_holder()) is None:
+            if time.monotonic() > deadline:
+                raise AssertionError("no process held the relay's lease")
             await asyncio.sleep(0.05)
         killed_at = time.monotonic()
         holder.kill()
@@ -264,7 +265,7 @@ class FaultRun:
             return None  # stranded (counted by _settle) or settled twice
         outcome = finals[0]
         reserved = {s for t, s in seen if t == "inventory.reserved.v1"}
-        expected: dict[str, Any] = {
+        expected: tuple[set[str], str, str | None] = {
             "COMPLETED": (products, "payment.charged.v1", "inventory.consumed.v1"),
             "CANCELLED": (products, "payment.failed.v1", "inventory.released.v1"),
             "REJECTED": (set(), "inventory.reservation.failed.v1", None),
