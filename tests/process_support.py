@@ -32,7 +32,7 @@ class ServeProcess:
         command = [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port), *args]
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(
-                command, cwd=cwd, env={**env, "PYTHONPATH": str(REPO_ROOT)},
+                command, cwd=cwd, env=env,
                 stdout=log, stderr=subprocess.STDOUT,
             )
 
@@ -65,4 +65,4 @@ def environment_without_servers(**extra: str) -> dict[str, str]:
     """This process's environment minus DATABASE_URL and REDIS_URL (the embedded defaults)."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.setdefault("XDG_RUNTIME_DIR", f"/tmp/runtime-{os.getuid()}")
-    return {**env, **extra}
+    return {**env, "PYTHONPATH": str(REPO_ROOT), **extra}

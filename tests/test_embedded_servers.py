@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -80,6 +82,13 @@ def test_the_servers_stop_with_the_second_of_two_processes(start: Start, data_di
     assert embedded_pids(data_dir) == servers  # the second process reused them
     assert users(data_dir) == sorted([first.pid, second.pid])
 
+    migrate = subprocess.run(  # another command, on the same servers, exits meanwhile
+        [sys.executable, "-m", "service.cli", "migrate"], cwd=data_dir.parent, env=environment_without_servers(), timeout=120,
+        capture_output=True, text=True,
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    assert all(pid_alive(pid) for pid in servers)
+
     first.terminate()
     assert all(pid_alive(pid) for pid in servers)
     second.wait_healthy(within=10)  # still serving on them
@@ -101,6 +110,17 @@ def test_a_killed_process_does_not_keep_the_servers_up(start: Start, data_dir: P
     survivor.terminate()
     assert not any(pid_alive(pid) for pid in servers)
     assert list((data_dir / "users").iterdir()) == []
+
+
+def test_another_command_alone_stops_the_servers_it_started(data_dir: Path) -> None:
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    migrate = subprocess.run(
+        [sys.executable, "-m", "service.cli", "migrate"], cwd=data_dir.parent, env=environment_without_servers(), timeout=120,
+        capture_output=True, text=True,
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    assert (data_dir / "pg" / "PG_VERSION").exists()
+    assert not (data_dir / "pg" / "postmaster.pid").exists()  # stopped cleanly on exit
 
 
 def test_a_process_started_after_the_last_one_left_starts_them_again(start: Start, data_dir: Path) -> None:
