@@ -53,6 +53,17 @@ def prepare(settings: Settings, *, migrate_schema: bool = True, with_redis: bool
     return resolved
 
 
+def embedded_servers(configured: Settings, resolved: Settings) -> list[str]:
+    """One line per embedded server in use: where it runs and where its data is."""
+    data_dir = Path(configured.data_dir).resolve()
+    lines = []
+    if not configured.database_url and resolved.database_url:
+        lines.append(f"PostgreSQL (embedded): {resolved.database_url}  data: {data_dir / 'pg'}")
+    if not configured.redis_url and resolved.redis_url:
+        lines.append(f"Redis (embedded): {resolved.redis_url}  data: {data_dir / 'redis'}")
+    return lines
+
+
 def export(settings: Settings) -> None:
     """Put resolved settings in the environment, for uvicorn worker processes."""
     for name, value in (

@@ -9,6 +9,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 
+from service.embedded import holding_embedded_servers
 from service.logs import configure_logging
 from service.settings import Settings
 from service.tracing import configure_tracing, shutdown_tracing
@@ -37,11 +38,13 @@ def _serve_args(parser: argparse.ArgumentParser) -> None:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from service.bootstrap import export, prepare
+    from service.bootstrap import embedded_servers, export, prepare
     from service.logs import log_config
 
     resolved = prepare(settings)
     export(resolved)
+    for line in embedded_servers(settings, resolved):
+        print(line, flush=True)
     print(f"eventgraph: http://{args.host}:{args.port}/graphql", flush=True)
     with _metrics_shared_by(args.workers):
         uvicorn.run(
@@ -125,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         command_parser.set_defaults(run=run)
     args = parser.parse_args(argv)
     try:
-        return int(args.run(args, settings))
+        with holding_embedded_servers(settings):  # the last process out stops them
+            return int(args.run(args, settings))
     finally:
         shutdown_tracing()
 

@@ -4,7 +4,8 @@
 persisting (RDB + AOF) under ``data_dir``, and returns ``redis://127.0.0.1:PORT/0``.
 A server already started for the same ``data_dir`` (found via ``redis.port`` and
 ``redis.pid`` there, and confirmed by ``CONFIG GET dir``) is reused. The server
-outlives the Python process; ``stop_embedded_redis(data_dir)`` shuts it down.
+outlives the Python process that started it; ``stop_embedded_redis(data_dir)`` shuts it
+down (``service.embedded`` does, when the last eventgraph process using it exits).
 """
 
 from __future__ import annotations
@@ -90,13 +91,18 @@ def _serves(port: int, data_dir: Path) -> bool:
 
 
 @contextlib.contextmanager
-def _locked(data_dir: Path) -> Iterator[None]:
-    with open(data_dir / "redis.lock", "w") as lock:
+def file_lock(path: Path) -> Iterator[None]:
+    """Holds an exclusive flock on ``path`` (between processes) for the block."""
+    with open(path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _locked(data_dir: Path) -> contextlib.AbstractContextManager[None]:
+    return file_lock(data_dir / "redis.lock")
 
 
 def _running_port(data_dir: Path) -> int | None:

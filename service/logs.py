@@ -63,11 +63,8 @@ def log_config(log_format: str, level: str = "INFO") -> dict[str, Any]:
         "root": {"handlers": ["default"], "level": level.upper()},
         "loggers": {
             # uvicorn's own handlers off: its lines reach the root's, in the same format
-            **{
-                name: {"handlers": [], "propagate": True, "level": level.upper()}
-                for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
-            },
-            "alembic": {"level": "WARNING"},  # a line per plugin at start-up; "migrated" is ours
+            name: {"handlers": [], "propagate": True, "level": level.upper()}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
         },
     }
 

@@ -17,7 +17,7 @@ stop_server() {
     kill -KILL "$server_pid" 2>/dev/null || true
   fi
   if [ -z "${REDIS_URL:-}" ] && [ -d "$EVENTGRAPH_DATA_DIR/redis" ]; then
-    # the embedded servers outlive `serve` by design; stop the ones this check started
+    # `serve` stops its embedded servers on SIGTERM; this covers one that had to be killed
     python -c 'import sys; from service.embedded_redis import stop_embedded_redis as s; s(sys.argv[1])' \
       "$EVENTGRAPH_DATA_DIR/redis" || true
   fi
