@@ -40,6 +40,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 from strawberry.utils.aio import aclosing
 
 from api.context import Context
+from api.persisted import DocumentRefused, persisted_hash
 from service.context import Principal
 from service.settings import Settings
 
@@ -140,7 +141,27 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             )
             await self.send_message({"id": message["id"], "type": "error", "payload": [error.formatted]})
             return
+        try:
+            message = await self._with_document(message)
+        except DocumentRefused as refused:
+            error = GraphQLError(refused.message, extensions={"code": refused.code})
+            await self.send_message({"id": message["id"], "type": "error", "payload": [error.formatted]})
+            return
         await super().handle_subscribe(message)
+
+    async def _with_document(self, message: SubscribeMessage) -> SubscribeMessage:
+        """The message with its persisted document (APQ's hash, trusted documents' check)."""
+        payload = message.get("payload")
+        documents = self.view.documents  # type: ignore[attr-defined]
+        if not self.connection_acknowledged or not isinstance(payload, dict):
+            return message
+        extensions = payload.get("extensions")
+        sha256_hash = persisted_hash(extensions) if isinstance(extensions, dict) else None
+        if sha256_hash is None and documents.trusted is None:
+            return message
+        query = payload.get("query")
+        query = await documents.document(query if isinstance(query, str) else None, sha256_hash)
+        return {**message, "payload": {**payload, "query": query}}
 
     @staticmethod
     def _get_pre_execution_close_reason(error: GraphQLError) -> str | None:

@@ -14,6 +14,7 @@ from service.inventory import ProductCommands
 from service.live import LiveQueries
 from service.orders import OrderCommands
 from service.payments import WalletCommands
+from service.persisted_documents import DocumentStore, document_store
 from service.settings import Settings
 from service.stream_commands import StreamCommands
 
@@ -39,6 +40,7 @@ class Services:
     live: LiveQueries
     products: ProductCommands
     wallets: WalletCommands
+    documents: DocumentStore  # automatic persisted queries' documents
 
     @classmethod
     async def start(cls, settings: Settings, dsn: str) -> Services:
@@ -67,10 +69,12 @@ class Services:
             live=LiveQueries(hub, reader, read_models),
             products=ProductCommands(commands),
             wallets=WalletCommands(commands),
+            documents=document_store(settings, pool),
         )
 
     async def close(self) -> None:
         await self.live.hub.close()
         await self.read_models.close()
         await self.appender.close()
+        await self.documents.close()
         await self.pool.close()

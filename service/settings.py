@@ -45,6 +45,11 @@ class Settings:
     # Pages on these origins may open WebSockets ("*": any). Safe as "*": a socket's only
     # credential is the token in connection_init, never a cookie a browser adds by itself.
     allowed_origins: tuple[str, ...] = ("*",)
+    # Automatic persisted queries: seconds a document stays in Redis after its last use
+    # there (0: no expiry). The database store keeps documents until deleted.
+    apq_ttl: float = 7 * 86400.0
+    # A JSON object {sha256 hex: document}: when set, only those documents run.
+    trusted_documents: Path | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -72,6 +77,8 @@ class Settings:
             ws_init_timeout=_float("EVENTGRAPH_WS_INIT_TIMEOUT", 10.0),
             ws_ping_interval=_float("EVENTGRAPH_WS_PING_INTERVAL", 15.0),
             ws_max_subscriptions=_int("EVENTGRAPH_WS_MAX_SUBSCRIPTIONS", 100),
+            apq_ttl=_float("EVENTGRAPH_APQ_TTL", 7 * 86400.0),
+            trusted_documents=Path(env["EVENTGRAPH_TRUSTED_DOCUMENTS"]) if env.get("EVENTGRAPH_TRUSTED_DOCUMENTS") else None,
             allowed_origins=tuple(
                 o.strip() for o in env.get("EVENTGRAPH_ALLOWED_ORIGINS", "*").split(",") if o.strip()
             ),
