@@ -78,7 +78,7 @@ def persisted_hash(extensions: Mapping[str, Any] | None) -> str | None:
     if persisted is None:
         return None
     if not isinstance(persisted, dict) or persisted.get("version") != 1:
-        raise _bad_input("Unsupported persisted query: send {\"version\": 1, \"sha256Hash\": ...}.")
+        raise _bad_input('Unsupported persisted query: send {"version": 1, "sha256Hash": ...}.')
     sha256_hash = persisted.get("sha256Hash")
     if not is_sha256_hex(sha256_hash):
         raise _bad_input("`persistedQuery.sha256Hash` must be a SHA-256 in lower-case hex.")
@@ -92,7 +92,9 @@ def load_trusted_documents(path: Path) -> dict[str, str]:
     except (OSError, orjson.JSONDecodeError) as error:
         raise ValueError(f"EVENTGRAPH_TRUSTED_DOCUMENTS: cannot read {path}: {error}") from None
     if not isinstance(documents, dict) or not all(isinstance(d, str) for d in documents.values()):
-        raise ValueError(f"EVENTGRAPH_TRUSTED_DOCUMENTS: {path} must map hashes to document strings")
+        raise ValueError(
+            f"EVENTGRAPH_TRUSTED_DOCUMENTS: {path} must map hashes to document strings"
+        )
     wrong = [key for key, document in documents.items() if key != sha256_hex(document)]
     if wrong:
         raise ValueError(
@@ -129,7 +131,9 @@ class KnownDocuments:
 
 def selects_only_meta_fields(document: DocumentNode) -> bool:
     """Every operation's root fields are `__schema`, `__type` or `__typename`."""
-    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
     seen: set[str] = set()
 
     def only_meta(selection_set: SelectionSetNode) -> bool:
@@ -188,7 +192,11 @@ class PersistedDocuments:
             return query
         if sha256_hash is None:
             raise _bad_input("No GraphQL query found in the request.")
-        found = self.trusted.get(sha256_hash) if self.trusted is not None else await self._lookup(sha256_hash)
+        found = (
+            self.trusted.get(sha256_hash)
+            if self.trusted is not None
+            else await self._lookup(sha256_hash)
+        )
         if found is None:
             # the message and code Apollo's persisted-queries link looks for
             raise DocumentRefused(NOT_FOUND, "PersistedQueryNotFound", 200)
@@ -204,7 +212,9 @@ class PersistedDocuments:
             except GraphQLError:
                 pass
         raise DocumentRefused(
-            "FORBIDDEN", "Only trusted documents run on this server, and this is not one of them.", 403
+            "FORBIDDEN",
+            "Only trusted documents run on this server, and this is not one of them.",
+            403,
         )
 
     async def _lookup(self, sha256_hash: str) -> str | None:

@@ -36,7 +36,9 @@ class RedisDocuments:
 
     async def get(self, sha256_hash: str) -> str | None:
         key = REDIS_PREFIX + sha256_hash
-        value = await (self._client.getex(key, ex=self._ttl) if self._ttl else self._client.get(key))
+        value = await (
+            self._client.getex(key, ex=self._ttl) if self._ttl else self._client.get(key)
+        )
         return value.decode() if isinstance(value, bytes) else value
 
     async def put(self, sha256_hash: str, document: str) -> None:
