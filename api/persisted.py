@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -120,13 +121,14 @@ class KnownDocuments:
         return document
 
     def add(self, sha256_hash: str, document: str) -> None:
-        if sha256_hash in self._documents or len(document) > self._max_bytes:
+        size = sys.getsizeof(document)
+        if sha256_hash in self._documents or size > self._max_bytes:
             return
         self._documents[sha256_hash] = document
-        self._bytes += len(document)
+        self._bytes += size
         while self._bytes > self._max_bytes:
             _, dropped = self._documents.popitem(last=False)
-            self._bytes -= len(dropped)
+            self._bytes -= sys.getsizeof(dropped)
 
 
 def selects_only_meta_fields(document: DocumentNode) -> bool:

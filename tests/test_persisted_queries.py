@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +21,7 @@ import redis.asyncio as redis
 
 from api.app import create_app
 from api.auth import mint_token
+from api.persisted import KnownDocuments
 from service.container import Services
 from service.persisted_documents import REDIS_PREFIX
 from service.settings import Settings
@@ -367,3 +369,19 @@ def test_a_trusted_documents_file_with_a_wrong_hash_is_refused_at_start(
                 settings, trusted_documents=path, database_url="postgresql://unused"
             )
         )
+
+
+def test_known_documents_drop_the_least_recently_used_past_their_bytes() -> None:
+    documents = {name: name * 1000 for name in "abc"}
+    known = KnownDocuments(max_bytes=2 * sys.getsizeof(documents["a"]))
+    known.add("a", documents["a"])
+    known.add("b", documents["b"])
+    assert known.get("a") == documents["a"]  # now b is the least recently used
+    known.add("c", documents["c"])
+    assert (known.get("a"), known.get("b"), known.get("c")) == (
+        documents["a"],
+        None,
+        documents["c"],
+    )
+    known.add("huge", "x" * 10_000)  # larger than the whole budget: never kept
+    assert known.get("huge") is None and known.get("c") == documents["c"]
