@@ -24,6 +24,7 @@ from api.errors import INTERNAL_MESSAGE
 from api.operations import GraphQLRequest, Operations, Outcome, UnknownOperation
 from api.persisted import DocumentRefused, PersistedDocuments, persisted_hash
 from eventstore.records import time_ordered_text
+from service.context import Principal
 
 log = logging.getLogger("eventgraph.errors")
 
@@ -249,10 +250,12 @@ class GraphQLOverHTTP:
             request = request_of(parse_json(await self.body(receive, headers)))
         else:
             raise HTTPError(405, "GraphQL only supports GET and POST requests.", headers=_GET_OR_POST)
+        context = self.context_for(headers, correlation_id)
         if request.persisted_hash is not None or self.documents.trusted is not None:
-            query = await self.documents.document(request.query, request.persisted_hash)
+            may_store = isinstance(context.authenticated, Principal)
+            query = await self.documents.document(request.query, request.persisted_hash, may_store)
             request = dataclasses.replace(request, query=query)
-        outcome = await self.answer(request, method, self.context_for(headers, correlation_id))
+        outcome = await self.answer(request, method, context)
         # A request error answers 400 to clients of the spec's media type; `application/json`
         # clients keep the legacy 200.
         status = 400 if outcome.request_error and media_type == GRAPHQL_RESPONSE else 200

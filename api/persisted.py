@@ -3,8 +3,8 @@
 APQ: a request's `extensions.persistedQuery` is `{"version": 1, "sha256Hash": H}`. Without
 `query` the stored document H runs, or the answer is PERSISTED_QUERY_NOT_FOUND (HTTP 200:
 Apollo's link then sends the text with the hash). With `query`, H must be the text's
-lower-case hex SHA-256; the document is stored for every process (service's
-`DocumentStore`) when it parses and validates, and runs. A request without
+lower-case hex SHA-256; the document runs, and is stored for every process (service's
+`DocumentStore`) when it parses and validates and the caller has a valid token. A request without
 `persistedQuery` pays one dict lookup here.
 
 Trusted documents (`EVENTGRAPH_TRUSTED_DOCUMENTS`): only the file's documents run, by
@@ -182,14 +182,16 @@ class PersistedDocuments:
         self._known = KnownDocuments()
         self._store_failed_at = 0.0
 
-    async def document(self, query: str | None, sha256_hash: str | None) -> str:
-        """The document to run; DocumentRefused when there is none that may run."""
+    async def document(self, query: str | None, sha256_hash: str | None, may_store: bool) -> str:
+        """The document to run; DocumentRefused when there is none that may run. Only
+        callers with a valid token (`may_store`) add documents to the shared store: an
+        anonymous caller can run nothing but meta fields, and must not fill Redis."""
         if query:
             if sha256_hash is not None and sha256_hex(query) != sha256_hash:
                 raise _bad_input("`persistedQuery.sha256Hash` is not the SHA-256 of `query`.")
             if self.trusted is not None:
                 self._check_trusted(query)
-            elif sha256_hash is not None:
+            elif sha256_hash is not None and may_store:
                 await self._register(sha256_hash, query)
             return query
         if sha256_hash is None:

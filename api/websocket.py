@@ -160,7 +160,8 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         if sha256_hash is None and documents.trusted is None:
             return message
         query = payload.get("query")
-        query = await documents.document(query if isinstance(query, str) else None, sha256_hash)
+        may_store = isinstance(self.context.authenticated, Principal)
+        query = await documents.document(query if isinstance(query, str) else None, sha256_hash, may_store)
         return {**message, "payload": {**payload, "query": query}}
 
     @staticmethod

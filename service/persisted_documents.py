@@ -7,6 +7,7 @@ sharing a Redis, can only ever agree on a key's value.
 
 from __future__ import annotations
 
+import time
 from typing import Protocol
 
 import redis.asyncio as redis
@@ -49,24 +50,38 @@ class RedisDocuments:
 
 
 class DatabaseDocuments:
-    """A row per document, kept until deleted (no expiry: see the README)."""
+    """A row per document. With a `ttl`, a lookup marks its row used, and rows unused
+    that long are deleted (by a registration, at most every `PRUNE_INTERVAL` seconds)."""
 
-    def __init__(self, pool: Pool) -> None:
+    PRUNE_INTERVAL = 600.0
+
+    def __init__(self, pool: Pool, ttl: float | None) -> None:
         self._pool = pool
+        self._ttl = ttl if ttl and ttl > 0 else None
+        self._pruned_at = -self.PRUNE_INTERVAL
 
     async def get(self, sha256_hash: str) -> str | None:
-        document: str | None = await self._pool.fetchval(
-            "SELECT document FROM persisted_documents WHERE sha256_hash = $1", sha256_hash
-        )
+        if self._ttl is None:
+            sql = "SELECT document FROM persisted_documents WHERE sha256_hash = $1"
+        else:  # one round trip; an unknown hash updates nothing
+            sql = "UPDATE persisted_documents SET used_at = now() WHERE sha256_hash = $1 RETURNING document"
+        document: str | None = await self._pool.fetchval(sql, sha256_hash)
         return document
 
     async def put(self, sha256_hash: str, document: str) -> None:
         await self._pool.execute(
             "INSERT INTO persisted_documents (sha256_hash, document) VALUES ($1, $2)"
-            " ON CONFLICT (sha256_hash) DO NOTHING",
+            " ON CONFLICT (sha256_hash) DO UPDATE SET used_at = now()",
             sha256_hash,
             document,
         )
+        now = time.monotonic()
+        if self._ttl is not None and now - self._pruned_at >= self.PRUNE_INTERVAL:
+            self._pruned_at = now
+            await self._pool.execute(
+                "DELETE FROM persisted_documents WHERE used_at < now() - make_interval(secs => $1)",
+                self._ttl,
+            )
 
     async def close(self) -> None:
         pass  # the pool is the service's
@@ -77,4 +92,4 @@ def document_store(settings: Settings, pool: Pool) -> DocumentStore:
         # short timeouts: a lookup sits on a request's path, and a failed one is only a miss
         client = redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
         return RedisDocuments(client, settings.apq_ttl)
-    return DatabaseDocuments(pool)
+    return DatabaseDocuments(pool, settings.apq_ttl)

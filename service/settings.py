@@ -45,8 +45,8 @@ class Settings:
     # Pages on these origins may open WebSockets ("*": any). Safe as "*": a socket's only
     # credential is the token in connection_init, never a cookie a browser adds by itself.
     allowed_origins: tuple[str, ...] = ("*",)
-    # Automatic persisted queries: seconds a document stays in Redis after its last use
-    # there (0: no expiry). The database store keeps documents until deleted.
+    # Automatic persisted queries: seconds a document stays in the shared store (Redis, or
+    # the database without Redis) after its last use there (0: no expiry).
     apq_ttl: float = 7 * 86400.0
     # A JSON object {sha256 hex: document}: when set, only those documents run.
     trusted_documents: Path | None = None

@@ -23,7 +23,7 @@ from api.app import create_app
 from api.auth import mint_token
 from api.persisted import KnownDocuments
 from service.container import Services
-from service.persisted_documents import REDIS_PREFIX
+from service.persisted_documents import REDIS_PREFIX, DatabaseDocuments
 from service.settings import Settings
 from tests.conftest import Api
 from tests.subscription_support import GraphQLWS
@@ -63,43 +63,55 @@ def only_error(response: httpx.Response, code: str) -> str:
     return str(error["message"])
 
 
-async def test_miss_then_register_then_hit_over_post(api: Api) -> None:
+def bearer(settings: Settings) -> dict[str, str]:
+    return {"Authorization": f"Bearer {mint_token(settings.jwt_secret or '', 'cus_1', 'customer')}"}
+
+
+@pytest.fixture
+async def http(api: Api, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the `api` app with a customer's token (anonymous callers store nothing)."""
+    base_url = f"http://127.0.0.1:{api.port}"
+    async with httpx.AsyncClient(base_url=base_url, headers=bearer(settings), timeout=30) as client:
+        yield client
+
+
+async def test_miss_then_register_then_hit_over_post(http: httpx.AsyncClient) -> None:
     query = unique_query()
-    miss = await api.http.post("/graphql", json=apq(None, sha256(query)))
+    miss = await http.post("/graphql", json=apq(None, sha256(query)))
     assert miss.status_code == 200
     # the code and the message Apollo's persisted-queries link looks for
     assert only_error(miss, "PERSISTED_QUERY_NOT_FOUND") == "PersistedQueryNotFound"
 
-    registered = await api.http.post("/graphql", json=apq(query, sha256(query)))
+    registered = await http.post("/graphql", json=apq(query, sha256(query)))
     assert registered.json() == {"data": {"__typename": "Query"}}
 
-    hit = await api.http.post(
+    hit = await http.post(
         "/graphql", json=apq(None, sha256(query)), headers={"Accept": GRAPHQL_RESPONSE}
     )
     assert hit.status_code == 200
     assert hit.json() == {"data": {"__typename": "Query"}}
 
 
-async def test_the_miss_is_200_for_graphql_response_clients_too(api: Api) -> None:
-    miss = await api.http.post(
+async def test_the_miss_is_200_for_graphql_response_clients_too(http: httpx.AsyncClient) -> None:
+    miss = await http.post(
         "/graphql", json=apq(None, sha256(unique_query())), headers={"Accept": GRAPHQL_RESPONSE}
     )
     assert miss.status_code == 200
     only_error(miss, "PERSISTED_QUERY_NOT_FOUND")
 
 
-async def test_miss_then_register_then_hit_over_get(api: Api) -> None:
+async def test_miss_then_register_then_hit_over_get(http: httpx.AsyncClient) -> None:
     query = unique_query()
     # httpx sends Accept: */*; a request with extensions is an operation, not a browser
-    miss = await api.http.get("/graphql", params=get_params(apq(None, sha256(query))))
+    miss = await http.get("/graphql", params=get_params(apq(None, sha256(query))))
     assert miss.status_code == 200
     only_error(miss, "PERSISTED_QUERY_NOT_FOUND")
 
-    registered = await api.http.get("/graphql", params=get_params(apq(query, sha256(query))))
+    registered = await http.get("/graphql", params=get_params(apq(query, sha256(query))))
     assert registered.json() == {"data": {"__typename": "Query"}}
 
     body = {**apq(None, sha256(query)), "variables": {}, "operationName": query.split()[1]}
-    hit = await api.http.get("/graphql", params=get_params(body))
+    hit = await http.get("/graphql", params=get_params(body))
     assert hit.json() == {"data": {"__typename": "Query"}}
 
 
@@ -119,6 +131,22 @@ async def test_variables_and_tokens_work_with_a_stored_document(api: Api) -> Non
         "/graphql", json={**apq(None, sha256(query)), "variables": {"c": "cus_1"}}
     )
     assert anonymous.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_anonymous_callers_run_documents_but_store_none(
+    api: Api, http: httpx.AsyncClient, dsn: str
+) -> None:
+    query = unique_query()
+    ran = await api.http.post("/graphql", json=apq(query, sha256(query)))
+    assert ran.json() == {"data": {"__typename": "Query"}}
+    only_error(
+        await api.http.post("/graphql", json=apq(None, sha256(query))), "PERSISTED_QUERY_NOT_FOUND"
+    )
+    assert await stored_rows(dsn) == 0
+    await http.post("/graphql", json=apq(query, sha256(query)))
+    # stored by a caller with a token, the document serves anonymous callers too
+    hit = await api.http.post("/graphql", json=apq(None, sha256(query)))
+    assert hit.json() == {"data": {"__typename": "Query"}}
 
 
 async def test_a_stored_mutation_is_refused_over_get(api: Api) -> None:
@@ -142,24 +170,30 @@ async def test_a_stored_mutation_is_refused_over_get(api: Api) -> None:
         "abc",
     ],
 )
-async def test_a_wrong_hash_or_version_is_bad_user_input(api: Api, persisted: object) -> None:
+async def test_a_wrong_hash_or_version_is_bad_user_input(
+    http: httpx.AsyncClient, persisted: object
+) -> None:
     body = {"query": "{ __typename }", "extensions": {"persistedQuery": persisted}}
-    response = await api.http.post("/graphql", json=body)
+    response = await http.post("/graphql", json=body)
     assert response.status_code == 400
     only_error(response, "BAD_USER_INPUT")
 
 
-async def test_a_hash_only_request_with_a_malformed_hash_is_bad_user_input(api: Api) -> None:
-    response = await api.http.post("/graphql", json=apq(None, "x" * 64))
+async def test_a_hash_only_request_with_a_malformed_hash_is_bad_user_input(
+    http: httpx.AsyncClient,
+) -> None:
+    response = await http.post("/graphql", json=apq(None, "x" * 64))
     assert response.status_code == 400
     only_error(response, "BAD_USER_INPUT")
 
 
-async def test_a_document_that_fails_validation_is_not_stored(api: Api, dsn: str) -> None:
+async def test_a_document_that_fails_validation_is_not_stored(
+    http: httpx.AsyncClient, dsn: str
+) -> None:
     for query in (f"{{ noSuchField{uuid.uuid4().hex} }}", f"{{ __typename {uuid.uuid4().hex}"):
-        response = await api.http.post("/graphql", json=apq(query, sha256(query)))
+        response = await http.post("/graphql", json=apq(query, sha256(query)))
         assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
-        miss = await api.http.post("/graphql", json=apq(None, sha256(query)))
+        miss = await http.post("/graphql", json=apq(None, sha256(query)))
         only_error(miss, "PERSISTED_QUERY_NOT_FOUND")
     assert await stored_rows(dsn) == 0
 
@@ -182,7 +216,9 @@ async def two_instances(
         for _ in range(2):
             services = await Services.start(settings, dsn)
             stack.push_async_callback(services.close)
-            clients.append(await stack.enter_async_context(serving(settings, services)))
+            client = await stack.enter_async_context(serving(settings, services))
+            client.headers.update(bearer(settings))
+            clients.append(client)
         yield clients[0], clients[1]
 
 
@@ -369,6 +405,26 @@ def test_a_trusted_documents_file_with_a_wrong_hash_is_refused_at_start(
                 settings, trusted_documents=path, database_url="postgresql://unused"
             )
         )
+
+
+async def test_the_database_store_deletes_documents_unused_past_the_ttl(
+    services: Services, dsn: str
+) -> None:
+    await DatabaseDocuments(services.pool, ttl=60).put("old", "{ __typename }")
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("UPDATE persisted_documents SET used_at = now() - interval '61 seconds'")
+        store = DatabaseDocuments(services.pool, ttl=60)  # a process that has not pruned yet
+        await store.put("new", "{ __typename }")
+        assert await store.get("old") is None
+        assert await store.get("new") == "{ __typename }"
+        await conn.execute("UPDATE persisted_documents SET used_at = now() - interval '30 seconds'")
+        assert await store.get("new") == "{ __typename }"  # a lookup marks it used again
+        assert await conn.fetchval(
+            "SELECT now() - used_at < interval '5 seconds' FROM persisted_documents"
+        )
+    finally:
+        await conn.close()
 
 
 def test_known_documents_drop_the_least_recently_used_past_their_bytes() -> None:

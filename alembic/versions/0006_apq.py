@@ -14,16 +14,18 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # Keyed by the lower-case hex SHA-256 of the document text (service/persisted_documents.py).
+    # Keyed by the lower-case hex SHA-256 of the document text; rows unused for
+    # EVENTGRAPH_APQ_TTL are deleted by range (service/persisted_documents.py).
     op.execute(
         """
         CREATE TABLE persisted_documents (
             sha256_hash  text        PRIMARY KEY,
             document     text        NOT NULL,
-            stored_at    timestamptz NOT NULL DEFAULT now()
+            used_at      timestamptz NOT NULL DEFAULT now()
         )
         """
     )
+    op.execute("CREATE INDEX persisted_documents_by_use ON persisted_documents (used_at)")
 
 
 def downgrade() -> None:
