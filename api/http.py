@@ -8,7 +8,6 @@ the legacy 200. Malformed HTTP requests answer 4xx with a coded GraphQL error bo
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -254,7 +253,7 @@ class GraphQLOverHTTP:
         if request.persisted_hash is not None or self.documents.trusted is not None:
             may_store = isinstance(context.authenticated, Principal)
             query = await self.documents.document(request.query, request.persisted_hash, may_store)
-            request = dataclasses.replace(request, query=query)
+            request = GraphQLRequest(query, request.variables, request.operation_name, request.persisted_hash)
         outcome = await self.answer(request, method, context)
         # A request error answers 400 to clients of the spec's media type; `application/json`
         # clients keep the legacy 200.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import sys
 import time
 from collections import OrderedDict
@@ -42,7 +43,7 @@ from service.persisted_documents import DocumentStore
 log = logging.getLogger(__name__)
 
 NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
-_HEX = frozenset("0123456789abcdef")
+_SHA256_HEX = re.compile("[0-9a-f]{64}")
 KNOWN_DOCUMENTS_BYTES = 8 * 1024 * 1024  # per process, in front of the shared store
 
 
@@ -70,7 +71,7 @@ def sha256_hex(text: str) -> str:
 
 
 def is_sha256_hex(value: object) -> bool:
-    return isinstance(value, str) and len(value) == 64 and _HEX.issuperset(value)
+    return isinstance(value, str) and _SHA256_HEX.fullmatch(value) is not None
 
 
 def persisted_hash(extensions: Mapping[str, Any] | None) -> str | None:
