@@ -26,6 +26,7 @@ from api.graphiql import graphiql_html, graphiql_routes
 from api.http import GraphQLOverHTTP, correlation_id_of
 from api.metrics import metrics_endpoint
 from api.operations import Operations
+from api.persisted import PersistedDocuments, load_trusted_documents
 from api.schema import ApiSchema, build_schema
 from api.websocket import TextWebSocketAdapter, TransportWSHandler, websocket_options
 from service.container import Services
@@ -44,10 +45,13 @@ class GraphQLOverWebSocket(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = TransportWSHandler
     websocket_adapter_class = TextWebSocketAdapter
 
-    def __init__(self, schema: ApiSchema, contexts: ContextFactory, **kwargs: Any) -> None:
+    def __init__(
+        self, schema: ApiSchema, contexts: ContextFactory, documents: PersistedDocuments, **kwargs: Any
+    ) -> None:
         super().__init__(schema.strawberry, graphql_ide=None, **kwargs)
         self._contexts = contexts
         self._parse = schema.guard.parse
+        self.documents = documents  # for `subscribe` payloads (TransportWSHandler)
 
     def operation_of(self, query: str, operation_name: str | None) -> tuple[str, str | None]:
         """The type (query, mutation, subscription; `unknown` for a document that names none)
@@ -100,10 +104,17 @@ def create_app(settings: Settings, services: Services | None = None) -> GraphQLF
     services_ref: dict[str, Services] = {}
     schema = build_schema(settings)
     contexts = ContextFactory(services_ref, settings)
-    over_http = GraphQLOverHTTP(
-        Operations(schema), contexts, graphiql_html, max_body_bytes=settings.max_body_bytes
+    documents = PersistedDocuments(
+        schema.guard,
+        lambda: services_ref["services"].documents,
+        trusted=load_trusted_documents(settings.trusted_documents) if settings.trusted_documents else None,
+        introspection=settings.introspection,
+        max_document_bytes=settings.max_body_bytes,
     )
-    over_websocket = GraphQLOverWebSocket(schema, contexts, **websocket_options(settings))
+    over_http = GraphQLOverHTTP(
+        Operations(schema), contexts, graphiql_html, documents, max_body_bytes=settings.max_body_bytes
+    )
+    over_websocket = GraphQLOverWebSocket(schema, contexts, documents, **websocket_options(settings))
     # ErrorCodes logs each unexpected error once, with the correlation id; strawberry's own
     # logger would also log every client mistake (a bad token, a typo) as an ERROR.
     logging.getLogger("strawberry.execution").setLevel(logging.CRITICAL)

@@ -23,7 +23,9 @@ from api.context import Context
 from api.errors import INTERNAL_MESSAGE
 from api.metrics import first_code, observe_request
 from api.operations import GraphQLRequest, Operations, Outcome, UnknownOperation
+from api.persisted import DocumentRefused, PersistedDocuments, persisted_hash
 from eventstore.records import time_ordered_text
+from service.context import Principal
 from service.logs import CORRELATION_ID
 from service.tracing import operation_span
 
@@ -140,14 +142,16 @@ def request_of(data: Any) -> GraphQLRequest:
     variables = data.get("variables")
     if not isinstance(variables, dict | None):
         raise HTTPError(400, "The GraphQL operation's `variables` must be an object or null, if provided.")
-    if not isinstance(data.get("extensions"), dict | None):
+    extensions = data.get("extensions")
+    if not isinstance(extensions, dict | None):
         raise HTTPError(400, "The GraphQL operation's `extensions` must be an object or null, if provided.")
     operation_name = data.get("operationName")
     if not isinstance(operation_name, str | None):
         raise HTTPError(400, "`operationName` must be a string or null.")
-    if not query:
+    sha256_hash = persisted_hash(extensions) if extensions else None
+    if not query and sha256_hash is None:
         raise HTTPError(400, "No GraphQL query found in the request.")
-    return GraphQLRequest(query, variables, operation_name)
+    return GraphQLRequest(query or "", variables, operation_name, sha256_hash)
 
 
 def parse_json(data: bytes | str) -> Any:
@@ -223,9 +227,11 @@ class GraphQLOverHTTP:
         operations: Operations,
         context_for: Callable[[dict[str, str], str], Context],
         graphiql: Callable[[str], str],
+        documents: PersistedDocuments,
         max_body_bytes: int = 1024 * 1024,
     ) -> None:
         self.operations = operations
+        self.documents = documents
         self.context_for = context_for
         self.graphiql = graphiql
         self.max_body_bytes = max_body_bytes
@@ -240,6 +246,9 @@ class GraphQLOverHTTP:
             response = await self.respond(scope, receive, headers, media_type, correlation_id)
         except HTTPError as error:
             response = error_response(error, media_type)
+        except DocumentRefused as refused:
+            status = refused.status if media_type == GRAPHQL_RESPONSE else refused.json_status
+            response = error_response(HTTPError(status, refused.message, refused.code), media_type)
         except Exception:  # a bug: still a coded answer, and the log has the details
             log.exception("unexpected error (correlation id %s) serving %s", correlation_id, scope["method"])
             response = error_response(HTTPError(500, INTERNAL_MESSAGE, code="INTERNAL_SERVER_ERROR"), media_type)
@@ -253,14 +262,19 @@ class GraphQLOverHTTP:
         method = scope["method"]
         if method == "GET":
             params = params_of(scope["query_string"])
-            if "query" not in params and wants_html(headers):
+            if "query" not in params and "extensions" not in params and wants_html(headers):
                 return Reply(200, self.graphiql(scope["path"]).encode(), "text/html; charset=utf-8")
             request = request_of(params)
         elif method == "POST":
             request = request_of(parse_json(await self.body(receive, headers)))
         else:
             raise HTTPError(405, "GraphQL only supports GET and POST requests.", headers=_GET_OR_POST)
-        outcome = await self.answer(request, method, self.context_for(headers, correlation_id), headers)
+        context = self.context_for(headers, correlation_id)
+        if request.persisted_hash is not None or self.documents.trusted is not None:
+            may_store = isinstance(context.authenticated, Principal)
+            query = await self.documents.document(request.query, request.persisted_hash, may_store)
+            request = GraphQLRequest(query, request.variables, request.operation_name, request.persisted_hash)
+        outcome = await self.answer(request, method, context, headers)
         # A request error answers 400 to clients of the spec's media type; `application/json`
         # clients keep the legacy 200.
         status = 400 if outcome.request_error and media_type == GRAPHQL_RESPONSE else 200

@@ -39,6 +39,7 @@ class GraphQLRequest:
     query: str
     variables: dict[str, Any] | None = None
     operation_name: str | None = None
+    persisted_hash: str | None = None  # extensions.persistedQuery's (api.persisted)
 
 
 # strawberry's check (a type lookup first), typed as graphql-core's TypeGuard expects

@@ -42,6 +42,7 @@ from strawberry.utils.aio import aclosing
 from api.context import Context
 from api.errors import error_code
 from api.metrics import SUBSCRIPTIONS, WEBSOCKETS, observe_request
+from api.persisted import DocumentRefused, persisted_hash
 from service.context import Principal
 from service.logs import CORRELATION_ID
 from service.settings import Settings
@@ -146,6 +147,12 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             )
             await self.send_message({"id": message["id"], "type": "error", "payload": [error.formatted]})
             return
+        try:
+            message = await self._with_document(message)
+        except DocumentRefused as refused:
+            error = GraphQLError(refused.message, extensions={"code": refused.code})
+            await self.send_message({"id": message["id"], "type": "error", "payload": [error.formatted]})
+            return
         await super().handle_subscribe(message)
 
     async def _send_result_stream(self, operation: Operation[Context, None], result_source: Any) -> None:
@@ -159,6 +166,21 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         with span:
             async with aclosing(_observed(operation_type, result_source)) as observed:
                 await super()._send_result_stream(operation, observed)
+
+    async def _with_document(self, message: SubscribeMessage) -> SubscribeMessage:
+        """The message with its persisted document (APQ's hash, trusted documents' check)."""
+        payload = message.get("payload")
+        documents = self.view.documents  # type: ignore[attr-defined]
+        if not self.connection_acknowledged or not isinstance(payload, dict):
+            return message
+        extensions = payload.get("extensions")
+        sha256_hash = persisted_hash(extensions) if isinstance(extensions, dict) else None
+        if sha256_hash is None and documents.trusted is None:
+            return message
+        query = payload.get("query")
+        may_store = isinstance(self.context.authenticated, Principal)
+        query = await documents.document(query if isinstance(query, str) else None, sha256_hash, may_store)
+        return {**message, "payload": {**payload, "query": query}}
 
     @staticmethod
     def _get_pre_execution_close_reason(error: GraphQLError) -> str | None:

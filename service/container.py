@@ -15,6 +15,7 @@ from service.inventory import ProductCommands
 from service.live import LiveQueries
 from service.orders import OrderCommands
 from service.payments import WalletCommands
+from service.persisted_documents import DocumentStore, document_store
 from service.settings import Settings
 from service.snapshots import Snapshots
 from service.stream_commands import StreamCommands
@@ -42,6 +43,7 @@ class Services:
     products: ProductCommands
     wallets: WalletCommands
     snapshots: Snapshots
+    documents: DocumentStore  # automatic persisted queries' documents
 
     @classmethod
     async def start(cls, settings: Settings, dsn: str) -> Services:
@@ -72,6 +74,7 @@ class Services:
             products=ProductCommands(commands),
             wallets=WalletCommands(commands),
             snapshots=snapshots,
+            documents=document_store(settings, pool),
         )
 
     async def close(self) -> None:
@@ -79,4 +82,5 @@ class Services:
         await self.read_models.close()
         await self.appender.close()
         await self.snapshots.close()
+        await self.documents.close()
         await self.pool.close()

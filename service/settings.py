@@ -47,6 +47,11 @@ class Settings:
     allowed_origins: tuple[str, ...] = ("*",)
     metrics_token: str | None = None  # set: GET /metrics needs `Authorization: Bearer <it>`
     log_format: str = "text"  # text | json
+    # Automatic persisted queries: seconds a document stays in the shared store (Redis, or
+    # the database without Redis) after its last use there (0: no expiry).
+    apq_ttl: float = 7 * 86400.0
+    # A JSON object {sha256 hex: document}: when set, only those documents run.
+    trusted_documents: Path | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -76,6 +81,8 @@ class Settings:
             ws_max_subscriptions=_int("EVENTGRAPH_WS_MAX_SUBSCRIPTIONS", 100),
             metrics_token=env.get("EVENTGRAPH_METRICS_TOKEN") or None,
             log_format=env.get("EVENTGRAPH_LOG_FORMAT", "text").strip().lower() or "text",
+            apq_ttl=_float("EVENTGRAPH_APQ_TTL", 7 * 86400.0),
+            trusted_documents=Path(env["EVENTGRAPH_TRUSTED_DOCUMENTS"]) if env.get("EVENTGRAPH_TRUSTED_DOCUMENTS") else None,
             allowed_origins=tuple(
                 o.strip() for o in env.get("EVENTGRAPH_ALLOWED_ORIGINS", "*").split(",") if o.strip()
             ),

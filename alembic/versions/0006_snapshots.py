@@ -1,14 +1,14 @@
 """Aggregate snapshots: an aggregate's state at a stream version, to fold from.
 
 Revision ID: 0006_snapshots
-Revises: 0005
+Revises: 0006_apq
 Create Date: 2026-12-05
 """
 
 from alembic import op
 
 revision = "0006_snapshots"
-down_revision = "0005"
+down_revision = "0006_apq"
 branch_labels = None
 depends_on = None
 
