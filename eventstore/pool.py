@@ -61,6 +61,20 @@ class Pool:
         for conn in connections:
             self._put(conn)
 
+    @property
+    def size(self) -> int:
+        """Connections open or opening: never more than max_size."""
+        return self._size
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
+    @property
+    def busy(self) -> int:
+        """Connections held by callers (or being opened for one)."""
+        return self._size - len(self._idle)
+
     def acquire(self) -> _Acquired:
         return _Acquired(self)
 

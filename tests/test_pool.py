@@ -7,7 +7,8 @@ import asyncio
 import asyncpg
 import pytest
 
-from eventstore.pool import create_pool, fetch_read
+from eventstore import Appender, AppendRequest, EventStoreError, NewEvent, StreamWrite
+from eventstore.pool import Pool, create_pool, fetch_read
 
 
 async def backend_pids(dsn: str, pool_pids: set[int]) -> set[int]:
@@ -101,3 +102,29 @@ async def test_a_closed_pool_refuses_and_its_waiters_get_an_error(dsn: str) -> N
             await waiter
     with pytest.raises(asyncpg.InterfaceError):
         await pool.fetchval("SELECT 1")
+
+
+def slots(pool: Pool) -> tuple[int, int, int]:
+    """(open, idle, busy): busy is what callers hold; the three always add up."""
+    return pool.size, pool.idle, pool.busy
+
+
+async def test_failed_appends_give_every_connection_back(dsn: str) -> None:
+    """A batch PostgreSQL refuses (a NUL, which jsonb cannot store) used to leave its slot
+    taken for good: after `max_size` of them every acquire waited forever."""
+    pool = await create_pool(dsn, min_size=1, max_size=2)
+    appender = Appender(pool)
+    try:
+        for _ in range(5):
+            with pytest.raises(EventStoreError):
+                await asyncio.wait_for(
+                    appender.append(AppendRequest([StreamWrite("nul-1", [NewEvent("t.v1", {"x": "a\x00b"}, {})])])), 10
+                )
+        result = await asyncio.wait_for(
+            appender.append(AppendRequest([StreamWrite("ok-1", [NewEvent("t.v1", {"x": "ab"}, {})])])), 10
+        )
+        assert result.last_position == 1
+        assert pool.busy == 0 and pool.size == pool.idle <= 2
+    finally:
+        await appender.close()
+        await pool.close()
