@@ -66,7 +66,7 @@ async def test_a_database_restart(api: Api, restartable: PrivatePostgres) -> Non
     order_id = created["data"]["createOrder"]["order"]["id"]
     await asyncio.to_thread(restartable.stop)
     try:
-        for query in (CREATE, '{ order(id: "%s") { id } }' % order_id, "{ headPosition }"):
+        for query in (CREATE, f'{{ order(id: "{order_id}") {{ id }} }}', "{ headPosition }"):
             assert_unavailable(await api.http.post("/graphql", json={"query": query}, headers=auth))
         health = await api.http.get("/healthz")
         assert (health.status_code, health.json()) == (
