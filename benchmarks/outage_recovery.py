@@ -12,23 +12,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import shutil
-import signal
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import asyncpg
 import httpx
 
 from api.auth import mint_token
-from benchmarks._serve import free_port, wait_healthy
+from benchmarks._serve import served
 from service.database import migrate
-from service.embedded_redis import stop_embedded_redis
 from tests.private_postgres import PrivatePostgres, private_postgres
 
 CREATE = {"query": 'mutation { createOrder(input: {customerId: "cus_1"}) { position } }'}
@@ -84,52 +76,20 @@ def main() -> None:
         asyncio.run(_create_database(server.url()))
         url = server.url("eventgraph")
         migrate(url)
-        work = Path(tempfile.mkdtemp(prefix="eventgraph-bench-"))
-        secret = "bench-" + os.urandom(24).hex()
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        env = {
-            **os.environ,
-            "DATABASE_URL": url,
-            "EVENTGRAPH_JWT_SECRET": secret,
-            "EVENTGRAPH_DATA_DIR": str(work / "data"),
-            "EVENTGRAPH_RUN_RELAY": "0",
-            "EVENTGRAPH_RUN_SAGA": "0",
-        }
-        eventgraph = str(Path(sys.executable).parent / "eventgraph")
-        with (work / "serve.log").open("wb") as log:
-            serve = subprocess.Popen(
-                [eventgraph, "serve", "--port", str(port), "--workers", "1", "--log-level", "info"],
-                env=env, stdout=log, stderr=subprocess.STDOUT,
-            )
-        try:
-            wait_healthy(base, serve)
-            headers = {"Authorization": f"Bearer {mint_token(secret, 'cus_1', 'customer')}"}
-            with httpx.Client(base_url=base, timeout=30) as http:
+        with served(url, EVENTGRAPH_RUN_RELAY="0", EVENTGRAPH_RUN_SAGA="0") as serve:
+            headers = {"Authorization": f"Bearer {mint_token(serve.secret, 'cus_1', 'customer')}"}
+            with httpx.Client(base_url=serve.base, timeout=30) as http:
                 for _ in range(20):  # warm
                     write(http, headers)
                 for mode in ("fast", "immediate"):
                     results = [outage(server, http, headers, mode, args.down) for _ in range(args.rounds)]
                     print(f"pg_ctl stop -m {mode}, {args.rounds} rounds, {args.down:g} s down each:")
                     for key in results[0]:
-                        values = [r[key] for r in results]
+                        values = [round(r[key], 1) for r in results]
                         print(f"  {key:24} median {statistics.median(values):9.1f}   all {values}")
-            logged = (work / "serve.log").read_text()
-            notable = [
-                line for line in logged.splitlines()
-                if " WARNING " in line or " ERROR " in line or "eventgraph.outage" in line
-            ]
-            print(f"serve log over {2 * args.rounds} outages: {logged.count('Traceback')} tracebacks,"
-                  f" {len(notable)} warnings or errors or outage lines; the first 12:")
-            print("\n".join("  " + line[:160] for line in notable[:12]))
-        finally:
-            serve.send_signal(signal.SIGTERM)
-            try:
-                serve.wait(15)
-            except subprocess.TimeoutExpired:
-                serve.kill()
-            stop_embedded_redis(work / "data" / "redis")
-            shutil.rmtree(work, ignore_errors=True)
+            logged = (serve.work / "serve.log").read_text()
+            print(f"serve log (warnings and up) over {2 * args.rounds} outages:"
+                  f" {logged.count('Traceback')} tracebacks, {logged.count('eventgraph.outage')} outage lines")
 
 
 async def _create_database(admin_url: str) -> None:
