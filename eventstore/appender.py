@@ -124,7 +124,7 @@ class Appender:
         One bad request in a batch of n costs ~2 log2(n) more transactions."""
         try:
             await self._commit(conn, batch)
-        except asyncpg.PostgresError as error:
+        except (asyncpg.PostgresError, UnstorableData) as error:
             if unreachable(error):
                 raise
             if len(batch) > 1:
@@ -135,7 +135,7 @@ class Appender:
                 batch[0].error = UnstorableData(f"the input cannot be stored: {error.message[:200]}")
                 batch[0].error.__cause__ = error
             else:
-                batch[0].error = error  # a bug, not the client's data
+                batch[0].error = error  # UnstorableData already, or a bug: not the client's data
 
     async def _commit(self, conn: asyncpg.Connection, batch: list[_Pending]) -> None:
         requests = [pending.request for pending in batch]
@@ -160,9 +160,11 @@ class Appender:
             "k_first": [k.first for k in keys],
             "k_last": [k.last for k in keys],
         }
-        rows = await conn.fetch(
-            _APPEND, dumps(batch_json), self._outbox, NOTIFY_CHANNEL, APPEND_LOCK_KEY
-        )
+        try:
+            payload = dumps(batch_json)
+        except TypeError as error:  # orjson: a value JSON cannot hold (a lone surrogate)
+            raise UnstorableData(f"the input cannot be stored: {str(error)[:200]}") from error
+        rows = await conn.fetch(_APPEND, payload, self._outbox, NOTIFY_CHANNEL, APPEND_LOCK_KEY)
         for pending, row in zip(batch, rows, strict=True):
             pending.result, pending.error = _outcome(pending.request, row)
 

@@ -298,8 +298,9 @@ def test_time_ordered_text_is_a_uuid7_in_canonical_form() -> None:
         StreamWrite("s-bad", [ev(text="a\x00b")]),  # jsonb refuses \u0000 (22P05)
         StreamWrite("s-\x00", [ev()]),
         StreamWrite("s-bad", [NewEvent("t.v1", {}, {"correlation_id": "\x00"})]),
+        StreamWrite("s-bad", [ev(text="\ud800")]),  # a lone surrogate: not even JSON can encode it
     ],
-    ids=["data", "stream id", "metadata"],
+    ids=["data", "stream id", "metadata", "surrogate"],
 )
 async def test_a_request_postgres_refuses_fails_alone(store, pool, bad: StreamWrite) -> None:  # type: ignore[no-untyped-def]
     """One batch, one request PostgreSQL cannot store: it fails as UnstorableData and the
