@@ -7,6 +7,8 @@ import re
 from typing import Any
 
 from graphql.error import GraphQLError
+from redis.exceptions import ConnectionError as BrokerConnectionError
+from redis.exceptions import TimeoutError as BrokerTimeout
 from strawberry.extensions import MaskErrors
 
 from api.auth import Unauthenticated
@@ -33,6 +35,8 @@ _CODES: list[tuple[type[Exception], str]] = [
     (ConcurrencyConflict, "CONCURRENCY_CONFLICT"),
     (RuleViolation, "RULE_VIOLATION"),
     (TooMuchContention, "CONCURRENCY_CONFLICT"),
+    (BrokerConnectionError, "SERVICE_UNAVAILABLE"),  # Redis, for the paths that need it
+    (BrokerTimeout, "SERVICE_UNAVAILABLE"),
 ]
 
 # Limits reported as plain validation/syntax errors: the token limit (graphql-core's

@@ -79,13 +79,19 @@ class Appender:
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(request, future))
         self._wakeup.set()
-        if not self._tasks:
-            self._tasks = [
-                asyncio.create_task(self._run(), name=f"eventstore-appender-{i}")
-                for i in range(self._in_flight)
-            ]
+        if len(self._tasks) < self._in_flight or any(task.done() for task in self._tasks):
+            self._start_tasks()
         # Not shielded: a cancelled caller's request is still appended; its result is dropped.
         return await future
+
+    def _start_tasks(self) -> None:
+        """Up to `in_flight` running tasks (one cancelled by someone else is replaced: a
+        request must never wait on a queue nobody drains)."""
+        self._tasks = [task for task in self._tasks if not task.done()]
+        self._tasks += [
+            asyncio.create_task(self._run(), name=f"eventstore-appender-{i}")
+            for i in range(len(self._tasks), self._in_flight)
+        ]
 
     async def close(self) -> None:
         """Stop appending. Every request not yet answered fails with StoreUnavailable (one cut

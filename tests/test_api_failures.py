@@ -129,3 +129,25 @@ async def test_database_going_away(
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(services.close(), 10)
+
+
+async def test_commands_the_database_refuses_leave_the_pool_whole(api, services: Services) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12's report: ten cancelOrder calls with a NUL in `reason` used to take every
+    pooled connection out of service for good. Each is BAD_USER_INPUT, concurrent
+    commands of other orders succeed, and the pool has every slot afterwards."""
+    cancel = "mutation($input: CancelOrderInput!) { cancelOrder(input: $input) { streamVersion } }"
+    create = 'mutation { createOrder(input: {customerId: "cus_1"}) { order { id } } }'
+    order_ids = [(await api.gql(create))["data"]["createOrder"]["order"]["id"] for _ in range(4)]
+    bad = [
+        api.gql(cancel, {"input": {"orderId": order_ids[0], "reason": "x\u0000y"}})
+        for _ in range(3 * services.settings.pool_size // 2)
+    ]
+    good = [api.gql(cancel, {"input": {"orderId": order_id, "reason": "fine"}}) for order_id in order_ids[1:]]
+    answers = await asyncio.gather(*bad, *good)
+    for answer in answers[: len(bad)]:
+        assert [e["extensions"]["code"] for e in answer["errors"]] == ["BAD_USER_INPUT"], answer
+    for answer in answers[len(bad):]:
+        assert answer == {"data": {"cancelOrder": {"streamVersion": 2}}}
+    assert services.pool.busy == 0
+    again = await api.gql(cancel, {"input": {"orderId": order_ids[0], "reason": "now fine"}})
+    assert again == {"data": {"cancelOrder": {"streamVersion": 2}}}

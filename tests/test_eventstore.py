@@ -348,3 +348,13 @@ async def test_close_answers_every_pending_append(dsn: str) -> None:
     finally:
         await blocker.close()
         await pool.close()
+
+
+async def test_an_appender_task_cancelled_from_outside_is_replaced(store) -> None:  # type: ignore[no-untyped-def]
+    appender, reader = store
+    await appender.append(AppendRequest([StreamWrite("s-1", [ev(n=1)])]))
+    for task in appender._tasks:  # e.g. a supervisor cancelling stray tasks
+        task.cancel()
+    await asyncio.gather(*appender._tasks, return_exceptions=True)
+    result = await asyncio.wait_for(appender.append(AppendRequest([StreamWrite("s-1", [ev(n=2)])])), 10)
+    assert result.last_position == 2

@@ -114,3 +114,21 @@ async def test_healthz_reports_the_broker_without_failing_on_it(
                 200,
                 {"status": "ok", "database": "ok", "broker": state},
             )
+
+
+async def test_a_broker_out_of_reach_is_service_unavailable_too() -> None:
+    """For request paths that need Redis: its connection errors are coded as an outage."""
+    from graphql import GraphQLError
+
+    from api.errors import coded
+    from service.broker import redis_client
+
+    client = redis_client(f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        with pytest.raises(Exception) as caught:
+            await client.ping()
+    finally:
+        await client.aclose()
+    error = coded(GraphQLError("ping", original_error=caught.value), "cid")
+    assert error.extensions == {"code": "SERVICE_UNAVAILABLE"}
+    assert "redis" not in error.message.lower() and "6379" not in error.message
