@@ -345,7 +345,7 @@ def lost_connection(error: BaseException, conn: asyncpg.Connection) -> bool:
 def unreachable(error: BaseException) -> bool:
     """True if `error` says the database is out of reach (or out of resources: disk, memory,
     connections), not that a query was wrong."""
-    return isinstance(error, StoreUnavailable | OSError | asyncpg.InsufficientResourcesError) or (
+    return isinstance(error, StoreUnavailable | TimeoutError | asyncpg.InsufficientResourcesError) or (
         isinstance(error, DROPPED) and not isinstance(error, asyncpg.InterfaceError)
     )
 
