@@ -120,12 +120,14 @@ async def assert_whole(pool: Pool, max_size: int) -> None:
     connection at once (a lost slot would make the last of them time out)."""
     assert (pool.busy, pool.size) == (0, pool.idle) and pool.size <= max_size
     held = asyncio.Event()
+
     async def hold() -> int:
         async with pool.acquire() as conn:
             if pool.busy == max_size:
                 held.set()
             await held.wait()
             return int(await conn.fetchval("SELECT pg_backend_pid()"))
+
     pids = await asyncio.wait_for(asyncio.gather(*(hold() for _ in range(max_size))), 10)
     assert len(set(pids)) == max_size
     assert (pool.busy, pool.size, pool.idle) == (0, max_size, max_size)
@@ -156,6 +158,29 @@ async def backend_pid(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT pg_backend_pid()"))
 
 
+async def pool_pids(pool: Pool, n: int) -> set[int]:
+    pids = await asyncio.gather(*(pool.fetchval("SELECT pg_backend_pid() FROM pg_sleep(0.05)") for _ in range(n)))
+    assert len(set(pids)) == n
+    return set(pids)
+
+
+async def running(dsn: str, sql: str) -> None:
+    """Wait until a backend of this database runs `sql`."""
+    admin = await asyncpg.connect(dsn)
+    try:
+        for _ in range(250):
+            if await admin.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND state = 'active' AND query = $1",
+                sql,
+            ):
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"nothing runs {sql!r}")
+    finally:
+        await admin.close()
+
+
 async def test_connections_the_server_ends_while_idle(pool: Pool, dsn: str) -> None:
     pids = list(await pool_pids(pool, 2))
     await terminate(dsn, pids)
@@ -165,12 +190,6 @@ async def test_connections_the_server_ends_while_idle(pool: Pool, dsn: str) -> N
         pid = await pool.fetchval("SELECT pg_backend_pid()")
     assert pid not in pids
     await assert_whole(pool, 2)
-
-
-async def pool_pids(pool: Pool, n: int) -> set[int]:
-    pids = await asyncio.gather(*(pool.fetchval("SELECT pg_backend_pid() FROM pg_sleep(0.05)") for _ in range(n)))
-    assert len(set(pids)) == n
-    return set(pids)
 
 
 async def test_a_connection_the_server_ends_mid_query(pool: Pool, dsn: str) -> None:
@@ -188,9 +207,9 @@ async def test_a_connection_the_server_ends_mid_query(pool: Pool, dsn: str) -> N
     await assert_whole(pool, 2)
 
 
-async def test_a_query_cancelled_mid_flight(pool: Pool) -> None:
+async def test_a_query_cancelled_mid_flight(pool: Pool, dsn: str) -> None:
     query = asyncio.create_task(pool.fetchval("SELECT pg_sleep(30)"))
-    await asyncio.sleep(0.2)
+    await running(dsn, "SELECT pg_sleep(30)")
     assert pool.busy == 1
     query.cancel()
     with pytest.raises(asyncio.CancelledError):
