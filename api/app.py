@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import gc
@@ -31,6 +30,7 @@ from api.schema import ApiSchema, build_schema
 from api.websocket import TextWebSocketAdapter, TransportWSHandler, websocket_options
 from service.container import Services
 from service.context import Principal
+from service.health import BrokerProbe, health
 from service.metrics import process_stopped
 from service.settings import Settings
 from service.tracing import configure_tracing, shutdown_tracing
@@ -145,14 +145,11 @@ def create_app(settings: Settings, services: Services | None = None) -> GraphQLF
             process_stopped()
             shutdown_tracing()
 
+    broker = BrokerProbe(settings.redis_url)
+
     async def healthz(request: Request) -> Response:
-        try:
-            async with asyncio.timeout(2):
-                await services_ref["services"].pool.fetchval("SELECT 1")
-        except Exception as error:  # any failure to answer means unhealthy
-            log.warning("health check failed: %r", error)
-            return JSONResponse({"status": "unavailable"}, status_code=503)
-        return JSONResponse({"status": "ok"})
+        status, body = await health(services_ref["services"].pool, broker)
+        return JSONResponse(body, status_code=status)
 
     routes = [
         WebSocketRoute(GRAPHQL_PATH, over_websocket),

@@ -7,25 +7,36 @@ import re
 from typing import Any
 
 from graphql.error import GraphQLError
+from redis.exceptions import ConnectionError as BrokerConnectionError
+from redis.exceptions import TimeoutError as BrokerTimeout
 from strawberry.extensions import MaskErrors
 
 from api.auth import Unauthenticated
 from domain.errors import InvalidInput, RuleViolation
-from eventstore import ConcurrencyConflict
+from eventstore import ConcurrencyConflict, UnstorableData
+from eventstore.pool import unreachable
 from service.errors import Forbidden, NotFound, TooMuchContention
 
 log = logging.getLogger("eventgraph.errors")
 
 INTERNAL_MESSAGE = "Internal server error."
+# An outage's cause is logged once by its tracker (eventstore.outage), not told to clients.
+UNAVAILABLE_MESSAGE = (
+    "The service is temporarily unavailable. Retry shortly: with the same idempotencyKey"
+    " a retry is safe."
+)
 
 _CODES: list[tuple[type[Exception], str]] = [
     (Unauthenticated, "UNAUTHENTICATED"),
     (Forbidden, "FORBIDDEN"),
     (NotFound, "NOT_FOUND"),
     (InvalidInput, "BAD_USER_INPUT"),
+    (UnstorableData, "BAD_USER_INPUT"),
     (ConcurrencyConflict, "CONCURRENCY_CONFLICT"),
     (RuleViolation, "RULE_VIOLATION"),
     (TooMuchContention, "CONCURRENCY_CONFLICT"),
+    (BrokerConnectionError, "SERVICE_UNAVAILABLE"),  # Redis, for the paths that need it
+    (BrokerTimeout, "SERVICE_UNAVAILABLE"),
 ]
 
 # Limits reported as plain validation/syntax errors: the token limit (graphql-core's
@@ -46,6 +57,8 @@ def error_code(error: GraphQLError) -> tuple[str, dict[str, Any]]:
         if existing:
             return existing, {}
         return ("QUERY_TOO_COMPLEX" if _TOO_COMPLEX.search(error.message) else "BAD_USER_INPUT"), {}
+    if unreachable(original):
+        return "SERVICE_UNAVAILABLE", {}
     for cls, code in _CODES:
         if isinstance(original, cls):
             if isinstance(original, ConcurrencyConflict):
@@ -72,6 +85,8 @@ def coded(error: GraphQLError, correlation_id: str) -> GraphQLError:
             exc_info=error.original_error,
         )
         message = INTERNAL_MESSAGE
+    elif code == "SERVICE_UNAVAILABLE":
+        message = UNAVAILABLE_MESSAGE
     return GraphQLError(
         message=message,
         nodes=error.nodes,

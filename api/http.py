@@ -126,6 +126,22 @@ def too_large(max_bytes: int) -> HTTPError:
     )
 
 
+# A restarted PostgreSQL is usually back within seconds; the pool reconnects on first use.
+RETRY_LATER = {"Retry-After": "2"}
+
+
+def unavailable(body: dict[str, Any]) -> bool:
+    """The whole request failed for an outage: only SERVICE_UNAVAILABLE errors and no data
+    (a response with some data, or another error, stays a 200)."""
+    errors: list[dict[str, Any]] = body.get("errors") or []
+    data = body.get("data")
+    return (
+        bool(errors)
+        and all(e.get("extensions", {}).get("code") == "SERVICE_UNAVAILABLE" for e in errors)
+        and (data is None or all(value is None for value in data.values()))
+    )
+
+
 _POST_ONLY = {"Allow": "POST"}
 _GET_OR_POST = {"Allow": "GET, POST"}
 
@@ -275,6 +291,11 @@ class GraphQLOverHTTP:
             query = await self.documents.document(request.query, request.persisted_hash, may_store)
             request = GraphQLRequest(query, request.variables, request.operation_name, request.persisted_hash)
         outcome = await self.answer(request, method, context, headers)
+        if unavailable(outcome.body):
+            return Reply(
+                503, orjson.dumps(outcome.body), content_type(media_type), RETRY_LATER,
+                operation_type=outcome.operation_type, code="SERVICE_UNAVAILABLE",
+            )
         # A request error answers 400 to clients of the spec's media type; `application/json`
         # clients keep the legacy 200.
         status = 400 if outcome.request_error and media_type == GRAPHQL_RESPONSE else 200

@@ -7,6 +7,7 @@ from eventstore.errors import (
     DuplicateRequest,
     EventStoreError,
     StoreUnavailable,
+    UnstorableData,
 )
 from eventstore.reader import EventReader
 from eventstore.records import (
@@ -43,5 +44,6 @@ __all__ = [
     "StoredOutcome",
     "StreamWrite",
     "Tracking",
+    "UnstorableData",
     "UpcasterRegistry",
 ]

@@ -11,12 +11,13 @@ The batch is one call of the SQL function `eventstore_append` (migration
 0004): one round trip, one transaction. Each request in it is judged on its
 own (expected versions, idempotency keys, tracking) against the state under
 the lock; a refused request writes nothing and does not disturb the others.
+A request PostgreSQL itself refuses (data it cannot store) is found by splitting
+the batch, and fails alone.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from dataclasses import dataclass
 
@@ -27,9 +28,10 @@ from eventstore.errors import (
     ConcurrencyConflict,
     DuplicateRequest,
     StoreUnavailable,
+    UnstorableData,
 )
 from eventstore.metrics import APPEND_SECONDS, count_appended
-from eventstore.pool import DROPPED, Pool, dumps
+from eventstore.pool import Pool, dumps, unreachable
 from eventstore.records import (
     NOTIFY_CHANNEL,
     AppendRequest,
@@ -38,8 +40,6 @@ from eventstore.records import (
     StoredOutcome,
 )
 from eventstore.tracing import span
-
-log = logging.getLogger(__name__)
 
 APPEND_LOCK_KEY = 0x6576_656E_7467  # "eventg": the one lock all appenders share
 
@@ -70,28 +70,43 @@ class Appender:
         self._queue: list[_Pending] = []
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
 
     async def append(self, request: AppendRequest) -> AppendResult:
-        """Append atomically, or raise ConcurrencyConflict / DuplicateRequest / AlreadyProcessed."""
+        """Append atomically, or raise ConcurrencyConflict / DuplicateRequest / AlreadyProcessed,
+        UnstorableData (PostgreSQL refused this request's data) or StoreUnavailable."""
         if not any(w.events for w in request.writes):
             raise ValueError("an append needs at least one event")
+        if self._closed:
+            raise StoreUnavailable("the event store is closed")
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(request, future))
         self._wakeup.set()
-        if not self._tasks:
-            self._tasks = [
-                asyncio.create_task(self._run(), name=f"eventstore-appender-{i}")
-                for i in range(self._in_flight)
-            ]
+        if len(self._tasks) < self._in_flight or any(task.done() for task in self._tasks):
+            self._start_tasks()
         # Not shielded: a cancelled caller's request is still appended; its result is dropped.
         with span("eventstore.append"):
             return await future
 
+    def _start_tasks(self) -> None:
+        """Up to `in_flight` running tasks (one cancelled by someone else is replaced: a
+        request must never wait on a queue nobody drains)."""
+        self._tasks = [task for task in self._tasks if not task.done()]
+        self._tasks += [
+            asyncio.create_task(self._run(), name=f"eventstore-appender-{i}")
+            for i in range(len(self._tasks), self._in_flight)
+        ]
+
     async def close(self) -> None:
+        """Stop appending. Every request not yet answered fails with StoreUnavailable (one cut
+        off mid-commit may still have been stored: the idempotency key makes a retry safe)."""
+        self._closed = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        queued, self._queue = self._queue, []
+        _settle(queued, StoreUnavailable("the event store is closed"))
 
     async def _run(self) -> None:
         # Several of these share the queue; the advisory lock orders their commits.
@@ -104,27 +119,33 @@ class Appender:
             del self._queue[: self._max_batch]
             try:
                 async with self._pool.acquire() as conn:
-                    try:
-                        await self._commit(conn, batch)
-                    except BaseException as error:
-                        conn.terminate()  # its state is unknown: the pool opens a fresh one
-                        if isinstance(error, DROPPED):
-                            self._pool.expire_connections()  # its siblings likely died too
-                        raise
-            except Exception as error:  # the batch's one transaction failed or was cut off
-                log.warning("append batch of %d failed: %r", len(batch), error)
-                for pending in batch:
-                    pending.result = None
-                    pending.error = StoreUnavailable(f"the append failed: {error!r}")
-                    pending.error.__cause__ = error
-            for pending in batch:
-                if pending.future.done():
-                    continue
-                if pending.error is not None:
-                    pending.future.set_exception(pending.error)
-                else:
-                    assert pending.result is not None
-                    pending.future.set_result(pending.result)
+                    await self._commit_isolating(conn, batch)
+            except asyncio.CancelledError:
+                _settle(batch, StoreUnavailable("the event store is closed"))
+                raise
+            except Exception as error:  # the server is gone, or a bug
+                _settle(batch, error if not unreachable(error) else _unavailable(error))
+            else:
+                _settle(batch, None)
+
+    async def _commit_isolating(self, conn: asyncpg.Connection, batch: list[_Pending]) -> None:
+        """Commit the batch; if PostgreSQL refuses it (data it cannot store, say), commit its
+        halves apart until the request at fault is alone: it fails, the others are appended.
+        One bad request in a batch of n costs ~2 log2(n) more transactions."""
+        try:
+            await self._commit(conn, batch)
+        except (asyncpg.PostgresError, UnstorableData) as error:
+            if unreachable(error):
+                raise
+            if len(batch) > 1:
+                middle = len(batch) // 2
+                await self._commit_isolating(conn, batch[:middle])
+                await self._commit_isolating(conn, batch[middle:])
+            elif isinstance(error, asyncpg.DataError):
+                batch[0].error = UnstorableData(f"the input cannot be stored: {error.message[:200]}")
+                batch[0].error.__cause__ = error
+            else:
+                batch[0].error = error  # UnstorableData already, or a bug: not the client's data
 
     async def _commit(self, conn: asyncpg.Connection, batch: list[_Pending]) -> None:
         requests = [pending.request for pending in batch]
@@ -149,15 +170,36 @@ class Appender:
             "k_first": [k.first for k in keys],
             "k_last": [k.last for k in keys],
         }
+        try:
+            payload = dumps(batch_json)
+        except TypeError as error:  # orjson: a value JSON cannot hold (a lone surrogate)
+            raise UnstorableData(f"the input cannot be stored: {str(error)[:200]}") from error
         started = time.perf_counter()
-        rows = await conn.fetch(
-            _APPEND, dumps(batch_json), self._outbox, NOTIFY_CHANNEL, APPEND_LOCK_KEY
-        )
+        rows = await conn.fetch(_APPEND, payload, self._outbox, NOTIFY_CHANNEL, APPEND_LOCK_KEY)
         APPEND_SECONDS.observe(time.perf_counter() - started)
         for pending, row in zip(batch, rows, strict=True):
             pending.result, pending.error = _outcome(pending.request, row)
             for event in pending.result.events if pending.result else ():
                 count_appended(event.type)
+
+
+def _unavailable(error: Exception) -> StoreUnavailable:
+    if isinstance(error, StoreUnavailable):
+        return error
+    unavailable = StoreUnavailable(f"the append failed: {error!r}")
+    unavailable.__cause__ = error
+    return unavailable
+
+
+def _settle(batch: list[_Pending], error: Exception | None) -> None:
+    """Answer every request of the batch: its own outcome if it has one, else `error`."""
+    for pending in batch:
+        if pending.future.done():
+            continue
+        if pending.result is not None:
+            pending.future.set_result(pending.result)
+        else:
+            pending.future.set_exception(pending.error or error or StoreUnavailable("no outcome"))
 
 
 def _outcome(

@@ -39,5 +39,11 @@ class AlreadyProcessed(EventStoreError):
 
 
 class StoreUnavailable(EventStoreError):
-    """The database failed during an append: it may or may not have been stored.
-    Retrying with the same idempotency key is safe."""
+    """The database is out of reach: refused or dropped the connection, is restarting, or no
+    pooled connection freed up in time. Nothing was written, or (a connection cut during a
+    commit) it may have been: retrying with the same idempotency key is safe."""
+
+
+class UnstorableData(EventStoreError):
+    """PostgreSQL refused a request's data (a data exception, SQLSTATE class 22, such as a
+    NUL character in JSON text): nothing of that request was appended."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from eventstore.errors import StoreUnavailable
 from eventstore.reader import MAX_PAGE, EventReader
 from eventstore.records import RecordedEvent
 
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 # What a lost or restarting database raises; readers retry these after a pause.
 # (InternalClientError: a pooled connection the server cut can fail this way once.)
 DATABASE_DOWN: tuple[type[BaseException], ...] = (
+    StoreUnavailable,  # what the pool raises for all of the below
     OSError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,

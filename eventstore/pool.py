@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import asyncpg
 import orjson
+
+from eventstore.errors import StoreUnavailable
+from eventstore.outage import Outage
 
 
 def _default(value: Any) -> Any:
@@ -29,36 +33,47 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 Init = Callable[[asyncpg.Connection], Awaitable[None]]
 
 
-class PoolCounts(NamedTuple):
-    idle: int
-    busy: int  # open or opening, and not idle
-    waiting: int  # acquirers waiting for a connection
-
-
 class Pool:
     """A small pool of asyncpg connections.
 
     asyncpg's pool spends ~85 µs of CPU per query here on bookkeeping (a shielded task
     and a timer per release, a reset round trip), as much as a point query itself, and
     the read path makes one per request. This one keeps idle connections on a stack and
-    hands a released one straight to the longest waiter. No reset on release: pooled
-    connections never hold session state here (LISTEN and session advisory locks use
-    dedicated connections, `connect`); a connection released inside a transaction is
-    rolled back, and one that failed, timed out or was cancelled mid-query is dropped.
+    hands a released one straight to the longest waiter; a timer runs only while a caller
+    waits or connects. No reset on release: pooled connections never hold session state
+    here (LISTEN and session advisory locks use dedicated connections, `connect`); a
+    connection released inside a transaction is rolled back, and one that failed, timed
+    out or was cancelled mid-query is dropped.
+
+    Slots are exact whatever state a connection dies in: dropping one accounts for its slot
+    before anything else (nothing after that may raise). A caller waits at most
+    `acquire_timeout` seconds for a connection; every failure to get one, and a connection
+    the server cut while in use, leaves as StoreUnavailable and is noted on `outage`.
     """
 
-    def __init__(self, dsn: str, *, min_size: int, max_size: int, init: Init) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_size: int,
+        max_size: int,
+        init: Init,
+        acquire_timeout: float = 5.0,
+        outage: Outage | None = None,
+    ) -> None:
         if not 0 <= min_size <= max_size or max_size < 1:
             raise ValueError("need 0 <= min_size <= max_size and max_size >= 1")
         self._dsn = dsn
         self._min_size = min_size
         self._max_size = max_size
         self._init = init
+        self._acquire_timeout = acquire_timeout
+        self.outage = outage or Outage("database")
         self._idle: list[asyncpg.Connection] = []
         self._waiters: deque[asyncio.Future[asyncpg.Connection | None]] = deque()
         self._size = 0  # connections open or opening
         self._generation = 0  # connections of an older one are dropped, not reused
-        self._born: dict[asyncpg.Connection, int] = {}
+        self._born: dict[asyncpg.Connection, int] = {}  # every open connection: its generation
         self._closing = False
         self._closes: set[asyncio.Task[None]] = set()  # polite closes under way (kept referenced)
 
@@ -66,6 +81,25 @@ class Pool:
         connections = await asyncio.gather(*(self._connect() for _ in range(self._min_size)))
         for conn in connections:
             self._put(conn)
+
+    @property
+    def size(self) -> int:
+        """Connections open or opening: never more than max_size."""
+        return self._size
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
+    @property
+    def busy(self) -> int:
+        """Connections held by callers (or being opened for one)."""
+        return self._size - len(self._idle)
+
+    @property
+    def waiting(self) -> int:
+        """Callers waiting for a connection."""
+        return len(self._waiters)
 
     def acquire(self) -> _Acquired:
         return _Acquired(self)
@@ -86,16 +120,12 @@ class Pool:
         async with self.acquire() as conn:
             return await conn.execute(query, *args)
 
-    def counts(self) -> PoolCounts:
-        idle = len(self._idle)
-        return PoolCounts(idle=idle, busy=self._size - idle, waiting=len(self._waiters))
-
     def expire_connections(self) -> None:
         """Open fresh connections from now on (the server restarted, or dropped one of ours)."""
         self._generation += 1
-        for conn in self._idle:
+        idle, self._idle = self._idle, []
+        for conn in idle:
             self._discard(conn)
-        self._idle.clear()
 
     async def close(self) -> None:
         """Close idle connections now, busy ones as they come back; waiters get an error."""
@@ -112,14 +142,31 @@ class Pool:
         await asyncio.gather(*closes, return_exceptions=True)
 
     async def _get(self) -> asyncpg.Connection:
+        conn = self._take_idle()
+        if conn is not None:
+            return conn
+        try:
+            async with asyncio.timeout(self._acquire_timeout):
+                return await self._wait_or_connect()
+        except TimeoutError:
+            reason = f"no database connection within {self._acquire_timeout:g} s"
+            self.outage.started(reason)
+            raise StoreUnavailable(reason) from None
+
+    def _take_idle(self) -> asyncpg.Connection | None:
+        if self._closing:
+            raise asyncpg.InterfaceError("the pool is closed")
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.is_closed():
+                return conn
+            self._forget(conn)  # the server went away while it idled
+        return None
+
+    async def _wait_or_connect(self) -> asyncpg.Connection:
         while True:
-            if self._closing:
-                raise asyncpg.InterfaceError("the pool is closed")
-            while self._idle:
-                conn = self._idle.pop()
-                if conn.is_closed():  # the server went away while it idled
-                    self._forget(conn)
-                    continue
+            conn = self._take_idle()
+            if conn is not None:
                 return conn
             if self._size < self._max_size:
                 return await self._connect()
@@ -144,29 +191,41 @@ class Pool:
             except BaseException:
                 conn.terminate()
                 raise
-        except BaseException:
+        except BaseException as error:
             self._size -= 1
             self._hand_over(None)
+            if isinstance(error, Exception):  # refused, restarting, unknown database, ...
+                self.outage.started(f"cannot connect: {error!r}")
+                raise StoreUnavailable(f"cannot connect to the database: {error!r}") from error
             raise
         self._born[conn] = self._generation
+        self.outage.ended()
         return conn
 
     async def _release(self, conn: asyncpg.Connection, failed: BaseException | None) -> None:
-        if (
-            self._closing
-            or conn.is_closed()
-            or self._born.get(conn) != self._generation
-            or isinstance(failed, asyncio.CancelledError | TimeoutError)
-            or conn._protocol._is_cancelling()  # noqa: SLF001 - asyncpg's pool checks the same
-        ):
+        try:
+            reusable = not (
+                self._closing
+                or conn.is_closed()
+                or self._born.get(conn) != self._generation
+                or isinstance(failed, asyncio.CancelledError | TimeoutError)
+                or conn._protocol._is_cancelling()  # noqa: SLF001 - asyncpg's pool checks the same
+            )
+        except Exception:  # a connection in a state we cannot even ask about
+            reusable = False
+        if not reusable:
             self._discard(conn)
             return
+        if failed is None or not unreachable(failed):
+            self.outage.ended()  # it answered
         if conn.is_in_transaction():
             try:
                 await conn.execute("ROLLBACK")
-            except BaseException:
+            except BaseException as error:
                 self._discard(conn)
-                raise
+                if not isinstance(error, Exception):
+                    raise  # cancelled: the caller's outcome stands either way
+                return
         self._put(conn)
 
     def _put(self, conn: asyncpg.Connection) -> None:
@@ -183,14 +242,22 @@ class Pool:
         return False
 
     def _discard(self, conn: asyncpg.Connection) -> None:
-        """Drop a connection: a healthy one is closed politely in the background."""
-        if conn.is_in_transaction() or conn._protocol._is_cancelling():  # noqa: SLF001
-            conn.terminate()
-        elif not conn.is_closed():
-            task = asyncio.get_running_loop().create_task(conn.close(timeout=5))
-            self._closes.add(task)
-            task.add_done_callback(self._closed)
+        """Drop a connection: its slot first; then a healthy one is closed politely in the
+        background and any other terminated."""
         self._forget(conn)
+        try:
+            if conn.is_closed():
+                return
+            if conn.is_in_transaction() or conn._protocol._is_cancelling():  # noqa: SLF001
+                conn.terminate()
+                return
+            task = asyncio.get_running_loop().create_task(conn.close(timeout=5))
+        except Exception:
+            with contextlib.suppress(Exception):
+                conn.terminate()
+            return
+        self._closes.add(task)
+        task.add_done_callback(self._closed)
 
     def _closed(self, task: asyncio.Task[None]) -> None:
         self._closes.discard(task)
@@ -198,9 +265,13 @@ class Pool:
             task.exception()  # a failed polite close of a connection we dropped: nothing to do
 
     def _forget(self, conn: asyncpg.Connection) -> None:
-        self._born.pop(conn, None)
+        if self._born.pop(conn, _GONE) is _GONE:
+            return  # already forgotten (or counted out by close): its slot is free already
         self._size -= 1
         self._hand_over(None)  # a waiter may open a connection in its place
+
+
+_GONE = -1
 
 
 class _Acquired:
@@ -216,16 +287,29 @@ class _Acquired:
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
-            await self._pool._release(conn, exc)  # noqa: SLF001
-
-
+        if conn is None:
+            return
+        lost = exc is not None and lost_connection(exc, conn)
+        await self._pool._release(conn, exc)  # noqa: SLF001
+        if lost:
+            assert exc is not None
+            self._pool.expire_connections()  # its siblings likely died with it (a restart)
+            self._pool.outage.started(f"connection lost: {exc!r}")
+            raise StoreUnavailable(f"the database connection was lost: {exc!r}") from exc
 
 
 async def create_pool(
-    dsn: str, *, min_size: int = 2, max_size: int = 10, init: Init = _init_connection
+    dsn: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    init: Init = _init_connection,
+    acquire_timeout: float = 5.0,
+    outage: Outage | None = None,
 ) -> Pool:
-    pool = Pool(dsn, min_size=min_size, max_size=max_size, init=init)
+    pool = Pool(
+        dsn, min_size=min_size, max_size=max_size, init=init, acquire_timeout=acquire_timeout, outage=outage
+    )
     await pool.open()
     return pool
 
@@ -248,6 +332,27 @@ DROPPED = (
     asyncpg.exceptions.InternalClientError,
     ConnectionError,
 )
+
+
+def lost_connection(error: BaseException, conn: asyncpg.Connection) -> bool:
+    """True if `error`, raised while `conn` was in use, means the server is gone for it.
+    asyncpg's InterfaceError is also raised for misuse (a bug): it counts only once the
+    connection is closed."""
+    if isinstance(error, asyncpg.InterfaceError):
+        try:
+            return conn.is_closed()
+        except Exception:
+            return True
+    # a cancelled statement (57014) leaves its connection usable
+    return isinstance(error, DROPPED) and not isinstance(error, asyncpg.QueryCanceledError)
+
+
+def unreachable(error: BaseException) -> bool:
+    """True if `error` says the database is out of reach (or out of resources: disk, memory,
+    connections), not that a query was wrong."""
+    return isinstance(error, StoreUnavailable | TimeoutError | asyncpg.InsufficientResourcesError) or (
+        isinstance(error, DROPPED) and not isinstance(error, asyncpg.InterfaceError)
+    )
 
 
 async def fetch_read(pool: Pool, sql: str, *args: Any) -> list[asyncpg.Record]:

@@ -47,7 +47,7 @@ class Services:
 
     @classmethod
     async def start(cls, settings: Settings, dsn: str) -> Services:
-        pool = await create_pool(dsn, max_size=settings.pool_size)
+        pool = await create_pool(dsn, max_size=settings.pool_size, acquire_timeout=settings.pool_timeout)
         reader = EventReader(pool, build_upcasters())
         appender = Appender(pool)
         snapshots = Snapshots(SnapshotStore(pool))

@@ -127,10 +127,9 @@ def pool_state(pools: Iterable[Pool]) -> list[Metric]:
     )
     idle = busy = waiting = 0
     for pool in pools:
-        counts = pool.counts()
-        idle += counts.idle
-        busy += counts.busy
-        waiting += counts.waiting
+        idle += pool.idle
+        busy += pool.busy
+        waiting += pool.waiting
     family.add_metric(["idle"], idle)
     family.add_metric(["busy"], busy)
     waiters = GaugeMetricFamily(

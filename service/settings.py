@@ -32,6 +32,7 @@ class Settings:
     max_aliases: int = 30
     max_tokens: int = 5000
     pool_size: int = 10
+    pool_timeout: float = 5.0  # seconds a request waits for a pooled connection, then SERVICE_UNAVAILABLE
     run_projections: bool = True  # inside `serve`
     run_relay: bool = True  # inside `serve`
     run_saga: bool = True  # inside `serve`: the saga's consumers (inventory, payments, ordering)
@@ -69,6 +70,7 @@ class Settings:
             max_aliases=_int("EVENTGRAPH_MAX_ALIASES", 30),
             max_tokens=_int("EVENTGRAPH_MAX_TOKENS", 5000),
             pool_size=_int("EVENTGRAPH_POOL_SIZE", 10),
+            pool_timeout=_float("EVENTGRAPH_POOL_TIMEOUT", 5.0),
             run_projections=env.get("EVENTGRAPH_RUN_PROJECTIONS", "1") not in ("0", "false", "no"),
             run_relay=env.get("EVENTGRAPH_RUN_RELAY", "1") not in ("0", "false", "no"),
             run_saga=env.get("EVENTGRAPH_RUN_SAGA", "1") not in ("0", "false", "no"),

@@ -32,6 +32,7 @@ from eventstore import (
     RecordedEvent,
     StoredOutcome,
     StreamWrite,
+    UnstorableData,
 )
 from service.aggregates import Aggregates
 from service.errors import TooMuchContention
@@ -151,6 +152,12 @@ class StreamCommands:
                     self.aggregates.forget(stream_id)
                     await asyncio.sleep(random.uniform(0, 0.002 * attempt))
                     continue
+                except UnstorableData:
+                    self.aggregates.forget(stream_id)
+                    if len(batch) == 1:
+                        raise
+                    await self._run_each(stream_id, batch)  # one command's data is at fault
+                    return
                 except BaseException:
                     self.aggregates.forget(stream_id)
                     raise
@@ -164,6 +171,14 @@ class StreamCommands:
             return
         for queued in batch:
             queued.settle(TooMuchContention(f"stream {stream_id} is too contended; retry"))
+
+    async def _run_each(self, stream_id: str, batch: list[_Queued]) -> None:
+        for queued in batch:
+            try:
+                await self._run_batch(stream_id, [queued])
+            except Exception as failure:
+                self.aggregates.forget(stream_id)
+                queued.settle(failure)
 
     async def _answer_repeats(self, stream_id: str, batch: list[_Queued]) -> None:
         """Commands whose idempotency key was used before get the first outcome back."""

@@ -23,6 +23,7 @@ from eventstore import (
     StoreUnavailable,
     StreamWrite,
     Tracking,
+    UnstorableData,
 )
 from eventstore.pool import create_pool
 from service.container import build_upcasters
@@ -289,3 +290,71 @@ def test_time_ordered_text_is_a_uuid7_in_canonical_form() -> None:
     assert all(str(UUID(text)) == text and UUID(text).version == 7 for text in [first, *later])
     assert all(first < text for text in later)  # as text too: ids in logs sort by time
     assert len(set(later)) == 1000
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        StreamWrite("s-bad", [ev(text="a\x00b")]),  # jsonb refuses \u0000 (22P05)
+        StreamWrite("s-\x00", [ev()]),
+        StreamWrite("s-bad", [NewEvent("t.v1", {}, {"correlation_id": "\x00"})]),
+        StreamWrite("s-bad", [ev(text="\ud800")]),  # a lone surrogate: not even JSON can encode it
+    ],
+    ids=["data", "stream id", "metadata", "surrogate"],
+)
+async def test_a_request_postgres_refuses_fails_alone(store, pool, bad: StreamWrite) -> None:  # type: ignore[no-untyped-def]
+    """One batch, one request PostgreSQL cannot store: it fails as UnstorableData and the
+    others, before and after it, are appended in order with no gap."""
+    appender, reader = store
+    requests = [AppendRequest([StreamWrite(f"s-{n}", [ev(n=n)])]) for n in range(9)]
+    requests.insert(5, AppendRequest([bad]))
+    results = await asyncio.gather(*(appender.append(r) for r in requests), return_exceptions=True)
+    assert isinstance(results.pop(5), UnstorableData)
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    stored = await reader.read_all()
+    assert [e.data["n"] for e in stored] == list(range(9))
+    assert [e.position for e in stored] == list(range(1, 10))
+    assert (pool.busy, pool.size) == (0, pool.idle)
+
+
+async def test_close_answers_every_pending_append(dsn: str) -> None:
+    """Appends waiting on the append lock (held by another session) when the appender is
+    closed: each fails with StoreUnavailable, none is left waiting, nothing is half-written;
+    an append after close fails at once."""
+    from eventstore.appender import APPEND_LOCK_KEY
+
+    pool = await create_pool(dsn, min_size=1, max_size=4)
+    appender = Appender(pool, in_flight=2)
+    blocker = await asyncpg.connect(dsn)
+    try:
+        await blocker.execute("SELECT pg_advisory_lock($1)", APPEND_LOCK_KEY)
+        pending = [asyncio.create_task(appender.append(AppendRequest([StreamWrite("s-1", [ev(n=n)])]))) for n in range(5)]
+        for _ in range(200):  # until a batch is inside PostgreSQL, waiting for the lock
+            if await blocker.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            ):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("no append reached the lock")
+        await asyncio.wait_for(appender.close(), 10)
+        results = await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), 10)
+        assert all(isinstance(r, StoreUnavailable) for r in results), results
+        with pytest.raises(StoreUnavailable):
+            await appender.append(AppendRequest([StreamWrite("s-2", [ev()])]))
+        await blocker.execute("SELECT pg_advisory_unlock($1)", APPEND_LOCK_KEY)
+        assert await blocker.fetchval("SELECT count(*) FROM events") == 0
+        assert pool.busy == 0
+    finally:
+        await blocker.close()
+        await pool.close()
+
+
+async def test_an_appender_task_cancelled_from_outside_is_replaced(store) -> None:  # type: ignore[no-untyped-def]
+    appender, reader = store
+    await appender.append(AppendRequest([StreamWrite("s-1", [ev(n=1)])]))
+    for task in appender._tasks:  # e.g. a supervisor cancelling stray tasks
+        task.cancel()
+    await asyncio.gather(*appender._tasks, return_exceptions=True)
+    result = await asyncio.wait_for(appender.append(AppendRequest([StreamWrite("s-1", [ev(n=2)])])), 10)
+    assert result.last_position == 2

@@ -199,3 +199,21 @@ async def test_commands_recover_after_the_database_drops_every_connection(servic
     assert failures <= 1
     stream = await services.reader.read_stream("order-o1")
     assert [e.version for e in stream] == list(range(1, 7 - failures))
+
+
+async def test_a_command_postgres_refuses_fails_alone_in_its_stream_batch(services: Services) -> None:
+    """Commands on one order run as one append; one whose data PostgreSQL cannot store
+    (a NUL in the reason) fails as bad input, and the others on the order are appended."""
+    from eventstore import UnstorableData
+
+    await create(services)
+    added, cancelled, added_too = await asyncio.gather(
+        services.orders.add_item(CUSTOMER, order_id="o1", sku="A", quantity=1, unit_price="1.00"),
+        services.orders.cancel_order(CUSTOMER, order_id="o1", reason="x\x00y"),
+        services.orders.add_item(CUSTOMER, order_id="o1", sku="B", quantity=1, unit_price="2.00"),
+        return_exceptions=True,
+    )
+    assert isinstance(cancelled, InvalidInput | UnstorableData)
+    assert not isinstance(added, BaseException) and not isinstance(added_too, BaseException)
+    stream = await services.reader.read_stream("order-o1")
+    assert [e.data.get("item_id") for e in stream] == [None, "A", "B"]
