@@ -28,6 +28,7 @@ from api.schema import ApiSchema, build_schema
 from api.websocket import TextWebSocketAdapter, TransportWSHandler, websocket_options
 from service.container import Services
 from service.context import Principal
+from service.server import CLOSE_SHARE
 from service.settings import Settings
 from service.workers import BackgroundWorkers
 
@@ -112,8 +113,13 @@ def create_app(settings: Settings, services: Services | None = None) -> GraphQLF
         try:
             yield
         finally:
-            await workers.stop()
-            await started.close()
+            # Bounded: SIGTERM ends the process within settings.shutdown_timeout (service/server.py).
+            try:
+                async with asyncio.timeout(settings.shutdown_timeout * CLOSE_SHARE):
+                    await workers.stop(grace=settings.shutdown_timeout * CLOSE_SHARE / 2)
+                    await started.close()
+            except TimeoutError:
+                log.error("closing the workers and the pool took too long; exiting anyway")
 
     async def healthz(request: Request) -> Response:
         try:

@@ -31,15 +31,15 @@ def _serve_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
     from service.bootstrap import export, prepare
+    from service.server import ServerConfig, serve
 
     resolved = prepare(settings)
     export(resolved)
     print(f"eventgraph: http://{args.host}:{args.port}/graphql", flush=True)
-    uvicorn.run(
+    config = ServerConfig(
         "api.app:app_from_env",
+        resolved,
         factory=True,
         host=args.host,
         port=args.port,
@@ -51,7 +51,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         ws_ping_interval=None,  # graphql-transport-ws pings are the app's own
         ws_max_size=resolved.max_body_bytes,  # the HTTP body limit holds for WebSocket messages
     )
-    return 0
+    return serve(config)
 
 
 def _token_args(parser: argparse.ArgumentParser) -> None:

@@ -45,6 +45,9 @@ class Settings:
     # Pages on these origins may open WebSockets ("*": any). Safe as "*": a socket's only
     # credential is the token in connection_init, never a cookie a browser adds by itself.
     allowed_origins: tuple[str, ...] = ("*",)
+    read_timeout: float = 10.0  # seconds a client may take to send a request's headers and body
+    keep_alive_timeout: float = 5.0  # seconds an idle keep-alive connection stays open
+    shutdown_timeout: float = 10.0  # seconds from SIGTERM to the process's exit, at most
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -72,6 +75,9 @@ class Settings:
             ws_init_timeout=_float("EVENTGRAPH_WS_INIT_TIMEOUT", 10.0),
             ws_ping_interval=_float("EVENTGRAPH_WS_PING_INTERVAL", 15.0),
             ws_max_subscriptions=_int("EVENTGRAPH_WS_MAX_SUBSCRIPTIONS", 100),
+            read_timeout=_float("EVENTGRAPH_READ_TIMEOUT", 10.0),
+            keep_alive_timeout=_float("EVENTGRAPH_KEEP_ALIVE_TIMEOUT", 5.0),
+            shutdown_timeout=_float("EVENTGRAPH_SHUTDOWN_TIMEOUT", 10.0),
             allowed_origins=tuple(
                 o.strip() for o in env.get("EVENTGRAPH_ALLOWED_ORIGINS", "*").split(",") if o.strip()
             ),
