@@ -59,6 +59,7 @@ class BackgroundWorkers:
             return
         _, pending = await asyncio.wait(self._tasks, timeout=grace)
         for task in pending:
+            log.info("%s still busy after %g s; cancelling it", task.get_name(), grace)
             task.cancel()
         if pending:
             _, stuck = await asyncio.wait(pending, timeout=1.0)
