@@ -174,9 +174,11 @@ class Pool:
 
     def _discard(self, conn: asyncpg.Connection) -> None:
         """Drop a connection: a healthy one is closed politely in the background."""
-        if conn.is_in_transaction() or conn._protocol._is_cancelling():  # noqa: SLF001
+        if conn.is_closed():
+            pass  # terminated already (by its user, or the server): no protocol left to ask
+        elif conn.is_in_transaction() or conn._protocol._is_cancelling():  # noqa: SLF001
             conn.terminate()
-        elif not conn.is_closed():
+        else:
             task = asyncio.get_running_loop().create_task(conn.close(timeout=5))
             self._closes.add(task)
             task.add_done_callback(self._closed)
