@@ -10,7 +10,8 @@ connections are uvicorn's own `timeout_keep_alive`.
 Shutdown: on SIGTERM uvicorn stops accepting, closes WebSockets with 1012 and
 waits for in-flight requests (bounded here by `timeout_graceful_shutdown`, half
 the shutdown budget, then it cancels them), then runs the app's lifespan
-shutdown (bounded by the app to less than the other half). Nothing bounds a
+shutdown (bounded by the app to less than the other half). A request cut at the
+drain bound answers 503 SERVICE_UNAVAILABLE, not uvicorn's 500. Nothing bounds a
 loop that is blocked or a task that ignores its cancellation, so
 `BoundedServer` arms a watchdog thread at the first signal: when the budget is
 spent, it writes one line and ends the process with `EXIT_SHUTDOWN_TIMED_OUT`.
@@ -19,6 +20,7 @@ spent, it writes one line and ends the process with `EXIT_SHUTDOWN_TIMED_OUT`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -28,6 +30,7 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from service.settings import Settings
@@ -36,6 +39,21 @@ EXIT_SHUTDOWN_TIMED_OUT = 1
 EXIT_STARTUP_FAILED = 3  # as uvicorn.run
 DRAIN_SHARE = 0.5  # of the shutdown budget: in-flight requests and WebSockets
 CLOSE_SHARE = 0.4  # of it: the app's lifespan shutdown (workers, pool); the rest is margin
+CUT_JSON = (
+    b'{"errors":[{"message":"the server is shutting down; retry",'
+    b'"extensions":{"code":"SERVICE_UNAVAILABLE"}}]}'
+)
+CUT_START = {
+    "type": "http.response.start",
+    "status": 503,
+    "headers": [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(CUT_JSON)).encode()),
+        (b"retry-after", b"1"),
+        (b"connection", b"close"),
+    ],
+}
+CUT_BODY = {"type": "http.response.body", "body": CUT_JSON}
 REQUEST_TIMEOUT_RESPONSE = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
     b"content-length: 16\r\nconnection: close\r\n\r\nRequest Timeout\n"
@@ -55,6 +73,31 @@ class ServerConfig(uvicorn.Config):
         )
         self.read_timeout = settings.read_timeout
         self.shutdown_timeout = settings.shutdown_timeout
+
+    def load(self) -> None:
+        super().load()
+        self.loaded_app = AnswerCutRequests(self.loaded_app)
+
+
+class AnswerCutRequests:
+    """At the drain bound uvicorn cancels the requests still running and answers those
+    that had not started a response with a plain 500, the code for a bug. They are an
+    outage: 503 SERVICE_UNAVAILABLE with Retry-After (a retry with the same
+    idempotencyKey is safe; another instance, or this one restarted, will answer)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except asyncio.CancelledError:
+            if scope["type"] == "http":
+                # (a response already under way refuses a second start: nothing to add)
+                with contextlib.suppress(Exception):
+                    await send(CUT_START)
+                    await send(CUT_BODY)
+            raise
 
 
 class ReadTimeoutProtocol(HttpToolsProtocol):

@@ -180,7 +180,10 @@ async def test_sigterm_under_load_closes_sockets_finishes_the_request_in_flight_
     assert response.startswith(b"HTTP/1.1 200"), response
     assert response.endswith(b'{"data":{"__typename":"Query"}}'), response
     assert {closed.code for closed in closes} <= {1001, 1012}, closes
-    assert len(outcomes) == STUCK_REQUESTS  # each answered or cut, none left hanging
+    for outcome in outcomes:  # cut at the drain bound: an outage, safe to retry, not a bug
+        assert isinstance(outcome, httpx.Response), repr(outcome)
+        assert outcome.status_code == 503 and outcome.headers["retry-after"], outcome.text
+        assert outcome.json()["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
 
 
 STUCK_APP = textwrap.dedent(
