@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import gc
@@ -32,6 +33,7 @@ from service.container import Services
 from service.context import Principal
 from service.health import BrokerProbe, health
 from service.metrics import process_stopped
+from service.server import CLOSE_SHARE
 from service.settings import Settings
 from service.tracing import configure_tracing, shutdown_tracing
 from service.workers import BackgroundWorkers
@@ -140,8 +142,13 @@ def create_app(settings: Settings, services: Services | None = None) -> GraphQLF
         try:
             yield
         finally:
-            await workers.stop()
-            await started.close()
+            # Bounded: SIGTERM ends the process within settings.shutdown_timeout (service/server.py).
+            try:
+                async with asyncio.timeout(settings.shutdown_timeout * CLOSE_SHARE):
+                    await workers.stop(grace=settings.shutdown_timeout * CLOSE_SHARE / 2)
+                    await started.close()
+            except TimeoutError:
+                log.error("closing the workers and the pool took too long; exiting anyway")
             process_stopped()
             shutdown_tracing()
 

@@ -26,6 +26,7 @@ import asyncpg
 from eventstore.errors import StoreUnavailable
 from eventstore.reader import MAX_PAGE, EventReader
 from eventstore.records import RecordedEvent
+from eventstore.waiting import honour_cancellation, wait_set
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,7 @@ class EventHub:
         self._taps: set[Tap] = set()
         self._listened = asyncio.Event()  # set while there are taps
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
         self.position: int | None = None  # read up to here; None while nobody listens
 
     @property
@@ -155,6 +157,8 @@ class EventHub:
         return len(self._taps)
 
     def open(self, only: EventFilter) -> Tap:
+        if self._closed:
+            raise RuntimeError("the event hub is closed")
         tap = Tap(only, self._buffer)
         self._taps.add(tap)
         self._listened.set()
@@ -168,13 +172,16 @@ class EventHub:
             self._listened.clear()
 
     async def close(self) -> None:
+        # The flag and the wakeup end the loop even if a library swallows the cancellation.
+        self._closed = True
+        self._listened.set()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._closed:
             if not self._taps:
                 self.position = None  # start again from the head when someone comes
                 await self._listened.wait()
@@ -183,15 +190,13 @@ class EventHub:
             try:
                 full = await self._read_page()
             except Exception as error:  # the database is down or restarting: never die, retry
+                honour_cancellation()
                 log.warning("event hub: reading the log failed (%r); retrying", error)
                 self.position = None
                 await asyncio.sleep(self._poll_interval)
                 continue
             if not full:
-                try:
-                    await asyncio.wait_for(wakeup.wait(), self._poll_interval)
-                except TimeoutError:
-                    pass  # the polling fallback
+                await wait_set(wakeup, self._poll_interval)  # or poll: the fallback
 
     async def _read_page(self) -> bool:
         """Reads and hands out one page; True when it was full (more may follow at once)."""

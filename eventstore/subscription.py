@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from eventstore.listener import DATABASE_DOWN, EventFilter, EventHub
 from eventstore.records import RecordedEvent
+from eventstore.waiting import honour_cancellation
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class Subscription:
                 )
                 break
             except DATABASE_DOWN as error:
+                honour_cancellation()
                 log.warning("subscription at %d: read failed (%r); retrying", self.position, error)
                 await asyncio.sleep(RETRY_DELAY)
         self.table_reads += 1

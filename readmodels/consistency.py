@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from domain.errors import InvalidInput
 from eventstore.pool import Pool
+from eventstore.waiting import wait_set
 from readmodels.checkpoints import PROJECTIONS_CHANNEL, position_of
 from readmodels.log import head_position
 from readmodels.notices import Notices
@@ -63,10 +64,7 @@ class ConsistencyWaiter:
             remaining = deadline - loop.time()
             if applied >= position or remaining <= 0:
                 return Consistency(projection, position, applied)
-            try:
-                await asyncio.wait_for(notice.wait(), min(remaining, POLL_INTERVAL))
-            except TimeoutError:
-                pass
+            await wait_set(notice, min(remaining, POLL_INTERVAL))
             applied = self._applied.get(projection, 0)
             if applied >= position:
                 return Consistency(projection, position, applied)

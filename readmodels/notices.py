@@ -10,12 +10,14 @@ to read again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
 import asyncpg
 
 from eventstore.pool import connect
+from eventstore.waiting import honour_cancellation
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +72,12 @@ class Notices:
                     for waiter in waiters:
                         waiter.cancel()
             except Exception as error:  # unreachable server, restart, bad URL: retry
+                honour_cancellation()
                 log.warning("notification listener lost (%r); reconnecting", error)
             finally:
                 if conn is not None and not conn.is_closed():
-                    await conn.close()
+                    with contextlib.suppress(Exception):  # bounded: a dead peer never answers
+                        await conn.close(timeout=2)
             if not self._closed.is_set():
                 await asyncio.sleep(RECONNECT_DELAY)
 

@@ -25,6 +25,7 @@ import asyncpg
 from eventstore import NOTIFY_CHANNEL, UpcasterRegistry
 from eventstore.pool import connect
 from eventstore.tracing import continued, recording
+from eventstore.waiting import honour_cancellation
 from readmodels.checkpoints import (
     advance,
     ensure_checkpoint,
@@ -171,6 +172,7 @@ class ProjectionRunner:
                 await ensure_checkpoint(conn, name)
                 await self._drive(conn, follower, stop)
             except Exception as error:  # lost connection, server restart: start over, lease first
+                honour_cancellation()
                 log.warning("projection %s: %r; retrying", name, error)
                 await _pause(stop, None, self._lease_retry)
             finally:

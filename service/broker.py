@@ -3,7 +3,6 @@ field `event` holding the Event as JSON with snake_case keys."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -13,19 +12,10 @@ import redis.asyncio as redis
 
 from eventstore import RecordedEvent, UpcasterRegistry
 from eventstore.outbox import OutboxEntry
+from eventstore.waiting import honour_cancellation as honour_cancellation  # used as broker.*
 
 STREAM_KEY = "eventgraph:events"
 FIELD = "event"
-
-
-def honour_cancellation() -> None:
-    """Raise CancelledError if this task was cancelled. redis-py sometimes turns a
-    cancellation that lands in a blocking call into an error or an empty reply; a loop that
-    retried on it would outlive its own shutdown (a killed consumer kept on, holding its
-    messages, in 4 of 150 cancellations measured here)."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def redis_client(url: str) -> redis.Redis:

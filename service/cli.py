@@ -36,32 +36,32 @@ def _serve_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
     from service.bootstrap import embedded_servers, export, prepare
     from service.logs import log_config
+    from service.server import ServerConfig, serve
 
     resolved = prepare(settings)
     export(resolved)
     for line in embedded_servers(settings, resolved):
         print(line, flush=True)
     print(f"eventgraph: http://{args.host}:{args.port}/graphql", flush=True)
+    config = ServerConfig(
+        "api.app:app_from_env",
+        resolved,
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        log_config=log_config(settings.log_format, args.log_level),
+        # uvicorn formats each access line's fields before the logger drops it
+        access_log=args.log_level in ("trace", "debug", "info"),
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        ws_ping_interval=None,  # graphql-transport-ws pings are the app's own
+        ws_max_size=resolved.max_body_bytes,  # the HTTP body limit holds for WebSocket messages
+    )
     with _metrics_shared_by(args.workers):
-        uvicorn.run(
-            "api.app:app_from_env",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            log_level=args.log_level,
-            log_config=log_config(settings.log_format, args.log_level),
-            # uvicorn formats each access line's fields before the logger drops it
-            access_log=args.log_level in ("trace", "debug", "info"),
-            loop="uvloop" if sys.platform != "win32" else "asyncio",
-            ws_ping_interval=None,  # graphql-transport-ws pings are the app's own
-            ws_max_size=resolved.max_body_bytes,  # the HTTP body limit holds for WebSocket messages
-        )
-    return 0
+        return serve(config)
 
 
 @contextlib.contextmanager

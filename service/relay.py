@@ -27,6 +27,7 @@ from eventstore import NOTIFY_CHANNEL, UpcasterRegistry
 from eventstore.outbox import mark_published, purge_published, unpublished
 from eventstore.tracing import continued, recording
 from eventstore.tracking import purge_processed
+from eventstore.waiting import wait_set
 from service import broker
 from service.container import Services, build_upcasters
 from service.metrics import OUTBOX_PUBLISHED
@@ -101,6 +102,7 @@ class OutboxRelay:
                         standing_by = True
                     await _sleep(stop, self._poll)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                broker.honour_cancellation()
                 log.warning("relay lost its database connection: %r", error)
             except Exception:  # a bug or an odd failure: say so, start over from the table
                 broker.honour_cancellation()
@@ -109,7 +111,8 @@ class OutboxRelay:
             finally:
                 self.is_leader = False
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(conn.close(), 2)
+                    async with asyncio.timeout(2):
+                        await conn.close()
 
     async def _lead(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
         self.is_leader = True
@@ -192,8 +195,7 @@ async def relay_worker(services: Services, stop: asyncio.Event) -> None:
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+    await wait_set(stop, seconds)
 
 
 async def _wait(stop: asyncio.Event, wakeup: asyncio.Event, seconds: float) -> None:

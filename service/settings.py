@@ -53,6 +53,9 @@ class Settings:
     apq_ttl: float = 7 * 86400.0
     # A JSON object {sha256 hex: document}: when set, only those documents run.
     trusted_documents: Path | None = None
+    read_timeout: float = 10.0  # seconds a client may take to send a request's headers and body
+    keep_alive_timeout: float = 5.0  # seconds an idle keep-alive connection stays open
+    shutdown_timeout: float = 10.0  # seconds from SIGTERM to the process's exit, at most
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -85,6 +88,9 @@ class Settings:
             log_format=env.get("EVENTGRAPH_LOG_FORMAT", "text").strip().lower() or "text",
             apq_ttl=_float("EVENTGRAPH_APQ_TTL", 7 * 86400.0),
             trusted_documents=Path(env["EVENTGRAPH_TRUSTED_DOCUMENTS"]) if env.get("EVENTGRAPH_TRUSTED_DOCUMENTS") else None,
+            read_timeout=_float("EVENTGRAPH_READ_TIMEOUT", 10.0),
+            keep_alive_timeout=_float("EVENTGRAPH_KEEP_ALIVE_TIMEOUT", 5.0),
+            shutdown_timeout=_float("EVENTGRAPH_SHUTDOWN_TIMEOUT", 10.0),
             allowed_origins=tuple(
                 o.strip() for o in env.get("EVENTGRAPH_ALLOWED_ORIGINS", "*").split(",") if o.strip()
             ),

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from eventstore.waiting import honour_cancellation, wait_set
 from service.container import Services
 from service.projections import run_projections
 from service.relay import relay_worker
@@ -45,16 +46,22 @@ class BackgroundWorkers:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                honour_cancellation()
                 log.exception("%s failed; restarting in 1 s", name)
-                try:
-                    await asyncio.wait_for(self._stop.wait(), 1.0)
-                except TimeoutError:
-                    pass
+                await wait_set(self._stop, 1.0)
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 5.0) -> None:
+        """Ask the workers to stop, cancel those still busy after `grace` seconds, and return
+        within a second more whatever they do (a worker stuck past its cancellation is
+        named in the log and left to the process's exit)."""
         self._stop.set()
-        if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=5)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(self._tasks, timeout=grace)
+        for task in pending:
+            log.info("%s still busy after %g s; cancelling it", task.get_name(), grace)
+            task.cancel()
+        if pending:
+            _, stuck = await asyncio.wait(pending, timeout=1.0)
+            for task in stuck:
+                log.error("%s did not end when cancelled", task.get_name())

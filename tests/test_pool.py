@@ -322,3 +322,31 @@ async def test_a_server_restart(restartable: PrivatePostgres, caplog: pytest.Log
         await pool.close()
     logged = [(r.levelno, r.getMessage().split(":")[0]) for r in caplog.records if r.name == "eventgraph.outage"]
     assert logged == [(logging.WARNING, "database unavailable"), (logging.INFO, "database available again")]
+async def test_a_connection_terminated_by_its_user_frees_its_slot_and_keeps_the_users_error(
+    dsn: str,
+) -> None:
+    """Releasing a terminated connection raised AttributeError, which replaced the caller's
+    exception, a cancellation too: the appender then took its cancellation for a failed
+    batch, ran on, and its close() waited forever."""
+    pool = await create_pool(dsn, min_size=1, max_size=1)
+    try:
+        with pytest.raises(ValueError):
+            async with pool.acquire() as conn:
+                conn.terminate()
+                raise ValueError("the caller's own error")
+        entered = asyncio.Event()
+
+        async def terminate_then_wait() -> None:
+            async with pool.acquire() as conn:
+                conn.terminate()
+                entered.set()
+                await asyncio.Event().wait()
+
+        task = asyncio.create_task(terminate_then_wait())
+        await entered.wait()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert task.cancelled()
+        assert await pool.fetchval("SELECT 1") == 1  # the only slot is free again
+    finally:
+        await pool.close()

@@ -4,13 +4,14 @@ surviving a killed LISTEN connection, with slow subscribers that block nobody.""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
 from eventstore import RecordedEvent, StoreUnavailable
-from eventstore.listener import DATABASE_DOWN, EventHub
+from eventstore.listener import DATABASE_DOWN, EventFilter, EventHub
 from eventstore.subscription import subscribe
 from service.container import Services
 from service.context import Principal, RequestContext, Role
@@ -253,3 +254,18 @@ async def test_every_database_connection_killed_mid_stream_loses_nothing(service
         assert [e.version for e in await take(events, 5)] == [4, 5, 6, 7, 8]
     finally:
         await admin.close()
+
+
+async def test_closing_the_hub_as_a_notice_arrives_ends_its_task(services: Services) -> None:
+    """The teardown hang: on Python 3.11 `asyncio.wait_for` returns the inner result and drops
+    the cancellation when both land in the same loop turn; the hub then waited for a
+    subscriber forever and `close()` waited for the hub."""
+    for _ in range(3):
+        wakeup = asyncio.Event()
+        hub = EventHub(services.reader, functools.partial(lambda e: e, wakeup), poll_interval=3600.0)
+        tap = hub.open(EventFilter())
+        await asyncio.wait_for(tap.ready.wait(), TIMEOUT)  # it read the head
+        await asyncio.sleep(0.1)  # and the (empty) log after it: now it waits for a notice
+        hub.close_tap(tap)
+        wakeup.set()  # the notice and the close in the same turn of the loop
+        await asyncio.wait_for(hub.close(), TIMEOUT)

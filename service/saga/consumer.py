@@ -20,7 +20,6 @@ timeout) never park a message: it waits for the outage to end.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import os
@@ -36,6 +35,7 @@ from redis.exceptions import RedisError, ResponseError
 from eventstore import ConcurrencyConflict, RecordedEvent, StoreUnavailable
 from eventstore.pool import DROPPED
 from eventstore.tracing import continued
+from eventstore.waiting import wait_set
 from service import broker
 from service.errors import TooMuchContention
 from service.logs import CORRELATION_ID
@@ -116,8 +116,7 @@ class StreamConsumer:
                         log.warning("%s consumer: %r; retrying in %.1f s", self.group, error, backoff)
                     else:
                         log.exception("%s consumer failed; retrying in %.1f s", self.group, backoff)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), backoff)
+                    await wait_set(stop, backoff)
                     backoff = min(backoff * 2, 5.0)
                 else:
                     backoff = 0.2
