@@ -38,6 +38,42 @@ _TOO_COMPLEX = re.compile(
 )
 
 
+MAX_QUOTED = 200  # characters of a client's input an error message may quote (CONTRACT 7.1)
+MAX_MESSAGE = 1000  # a backstop for input quoted without quotes: templates are short
+
+
+def bounded(message: str) -> str:
+    """The message with each quoted stretch cut to MAX_QUOTED characters.
+
+    Input is quoted as '...' or "..." (graphql-core's `inspect` and `print_for_error`, our
+    own `repr`s), backslash escapes included; an unclosed quote runs to the end. One pass:
+    a huge message costs linear time, whatever quotes it holds.
+    """
+    if len(message) <= MAX_QUOTED:
+        return message
+    out: list[str] = []
+    i, n = 0, len(message)
+    while i < n:
+        quote = message[i]
+        if quote not in "'\"":
+            j = i + 1
+            while j < n and message[j] not in "'\"":
+                j += 1
+            out.append(message[i:j])
+            i = j
+            continue
+        j = i + 1
+        while j < n and message[j] != quote:
+            j += 2 if message[j] == "\\" else 1
+        inside = message[i + 1 : min(j, n)]
+        if len(inside) > MAX_QUOTED:
+            inside = f"{inside[:MAX_QUOTED]}..."
+        out.append(f"{quote}{inside}{quote if j < n else ''}")
+        i = j + 1
+    message = "".join(out)
+    return message if len(message) <= MAX_MESSAGE else f"{message[:MAX_MESSAGE]}..."
+
+
 def error_code(error: GraphQLError) -> tuple[str, dict[str, Any]]:
     """The contract code and extra extensions for an error."""
     original = error.original_error
@@ -63,7 +99,7 @@ def error_code(error: GraphQLError) -> tuple[str, dict[str, Any]]:
 def coded(error: GraphQLError, correlation_id: str) -> GraphQLError:
     """The error as a client sees it: with its code; an unexpected one masked and logged."""
     code, extra = error_code(error)
-    message = error.message
+    message = bounded(error.message)
     if code == "INTERNAL_SERVER_ERROR":
         log.error(
             "unexpected error (correlation id %s) at %s",

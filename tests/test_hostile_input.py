@@ -236,6 +236,13 @@ async def test_error_messages_quote_at_most_200_characters(api: Api, query: str,
         assert len(err["message"]) <= 600
 
 
+async def test_request_errors_quote_at_most_200_characters(api: Api) -> None:
+    response = await api.http.post("/graphql", json={"query": "query A { __typename }", "operationName": HUGE})
+    [err] = response.json()["errors"]
+    assert err["extensions"]["code"] == "BAD_USER_INPUT"
+    assert longest_run(err["message"], "Z") <= 200
+
+
 async def test_websocket_messages_quote_at_most_200_characters(api: Api) -> None:
     async with GraphQLWS.connect(api.port) as ws:
         await ws.init(api.token("cus_1"))
