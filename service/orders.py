@@ -12,11 +12,17 @@ from domain.aggregate import aggregate_id_of
 from domain.errors import InvalidInput
 from domain.ids import check_id
 from domain.order import Order, order_stream
-from service.context import RequestContext
+from service.context import Principal, RequestContext
 from service.errors import Forbidden, NotFound
 from service.stream_commands import Command, CommandResult, StreamCommands
 
 OrderResult = CommandResult[Order]
+
+
+def require_visible(order: Order, principal: Principal) -> None:
+    """A missing order and another customer's read the same: nothing tells them apart."""
+    if not (order.exists and principal.can_see_customer(order.customer_id)):
+        raise NotFound(f"order {order.id} not found")
 
 
 def new_order_id() -> str:
@@ -111,9 +117,7 @@ class OrderCommands:
         order = await self._commands.aggregates.load(
             order_stream(order_id), lambda: Order(order_id), to_version=version, until=at
         )
-        if not order.exists:
-            raise NotFound(f"order {order_id} not found")
-        ctx.principal.require_customer(order.customer_id)
+        require_visible(order, ctx.principal)
         return order
 
     async def _run(
@@ -133,18 +137,16 @@ class OrderCommands:
             raise InvalidInput("idempotencyKey must be 1-200 characters")
         principal = ctx.principal
 
-        def authorized_decide(order: Order) -> None:
+        def authorize(order: Order) -> None:
             if must_exist:
-                if not order.exists:
-                    raise NotFound(f"order {order_id} not found")
-                principal.require_customer(order.customer_id)
-            decide(order)
+                require_visible(order, principal)
 
         return await self._commands.execute(
             Command(
                 stream_id=order_stream(order_id),
                 new_aggregate=lambda stream_id: Order(aggregate_id_of(stream_id)),
-                decide=authorized_decide,
+                decide=decide,
+                authorize=authorize,
                 metadata=ctx.event_metadata(),
                 expected_version=expected_version,
                 idempotency=(ctx.idempotency_scope, idempotency_key) if idempotency_key else None,

@@ -50,6 +50,9 @@ class Command(Generic[A]):
     metadata: dict[str, Any]
     expected_version: int | None = None
     idempotency: tuple[str, str] | None = None  # (scope, key)
+    # Raises when the caller may not see the stream (e.g. NotFound): checked before the
+    # expected version, so a version is reported only to a caller who may see it.
+    authorize: Callable[[A], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -225,11 +228,11 @@ def _decide(stream_id: str, aggregate: Aggregate, batch: list[_Queued]) -> _Deci
         if command.idempotency in decision.repeats:  # the same key twice in one batch
             decision.repeats[command.idempotency].append(queued)
             continue
-        if command.expected_version is not None and command.expected_version != aggregate.version:
-            conflict = ConcurrencyConflict(stream_id, command.expected_version, aggregate.version)
-            decision.refused.append((queued, conflict))
-            continue
         try:
+            if command.authorize is not None:
+                command.authorize(aggregate)
+            if command.expected_version is not None and command.expected_version != aggregate.version:
+                raise ConcurrencyConflict(stream_id, command.expected_version, aggregate.version)
             command.decide(aggregate)
         except Exception as error:
             aggregate.take_changes()
