@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from ulid import ULID
 
@@ -14,7 +15,7 @@ from domain.ids import check_id
 from domain.order import Order, order_stream
 from service.context import Principal, RequestContext
 from service.errors import Forbidden, NotFound
-from service.stream_commands import Command, CommandResult, StreamCommands
+from service.stream_commands import Command, CommandResult, StreamCommands, input_fingerprint
 
 OrderResult = CommandResult[Order]
 
@@ -44,12 +45,15 @@ class OrderCommands:
     ) -> OrderResult:
         if not ctx.principal.can_see_customer(customer_id):
             raise Forbidden("a customer can only create its own orders")
+        inputs = {"orderId": order_id, "customerId": customer_id, "currency": currency}
         order_id = check_id(order_id, "orderId") if order_id is not None else new_order_id()
 
         def decide(order: Order) -> None:
             order.create(customer_id, currency)
 
-        return await self._run(ctx, order_id, decide, None, idempotency_key, must_exist=False)
+        return await self._run(
+            ctx, "createOrder", inputs, order_id, decide, None, idempotency_key, must_exist=False
+        )
 
     async def add_item(
         self,
@@ -65,6 +69,8 @@ class OrderCommands:
     ) -> OrderResult:
         return await self._run(
             ctx,
+            "addItem",
+            {"sku": sku, "quantity": quantity, "unitPrice": unit_price, "discount": discount},
             order_id,
             lambda order: order.add_item(sku, quantity, unit_price, discount),
             expected_version,
@@ -81,7 +87,8 @@ class OrderCommands:
         idempotency_key: str | None = None,
     ) -> OrderResult:
         return await self._run(
-            ctx, order_id, lambda order: order.remove_item(sku), expected_version, idempotency_key
+            ctx, "removeItem", {"sku": sku}, order_id, lambda order: order.remove_item(sku),
+            expected_version, idempotency_key,
         )
 
     async def submit_order(
@@ -92,7 +99,7 @@ class OrderCommands:
         expected_version: int | None = None,
         idempotency_key: str | None = None,
     ) -> OrderResult:
-        return await self._run(ctx, order_id, Order.submit, expected_version, idempotency_key)
+        return await self._run(ctx, "submitOrder", {}, order_id, Order.submit, expected_version, idempotency_key)
 
     async def cancel_order(
         self,
@@ -104,7 +111,8 @@ class OrderCommands:
         idempotency_key: str | None = None,
     ) -> OrderResult:
         return await self._run(
-            ctx, order_id, lambda order: order.cancel(reason), expected_version, idempotency_key
+            ctx, "cancelOrder", {"reason": reason}, order_id, lambda order: order.cancel(reason),
+            expected_version, idempotency_key,
         )
 
     async def order_at(
@@ -123,6 +131,8 @@ class OrderCommands:
     async def _run(
         self,
         ctx: RequestContext,
+        name: str,  # the mutation, and its `inputs` besides the order id and expected version:
+        inputs: dict[str, Any],  # what a reused idempotency key is compared on
         order_id: str,
         decide: Callable[[Order], None],
         expected_version: int | None,
@@ -150,5 +160,9 @@ class OrderCommands:
                 metadata=ctx.event_metadata(),
                 expected_version=expected_version,
                 idempotency=(ctx.idempotency_scope, idempotency_key) if idempotency_key else None,
+                # inputs first-hand: createOrder's is the client's orderId, not the one drawn
+                fingerprint=input_fingerprint(
+                    name, **{"orderId": order_id, "expectedVersion": expected_version, **inputs}
+                ) if idempotency_key else None,
             )
         )
