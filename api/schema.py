@@ -27,7 +27,7 @@ from api.inventory import InventoryMutation, InventoryQuery
 from api.limits import QueryGuard
 from api.orders import OrderHistoryQuery, OrderMutation
 from api.readmodels import ConsistencyReport, ReadModelQuery
-from api.strings import refuse_nul_in_strings
+from api.strings import refuse_unstorable_strings
 from api.subscriptions import LiveSubscription
 from api.types import STRICT_DECIMAL, Event, Order
 from service.settings import Settings
@@ -71,7 +71,7 @@ def build_schema(settings: Settings) -> ApiSchema:
     # Factories, not instances: an extension instance keeps the execution context of the
     # request it serves, so one shared instance mixes up concurrent requests' results.
     extensions: list[Callable[[], SchemaExtension]] = [ErrorCodes, ConsistencyReport]
-    refuse_nul_in_strings()
+    refuse_unstorable_strings()
     schema = strawberry.Schema(
         query=merge_types("Query", QUERIES),
         mutation=merge_types("Mutation", MUTATIONS),

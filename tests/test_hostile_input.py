@@ -115,6 +115,23 @@ async def test_nul_over_websocket_is_bad_user_input(api: Api, dsn: str) -> None:
     assert await event_count(dsn) == 2
 
 
+async def test_lone_surrogate_over_websocket_is_bad_user_input(api: Api, dsn: str) -> None:
+    """Python's JSON parser (the WebSocket's) accepts "\\ud800"; PostgreSQL cannot store it."""
+    order_id = await create(api, "cus_1")
+    async with GraphQLWS.connect(api.port) as ws:
+        await ws.init(api.token("cus_1"))
+        raw = json.dumps({"id": "1", "type": "subscribe", "payload": {"query": CANCEL, "variables": {}}})
+        variables = '"variables": {"input": {"orderId": "ORDER", "reason": "a\\ud800"}}'.replace("ORDER", order_id)
+        raw = raw.replace('"variables": {}', variables)
+        await ws.ws.send(raw)
+        message = await ws.receive("1")
+        errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
+        assert [e["extensions"]["code"] for e in errors] == ["BAD_USER_INPUT"], message
+        assert "surrogate" in errors[0]["message"]
+    assert await event_count(dsn) == 1
+    await answers_normally(api)
+
+
 async def raw_request(port: int, header: bytes) -> tuple[int, bytes]:
     """A POST with a hand-made header line (clients refuse to send a NUL in a header)."""
     body = json.dumps({"query": "{ __typename }"}).encode()

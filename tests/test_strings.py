@@ -16,13 +16,13 @@ from graphql import (
 from graphql.utilities import coerce_input_value
 from graphql.validation import validate
 
-from api.strings import refuse_nul_in_strings
+from api.strings import refuse_unstorable_strings
 
 
 @pytest.fixture(autouse=True)
 def wrapped() -> None:
-    refuse_nul_in_strings()
-    refuse_nul_in_strings()  # idempotent
+    refuse_unstorable_strings()
+    refuse_unstorable_strings()  # idempotent
 
 
 @pytest.mark.parametrize("scalar", [GraphQLString, GraphQLID])
