@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -29,7 +30,7 @@ from api.orders import OrderHistoryQuery, OrderMutation
 from api.readmodels import ConsistencyReport, ReadModelQuery
 from api.strings import refuse_unstorable_strings
 from api.subscriptions import LiveSubscription
-from api.types import STRICT_DECIMAL, Event, Order
+from api.types import BOUNDED_DATETIME, STRICT_DECIMAL, Event, Order
 from service.settings import Settings
 
 # A feature adds its types here, and nowhere else.
@@ -78,7 +79,10 @@ def build_schema(settings: Settings) -> ApiSchema:
         subscription=merge_types("Subscription", SUBSCRIPTIONS) if SUBSCRIPTIONS else None,
         types=NODE_TYPES,
         extensions=extensions,
-        config=StrawberryConfig(name_converter=RememberedNames(), scalar_map={Decimal: STRICT_DECIMAL}),
+        config=StrawberryConfig(
+            name_converter=RememberedNames(),
+            scalar_map={Decimal: STRICT_DECIMAL, datetime: BOUNDED_DATETIME},
+        ),
     )
     omit_null_defaults(schema)
     guard = QueryGuard(

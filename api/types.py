@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -12,7 +12,7 @@ from typing import Any
 import strawberry
 from graphql import FloatValueNode, GraphQLError, IntValueNode, StringValueNode, ValueNode
 from strawberry.scalars import JSON
-from strawberry.schema.types.base_scalars import DecimalDefinition
+from strawberry.schema.types.base_scalars import DateTimeDefinition, DecimalDefinition
 
 from domain.errors import InvalidInput
 from domain.money import parse_decimal, to_minor_units
@@ -38,6 +38,25 @@ def decimal_literal(node: ValueNode, _variables: Any = None) -> Decimal:
 # strawberry's Decimal with strict parsing: Python's Decimal() takes "1e1000000", "1_0",
 # " 1", "NaN" and other scripts' digits.
 STRICT_DECIMAL = dataclasses.replace(DecimalDefinition, parse_value=decimal_input, parse_literal=decimal_literal)
+
+
+_parse_datetime = DateTimeDefinition.parse_value
+assert _parse_datetime is not None
+
+
+def datetime_input(value: Any) -> datetime:
+    """strawberry's DateTime input, refusing instants PostgreSQL cannot be asked about
+    ("0001-01-01T00:00:00+14:00" is before year 1 in UTC: an OverflowError deep down)."""
+    parsed = _parse_datetime(value)
+    try:
+        parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise GraphQLError("DateTime: the instant is outside the years 1 to 9999 in UTC") from None
+    return parsed  # type: ignore[no-any-return]
+
+
+# strawberry's DateTime, checked as above
+BOUNDED_DATETIME = dataclasses.replace(DateTimeDefinition, parse_value=datetime_input)
 
 
 @strawberry.interface

@@ -11,11 +11,14 @@ from eventstore.reader import MAX_PAGE
 from service.context import Principal
 from service.errors import NotFound
 
+MAX_POSITION = 2**63 - 1
+
 
 def parse_position(value: str | None, what: str = "after") -> int:
     if value is None or value == "":
         return 0
-    if not value.isdigit() or len(value) > 19:
+    # ASCII digits only (str.isdigit also takes "²" and "١"), within PostgreSQL's bigint
+    if not (value.isascii() and value.isdigit() and len(value) <= 19 and int(value) <= MAX_POSITION):
         raise InvalidInput(f"{what} must be a position: a decimal integer as a string")
     return int(value)
 

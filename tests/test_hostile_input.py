@@ -206,6 +206,21 @@ async def test_loose_decimal_over_websocket(api: Api, dsn: str) -> None:
     assert await event_count(dsn) == 1
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        '{ events(after: "9223372036854775808") { edges { cursor } } }',
+        '{ events(after: "\u00b2") { edges { cursor } } }',
+        '{ orders(consistentWith: "\u0661") { edges { cursor } } }',
+        '{ orderAt(id: "ord_1", at: "0001-01-01T00:00:00+14:00") { id } }',
+        '{ orderAt(id: "ord_1", at: "9999-12-31T23:59:59-14:00") { id } }',
+    ],
+)
+async def test_out_of_range_positions_and_instants_are_bad_user_input(api: Api, query: str) -> None:
+    err = only_error(await api.gql(query, as_=STAFF))
+    assert err["extensions"]["code"] == "BAD_USER_INPUT", err
+
+
 # ---- at most 200 characters of input quoted
 
 
