@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from graphql import FloatValueNode, GraphQLError, IntValueNode, StringValueNode, ValueNode
@@ -40,8 +40,7 @@ def decimal_literal(node: ValueNode, _variables: Any = None) -> Decimal:
 STRICT_DECIMAL = dataclasses.replace(DecimalDefinition, parse_value=decimal_input, parse_literal=decimal_literal)
 
 
-_parse_datetime = DateTimeDefinition.parse_value
-assert _parse_datetime is not None
+_parse_datetime = cast(Callable[[Any], datetime], DateTimeDefinition.parse_value)
 
 
 def datetime_input(value: Any) -> datetime:
@@ -52,7 +51,7 @@ def datetime_input(value: Any) -> datetime:
         parsed.astimezone(UTC)
     except (OverflowError, ValueError):
         raise GraphQLError("DateTime: the instant is outside the years 1 to 9999 in UTC") from None
-    return parsed  # type: ignore[no-any-return]
+    return parsed
 
 
 # strawberry's DateTime, checked as above
