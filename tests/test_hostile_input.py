@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 import pytest
@@ -72,7 +73,22 @@ def with_order(value: Any, order_id: str) -> Any:
     return value
 
 
-@pytest.mark.parametrize(("query", "variables", "caller"), NUL_CASES)
+def case_id(query: str, variables: dict[str, Any]) -> str:
+    """e.g. "cancelOrder.reason", "stream.literal": the field and where the NUL is."""
+    field = re.search(r"\b([a-z]\w*)\(", query.split("{", 1)[1])
+    found = [k for k, v in flatten(variables) if NUL in v]
+    return f"{field[1] if field else '?'}.{found[0] if found else 'literal'}"
+
+
+def flatten(value: Any, key: str = "") -> list[tuple[str, str]]:
+    if isinstance(value, dict):
+        return [pair for k, v in value.items() for pair in flatten(v, k)]
+    if isinstance(value, list):
+        return [pair for v in value for pair in flatten(v, key)]
+    return [(key, value)] if isinstance(value, str) else []
+
+
+@pytest.mark.parametrize(("query", "variables", "caller"), NUL_CASES, ids=[case_id(q, v) for q, v, _ in NUL_CASES])
 async def test_nul_anywhere_is_bad_user_input_and_reaches_no_database(
     api: Api, dsn: str, query: str, variables: dict[str, Any], caller: tuple[str, str]
 ) -> None:
@@ -166,12 +182,13 @@ LOOSE_DECIMALS = ["1e1000000", "1e2", "1E2", "1_0", "\u0661", " 1.00", "1.00 ", 
                   "-Infinity", "", "1.", ".5", "-", "0x10", "1,00", "--1", "1.0.0", "\uff11", "9" * 1_000_000]
 
 
-@pytest.mark.parametrize("price", LOOSE_DECIMALS, ids=lambda p: repr(p[:12]))
-async def test_loose_decimal_is_bad_user_input(api: Api, dsn: str, price: str) -> None:
+async def test_loose_decimals_are_bad_user_input(api: Api, dsn: str) -> None:
     order_id = await create(api)
-    err = only_error(await api.gql(ADD, {"input": {"orderId": order_id, "sku": "A", "quantity": 1, "unitPrice": price}}))
-    assert err["extensions"]["code"] == "BAD_USER_INPUT", err
-    assert "Internal" not in err["message"] and len(err["message"]) < 600
+    for price in LOOSE_DECIMALS:
+        body = await api.gql(ADD, {"input": {"orderId": order_id, "sku": "A", "quantity": 1, "unitPrice": price}})
+        err = only_error(body)
+        assert err["extensions"]["code"] == "BAD_USER_INPUT", (price[:20], err)
+        assert len(err["message"]) < 400
     assert await event_count(dsn) == 1
 
 
