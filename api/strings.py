@@ -53,7 +53,8 @@ def _refuse(value: Any) -> None:
 
 def _refusing_value(coerce: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def coerce_storable(value: Any) -> Any:
-        _refuse(value)
+        if type(value) is str and (NUL in value or not value.isascii()):  # else nothing to check
+            _refuse(value)
         return coerce(value)
 
     coerce_storable.refuses_nul = True  # type: ignore[attr-defined]
