@@ -381,6 +381,16 @@ async def test_concurrent_reuse_of_a_key_with_other_input_appends_one(api: Api, 
     assert await event_count(dsn) == 2
 
 
+async def test_concurrent_creates_with_one_key_and_other_input_create_one(api: Api, dsn: str) -> None:
+    """Each draws its own order id, so they meet only in the append's key check."""
+    currencies = ["USD", "EUR", "JPY", "GBP", "CHF", "SEK"]
+    inputs = [{"customerId": "cus_1", "currency": c, "idempotencyKey": "new-order"} for c in currencies]
+    bodies = await asyncio.gather(*(api.gql(CREATE, {"input": i}) for i in inputs))
+    assert len([b for b in bodies if "errors" not in b]) == 1, bodies
+    assert {only_error(b)["extensions"]["code"] for b in bodies if "errors" in b} == {"BAD_USER_INPUT"}
+    assert await event_count(dsn) == 1
+
+
 # ---- WebSocket init key case
 
 
