@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 
-from domain.errors import InvalidInput
+from domain.errors import InvalidInput, quoted
 
 _ZERO_DIGITS = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
 _THREE_DIGITS = "BHD IQD JOD KWD LYD OMR TND"
@@ -38,12 +38,6 @@ _DECIMAL_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?", re.ASCII)
 # Longer text is refused before it is looked at: any amount below MAX_AMOUNT with the
 # most minor-unit digits (4) fits in 21 characters; the rest is room for leading zeros.
 MAX_DECIMAL_CHARS = 40
-
-
-def quoted(value: object, limit: int = 40) -> str:
-    """`repr(value)`, cut to `limit` characters: messages never echo a whole huge input."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 def parse_decimal(value: str | Decimal | int | float, *, field: str = "amount") -> Decimal:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import UUID
 
-from domain.errors import InvalidInput
+from domain.errors import InvalidInput, quoted
 from eventstore import EventReader, RecordedEvent
 from eventstore.reader import MAX_PAGE
 from service.context import Principal
@@ -71,7 +71,7 @@ class EventQueries:
         try:
             uuid = UUID(event_id)
         except ValueError:
-            raise InvalidInput(f"{event_id!r} is not an event id") from None
+            raise InvalidInput(f"{quoted(event_id)} is not an event id") from None
         event = await self._reader.get_event(uuid)
         if event is None or not principal.can_read_stream(event.owner):
             raise NotFound(f"event {event_id} not found")

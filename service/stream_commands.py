@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from domain.aggregate import Aggregate
-from domain.errors import InvalidInput
-from domain.money import quoted
+from domain.errors import InvalidInput, quoted
 from eventstore import (
     Appender,
     AppendRequest,

@@ -238,6 +238,13 @@ async def test_out_of_range_positions_and_instants_are_bad_user_input(api: Api, 
     assert err["extensions"]["code"] == "BAD_USER_INPUT", err
 
 
+async def test_an_id_with_a_trailing_newline_is_malformed(api: Api, dsn: str) -> None:
+    for input in ({"customerId": "cus_1", "orderId": "ord_1\n"}, {"customerId": "cus_1\n"}):
+        err = only_error(await api.gql(CREATE, {"input": input}, as_=STAFF))
+        assert err["extensions"]["code"] == "BAD_USER_INPUT", err
+    assert await event_count(dsn) == 0
+
+
 # ---- at most 200 characters of input quoted
 
 
