@@ -49,6 +49,46 @@ _TOO_COMPLEX = re.compile(
 )
 
 
+MAX_QUOTED = 200  # characters of a client's input an error message may quote (CONTRACT 7.1)
+MAX_MESSAGE = 1000  # a backstop for input quoted without quotes: templates are short
+
+
+# Up to the next quote; a quoted stretch's inside, up to its closing quote (escapes skipped)
+_PLAIN = re.compile(r"[^'\"]*")
+_INSIDE = {q: re.compile(rf"[^{q}\\]*(?:\\.[^{q}\\]*)*", re.DOTALL) for q in "'\""}
+
+
+def bounded(message: str) -> str:
+    """The message with each quoted stretch cut to MAX_QUOTED characters.
+
+    Input is quoted as '...' or "..." (graphql-core's `inspect` and `print_for_error`, our
+    own `repr`s), backslash escapes included; an unclosed quote runs to the end. The scan
+    stops past MAX_MESSAGE characters of output, so a huge message costs little whatever
+    quotes it holds.
+    """
+    if len(message) <= MAX_QUOTED:
+        return message
+    out: list[str] = []
+    size, i, n = 0, 0, len(message)
+    while i < n and size <= MAX_MESSAGE:
+        plain = _PLAIN.match(message, i)
+        assert plain is not None  # `*` always matches
+        out.append(plain[0])
+        i = plain.end()
+        if i >= n:
+            break
+        quote = message[i]
+        inside = _INSIDE[quote].match(message, i + 1)
+        assert inside is not None
+        text = inside[0] if len(inside[0]) <= MAX_QUOTED else f"{inside[0][:MAX_QUOTED]}..."
+        closed = inside.end() < n
+        out.append(f"{quote}{text}{quote if closed else ''}")
+        size += len(plain[0]) + len(out[-1])
+        i = inside.end() + 1
+    message = "".join(out)
+    return message if len(message) <= MAX_MESSAGE else f"{message[:MAX_MESSAGE]}..."
+
+
 def error_code(error: GraphQLError) -> tuple[str, dict[str, Any]]:
     """The contract code and extra extensions for an error."""
     original = error.original_error
@@ -76,7 +116,7 @@ def error_code(error: GraphQLError) -> tuple[str, dict[str, Any]]:
 def coded(error: GraphQLError, correlation_id: str) -> GraphQLError:
     """The error as a client sees it: with its code; an unexpected one masked and logged."""
     code, extra = error_code(error)
-    message = error.message
+    message = bounded(error.message)
     if code == "INTERNAL_SERVER_ERROR":
         log.error(
             "unexpected error (correlation id %s) at %s",

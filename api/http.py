@@ -20,10 +20,11 @@ from starlette.datastructures import QueryParams
 from starlette.types import Receive, Scope, Send
 
 from api.context import Context
-from api.errors import INTERNAL_MESSAGE
+from api.errors import INTERNAL_MESSAGE, bounded
 from api.metrics import first_code, observe_request
 from api.operations import GraphQLRequest, Operations, Outcome, UnknownOperation
 from api.persisted import DocumentRefused, PersistedDocuments, persisted_hash
+from api.strings import NUL_MESSAGE, has_nul
 from eventstore.records import time_ordered_text
 from service.context import Principal
 from service.logs import CORRELATION_ID
@@ -102,7 +103,7 @@ class Reply:
 
 
 def error_response(error: HTTPError, media_type: str) -> Reply:
-    body = {"errors": [{"message": error.message, "extensions": {"code": error.code}}]}
+    body = {"errors": [{"message": bounded(error.message), "extensions": {"code": error.code}}]}
     return Reply(
         error.status, orjson.dumps(body), content_type(media_type), error.headers, "unknown", error.code
     )
@@ -115,7 +116,7 @@ def declared_length(headers: dict[str, str]) -> int | None:
 
 def correlation_id_of(headers: Any) -> str:
     value = headers.get("x-correlation-id", "")
-    return value if 0 < len(value) <= 200 else time_ordered_text()
+    return value if 0 < len(value) <= 200 and not has_nul(value) else time_ordered_text()
 
 
 def too_large(max_bytes: int) -> HTTPError:
@@ -276,6 +277,8 @@ class GraphQLOverHTTP:
         self, scope: Scope, receive: Receive, headers: dict[str, str], media_type: str, correlation_id: str
     ) -> Reply:
         method = scope["method"]
+        if has_nul(headers.get("x-correlation-id")):  # the response echoes a fresh id instead
+            raise HTTPError(400, f"X-Correlation-ID: {NUL_MESSAGE}.")
         if method == "GET":
             params = params_of(scope["query_string"])
             if "query" not in params and "extensions" not in params and wants_html(headers):

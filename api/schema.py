@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import strawberry
@@ -26,8 +28,9 @@ from api.inventory import InventoryMutation, InventoryQuery
 from api.limits import QueryGuard
 from api.orders import OrderHistoryQuery, OrderMutation
 from api.readmodels import ConsistencyReport, ReadModelQuery
+from api.strings import refuse_unstorable_strings
 from api.subscriptions import LiveSubscription
-from api.types import Event, Order
+from api.types import BOUNDED_DATETIME, STRICT_DECIMAL, Event, Order
 from service.settings import Settings
 
 # A feature adds its types here, and nowhere else.
@@ -69,13 +72,17 @@ def build_schema(settings: Settings) -> ApiSchema:
     # Factories, not instances: an extension instance keeps the execution context of the
     # request it serves, so one shared instance mixes up concurrent requests' results.
     extensions: list[Callable[[], SchemaExtension]] = [ErrorCodes, ConsistencyReport]
+    refuse_unstorable_strings()
     schema = strawberry.Schema(
         query=merge_types("Query", QUERIES),
         mutation=merge_types("Mutation", MUTATIONS),
         subscription=merge_types("Subscription", SUBSCRIPTIONS) if SUBSCRIPTIONS else None,
         types=NODE_TYPES,
         extensions=extensions,
-        config=StrawberryConfig(name_converter=RememberedNames()),
+        config=StrawberryConfig(
+            name_converter=RememberedNames(),
+            scalar_map={Decimal: STRICT_DECIMAL, datetime: BOUNDED_DATETIME},
+        ),
     )
     omit_null_defaults(schema)
     guard = QueryGuard(

@@ -2,17 +2,60 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+import dataclasses
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
+from typing import Any, cast
 
 import strawberry
+from graphql import FloatValueNode, GraphQLError, IntValueNode, StringValueNode, ValueNode
 from strawberry.scalars import JSON
+from strawberry.schema.types.base_scalars import DateTimeDefinition, DecimalDefinition
 
-from domain.money import to_minor_units
+from domain.errors import InvalidInput
+from domain.money import parse_decimal, to_minor_units
 from eventstore import RecordedEvent
 from readmodels.views import OrderLineView, OrderView
+
+
+def decimal_input(value: Any) -> Decimal:
+    """The `Decimal` scalar's input: strict text (CONTRACT 3, 7.1), or a JSON number."""
+    try:
+        return parse_decimal(value, field="Decimal")
+    except InvalidInput as error:
+        raise GraphQLError(str(error)) from None
+
+
+def decimal_literal(node: ValueNode, _variables: Any = None) -> Decimal:
+    """A literal as written in the document (`1e2` stays `1e2`, and is refused)."""
+    if isinstance(node, StringValueNode | IntValueNode | FloatValueNode):
+        return decimal_input(node.value)
+    raise GraphQLError("Decimal: expected a decimal number as a string such as \"19.99\"")
+
+
+# strawberry's Decimal with strict parsing: Python's Decimal() takes "1e1000000", "1_0",
+# " 1", "NaN" and other scripts' digits.
+STRICT_DECIMAL = dataclasses.replace(DecimalDefinition, parse_value=decimal_input, parse_literal=decimal_literal)
+
+
+_parse_datetime = cast(Callable[[Any], datetime], DateTimeDefinition.parse_value)
+
+
+def datetime_input(value: Any) -> datetime:
+    """strawberry's DateTime input, refusing instants PostgreSQL cannot be asked about
+    ("0001-01-01T00:00:00+14:00" is before year 1 in UTC: an OverflowError deep down)."""
+    parsed = _parse_datetime(value)
+    try:
+        parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise GraphQLError("DateTime: the instant is outside the years 1 to 9999 in UTC") from None
+    return parsed
+
+
+# strawberry's DateTime, checked as above
+BOUNDED_DATETIME = dataclasses.replace(DateTimeDefinition, parse_value=datetime_input)
 
 
 @strawberry.interface

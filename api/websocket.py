@@ -51,6 +51,16 @@ from service.tracing import operation_span
 FORBIDDEN = 4403
 
 
+def authorization_of(payload: object) -> object:
+    """The init payload's `authorization`, whatever the key's case (clients send `Authorization`)."""
+    if not isinstance(payload, dict):
+        return None
+    for key, value in payload.items():
+        if isinstance(key, str) and key.lower() == "authorization":
+            return value
+    return None
+
+
 def websocket_options(settings: Settings) -> dict[str, Any]:
     """The view's keyword arguments for WebSockets (only graphql-transport-ws is spoken)."""
     return {
@@ -110,7 +120,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         payload = message.get("payload")
         if not self.connection_init_received and not self.connection_timed_out:
-            authorization = payload.get("authorization") if isinstance(payload, dict) else None
+            authorization = authorization_of(payload)
             authenticated = self.view.authenticate(  # type: ignore[attr-defined]
                 authorization if isinstance(authorization, str) else None
             )

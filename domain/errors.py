@@ -11,3 +11,9 @@ class InvalidInput(DomainError):
 
 class RuleViolation(DomainError):
     """A valid request the aggregate's current state refuses (adding to a submitted order)."""
+
+
+def quoted(value: object, limit: int = 40) -> str:
+    """`repr(value)`, cut to `limit` characters: messages never echo a whole huge input."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."

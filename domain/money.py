@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
-from domain.errors import InvalidInput
+from domain.errors import InvalidInput, quoted
 
 _ZERO_DIGITS = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
 _THREE_DIGITS = "BHD IQD JOD KWD LYD OMR TND"
@@ -30,28 +31,50 @@ MINOR_UNITS: dict[str, int] = {
 
 MAX_AMOUNT = Decimal(10) ** 15
 
+# Decimal input as the contract writes it: ASCII digits, an optional leading "-" and an
+# optional "." with at least one digit on each side ("1." and ".5" are refused). No
+# exponent, spaces, "_", "+" or other scripts' digits, which Python's Decimal would take.
+_DECIMAL_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?", re.ASCII)
+# Longer text is refused before it is looked at: any amount below MAX_AMOUNT with the
+# most minor-unit digits (4) fits in 21 characters; the rest is room for leading zeros.
+MAX_DECIMAL_CHARS = 40
+
+
+def parse_decimal(value: str | Decimal | int | float, *, field: str = "amount") -> Decimal:
+    """A decimal number from text in the strict form above (or a JSON number)."""
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise InvalidInput(f"{field}: expected a decimal number as a string such as \"19.99\"")
+    text = value if isinstance(value, str) else repr(value)  # a JSON number as written: 2.5
+    if len(text) > MAX_DECIMAL_CHARS:
+        raise InvalidInput(f"{field}: a decimal number has at most {MAX_DECIMAL_CHARS} characters")
+    if not _DECIMAL_TEXT.fullmatch(text):
+        raise InvalidInput(
+            f"{field}: {quoted(value)} is not a decimal number: expected ASCII digits with an"
+            " optional leading '-' and '.' fraction, such as \"19.99\""
+        )
+    return Decimal(text)
+
 
 def check_currency(code: str) -> str:
     if code not in MINOR_UNITS:
-        raise InvalidInput(f"unknown currency {code!r}: expected an ISO 4217 code such as 'USD'")
+        raise InvalidInput(f"unknown currency {quoted(code)}: expected an ISO 4217 code such as 'USD'")
     return code
 
 
-def parse_amount(value: str | Decimal | int, currency: str, *, field: str = "amount") -> Decimal:
+def parse_amount(value: str | Decimal | int | float, currency: str, *, field: str = "amount") -> Decimal:
     """An exact amount with no more fractional digits than the currency has."""
     digits = MINOR_UNITS[check_currency(currency)]
-    try:
-        amount = value if isinstance(value, Decimal) else Decimal(str(value).strip())
-    except InvalidOperation:
-        raise InvalidInput(f"{field}: {value!r} is not a decimal number") from None
+    amount = parse_decimal(value, field=field)
     if not amount.is_finite():
-        raise InvalidInput(f"{field}: {value!r} is not a finite decimal number")
+        raise InvalidInput(f"{field}: {quoted(value)} is not a finite decimal number")
     exponent = amount.as_tuple().exponent
     assert isinstance(exponent, int)
     if -exponent > digits:
         raise InvalidInput(f"{field}: {currency} amounts have at most {digits} decimal places")
     if abs(amount) >= MAX_AMOUNT:
-        raise InvalidInput(f"{field}: {value!r} is too large")
+        raise InvalidInput(f"{field}: {quoted(value)} is too large")
     return amount + Decimal(0)  # normalizes -0
 
 

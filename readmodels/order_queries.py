@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from domain.errors import InvalidInput
+from domain.errors import InvalidInput, quoted
 from eventstore.pool import Pool
 from readmodels.coalesce import CoalescedLookup
 from readmodels.views import OrderLineView, OrderView
@@ -56,7 +56,7 @@ def decode_cursor(cursor: str) -> int:
         text = ""
     seq = text.removeprefix(_CURSOR_PREFIX)
     if not text.startswith(_CURSOR_PREFIX) or not seq.isdigit() or len(seq) > 18:
-        raise InvalidInput(f"after: {cursor!r} is not a cursor from this connection")
+        raise InvalidInput(f"after: {quoted(cursor)} is not a cursor from this connection")
     return int(seq)
 
 

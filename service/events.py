@@ -5,17 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import UUID
 
-from domain.errors import InvalidInput
+from domain.errors import InvalidInput, quoted
 from eventstore import EventReader, RecordedEvent
 from eventstore.reader import MAX_PAGE
 from service.context import Principal
 from service.errors import NotFound
 
+MAX_POSITION = 2**63 - 1
+
 
 def parse_position(value: str | None, what: str = "after") -> int:
     if value is None or value == "":
         return 0
-    if not value.isdigit() or len(value) > 19:
+    # ASCII digits only (str.isdigit also takes "²" and "١"), within PostgreSQL's bigint
+    if not (value.isascii() and value.isdigit() and len(value) <= 19 and int(value) <= MAX_POSITION):
         raise InvalidInput(f"{what} must be a position: a decimal integer as a string")
     return int(value)
 
@@ -68,7 +71,7 @@ class EventQueries:
         try:
             uuid = UUID(event_id)
         except ValueError:
-            raise InvalidInput(f"{event_id!r} is not an event id") from None
+            raise InvalidInput(f"{quoted(event_id)} is not an event id") from None
         event = await self._reader.get_event(uuid)
         if event is None or not principal.can_read_stream(event.owner):
             raise NotFound(f"event {event_id} not found")

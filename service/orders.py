@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from ulid import ULID
 
@@ -12,11 +13,17 @@ from domain.aggregate import aggregate_id_of
 from domain.errors import InvalidInput
 from domain.ids import check_id
 from domain.order import Order, order_stream
-from service.context import RequestContext
+from service.context import Principal, RequestContext
 from service.errors import Forbidden, NotFound
-from service.stream_commands import Command, CommandResult, StreamCommands
+from service.stream_commands import Command, CommandResult, StreamCommands, input_fingerprint
 
 OrderResult = CommandResult[Order]
+
+
+def require_visible(order: Order, principal: Principal) -> None:
+    """A missing order and another customer's read the same: nothing tells them apart."""
+    if not (order.exists and principal.can_see_customer(order.customer_id)):
+        raise NotFound(f"order {order.id} not found")
 
 
 def new_order_id() -> str:
@@ -38,12 +45,15 @@ class OrderCommands:
     ) -> OrderResult:
         if not ctx.principal.can_see_customer(customer_id):
             raise Forbidden("a customer can only create its own orders")
+        inputs = {"orderId": order_id, "customerId": customer_id, "currency": currency}
         order_id = check_id(order_id, "orderId") if order_id is not None else new_order_id()
 
         def decide(order: Order) -> None:
             order.create(customer_id, currency)
 
-        return await self._run(ctx, order_id, decide, None, idempotency_key, must_exist=False)
+        return await self._run(
+            ctx, "createOrder", inputs, order_id, decide, None, idempotency_key, must_exist=False
+        )
 
     async def add_item(
         self,
@@ -59,6 +69,8 @@ class OrderCommands:
     ) -> OrderResult:
         return await self._run(
             ctx,
+            "addItem",
+            {"sku": sku, "quantity": quantity, "unitPrice": unit_price, "discount": discount},
             order_id,
             lambda order: order.add_item(sku, quantity, unit_price, discount),
             expected_version,
@@ -75,7 +87,8 @@ class OrderCommands:
         idempotency_key: str | None = None,
     ) -> OrderResult:
         return await self._run(
-            ctx, order_id, lambda order: order.remove_item(sku), expected_version, idempotency_key
+            ctx, "removeItem", {"sku": sku}, order_id, lambda order: order.remove_item(sku),
+            expected_version, idempotency_key,
         )
 
     async def submit_order(
@@ -86,7 +99,7 @@ class OrderCommands:
         expected_version: int | None = None,
         idempotency_key: str | None = None,
     ) -> OrderResult:
-        return await self._run(ctx, order_id, Order.submit, expected_version, idempotency_key)
+        return await self._run(ctx, "submitOrder", {}, order_id, Order.submit, expected_version, idempotency_key)
 
     async def cancel_order(
         self,
@@ -98,7 +111,8 @@ class OrderCommands:
         idempotency_key: str | None = None,
     ) -> OrderResult:
         return await self._run(
-            ctx, order_id, lambda order: order.cancel(reason), expected_version, idempotency_key
+            ctx, "cancelOrder", {"reason": reason}, order_id, lambda order: order.cancel(reason),
+            expected_version, idempotency_key,
         )
 
     async def order_at(
@@ -111,14 +125,14 @@ class OrderCommands:
         order = await self._commands.aggregates.load(
             order_stream(order_id), lambda: Order(order_id), to_version=version, until=at
         )
-        if not order.exists:
-            raise NotFound(f"order {order_id} not found")
-        ctx.principal.require_customer(order.customer_id)
+        require_visible(order, ctx.principal)
         return order
 
     async def _run(
         self,
         ctx: RequestContext,
+        name: str,  # the mutation, and its `inputs` besides the order id and expected version:
+        inputs: dict[str, Any],  # what a reused idempotency key is compared on
         order_id: str,
         decide: Callable[[Order], None],
         expected_version: int | None,
@@ -133,20 +147,22 @@ class OrderCommands:
             raise InvalidInput("idempotencyKey must be 1-200 characters")
         principal = ctx.principal
 
-        def authorized_decide(order: Order) -> None:
+        def authorize(order: Order) -> None:
             if must_exist:
-                if not order.exists:
-                    raise NotFound(f"order {order_id} not found")
-                principal.require_customer(order.customer_id)
-            decide(order)
+                require_visible(order, principal)
 
         return await self._commands.execute(
             Command(
                 stream_id=order_stream(order_id),
                 new_aggregate=lambda stream_id: Order(aggregate_id_of(stream_id)),
-                decide=authorized_decide,
+                decide=decide,
+                authorize=authorize,
                 metadata=ctx.event_metadata(),
                 expected_version=expected_version,
                 idempotency=(ctx.idempotency_scope, idempotency_key) if idempotency_key else None,
+                # inputs first-hand: createOrder's is the client's orderId, not the one drawn
+                fingerprint=input_fingerprint(
+                    name, **{"orderId": order_id, "expectedVersion": expected_version, **inputs}
+                ) if idempotency_key else None,
             )
         )

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
+import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from domain.aggregate import Aggregate
+from domain.errors import InvalidInput, quoted
 from eventstore import (
     Appender,
     AppendRequest,
@@ -44,6 +47,24 @@ A = TypeVar("A", bound=Aggregate)
 MAX_BATCH = 256
 MAX_ATTEMPTS = 30
 
+# Event metadata of a keyed command: what it was (name and input), so a reuse of its
+# idempotency key for anything else is refused. Kept with the events the key points to,
+# which a repeat reads anyway: no schema change, and old keys (no fingerprint) still repeat.
+FINGERPRINT = "idempotency_fingerprint"
+
+
+def input_fingerprint(command_name: str, **inputs: Any) -> str:
+    """A short hash of a command's name and input values (as text: "1.0" and "1.00" differ)."""
+    text = json.dumps([command_name, sorted(inputs.items())], default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def key_reused(key: tuple[str, str]) -> InvalidInput:
+    return InvalidInput(
+        f"idempotencyKey {quoted(key[1], 80)} was already used for another mutation or input:"
+        " use a new key for a new request"
+    )
+
 
 @dataclass(frozen=True)
 class Command(Generic[A]):
@@ -53,6 +74,10 @@ class Command(Generic[A]):
     metadata: dict[str, Any]
     expected_version: int | None = None
     idempotency: tuple[str, str] | None = None  # (scope, key)
+    fingerprint: str | None = None  # input_fingerprint of a keyed command
+    # Raises when the caller may not see the stream (e.g. NotFound): checked before the
+    # expected version, so a version is reported only to a caller who may see it.
+    authorize: Callable[[A], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -191,13 +216,17 @@ class StreamCommands:
             if outcome is not None:
                 queued.settle(await self._replay(queued.command, outcome))
 
-    async def _replay(self, command: Command[A], outcome: StoredOutcome) -> CommandResult[A]:
+    async def _replay(self, command: Command[A], outcome: StoredOutcome) -> CommandResult[A] | InvalidInput:
+        events = await self._reader.read_positions(outcome.first_position, outcome.last_position)
+        stored = events[0].metadata.get(FINGERPRINT) if events else None
+        if stored is not None and stored != command.fingerprint:
+            assert command.idempotency is not None
+            return key_reused(command.idempotency)
         stream_id, version = next(iter(outcome.stream_versions.items()))
         # The key may have been used on another stream (a createOrder that drew its own id).
         aggregate = await self.aggregates.load(
             stream_id, lambda: command.new_aggregate(stream_id), to_version=version
         )
-        events = await self._reader.read_positions(outcome.first_position, outcome.last_position)
         return CommandResult(aggregate, events, repeated=True)
 
     async def _cached(
@@ -226,6 +255,7 @@ class _Decision:
     decided: list[tuple[_Queued, int, Aggregate]] = field(default_factory=list)
     refused: list[tuple[_Queued, Exception]] = field(default_factory=list)
     repeats: dict[tuple[str, str], list[_Queued]] = field(default_factory=dict)
+    fingerprints: dict[tuple[str, str], str | None] = field(default_factory=dict)
 
     def settle(self, result: AppendResult) -> None:
         start = 0
@@ -244,25 +274,32 @@ def _decide(stream_id: str, aggregate: Aggregate, batch: list[_Queued]) -> _Deci
     for queued in batch:
         command = queued.command
         if command.idempotency in decision.repeats:  # the same key twice in one batch
-            decision.repeats[command.idempotency].append(queued)
-            continue
-        if command.expected_version is not None and command.expected_version != aggregate.version:
-            conflict = ConcurrencyConflict(stream_id, command.expected_version, aggregate.version)
-            decision.refused.append((queued, conflict))
+            if decision.fingerprints[command.idempotency] != command.fingerprint:
+                decision.refused.append((queued, key_reused(command.idempotency)))
+            else:
+                decision.repeats[command.idempotency].append(queued)
             continue
         try:
+            if command.authorize is not None:
+                command.authorize(aggregate)
+            if command.expected_version is not None and command.expected_version != aggregate.version:
+                raise ConcurrencyConflict(stream_id, command.expected_version, aggregate.version)
             command.decide(aggregate)
         except Exception as error:
             aggregate.take_changes()
             decision.refused.append((queued, error))
             continue
         first = len(decision.events)
+        metadata = command.metadata
+        if command.fingerprint is not None:
+            metadata = {**metadata, FINGERPRINT: command.fingerprint}
         decision.events += [
-            NewEvent(type=change.TYPE, data=change.to_data(), metadata=command.metadata)
+            NewEvent(type=change.TYPE, data=change.to_data(), metadata=metadata)
             for change in aggregate.take_changes()
         ]
         if command.idempotency is not None:
             decision.keys.append(IdempotencyRecord(*command.idempotency, first, len(decision.events)))
             decision.repeats[command.idempotency] = []
+            decision.fingerprints[command.idempotency] = command.fingerprint
         decision.decided.append((queued, len(decision.events), aggregate.snapshot()))
     return decision
