@@ -9,7 +9,7 @@ from typing import Any
 from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors
 
-from api.auth import Unauthenticated
+from api.auth import Unauthenticated, UnstorableClaim
 from domain.errors import InvalidInput, RuleViolation
 from eventstore import ConcurrencyConflict
 from service.errors import Forbidden, NotFound, TooMuchContention
@@ -19,6 +19,7 @@ log = logging.getLogger("eventgraph.errors")
 INTERNAL_MESSAGE = "Internal server error."
 
 _CODES: list[tuple[type[Exception], str]] = [
+    (UnstorableClaim, "BAD_USER_INPUT"),  # before its base class
     (Unauthenticated, "UNAUTHENTICATED"),
     (Forbidden, "FORBIDDEN"),
     (NotFound, "NOT_FOUND"),

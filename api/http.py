@@ -9,7 +9,7 @@ the legacy 200. Malformed HTTP requests answer 4xx with a coded GraphQL error bo
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from api.context import Context
 from api.errors import INTERNAL_MESSAGE
 from api.operations import GraphQLRequest, Operations, Outcome, UnknownOperation
+from api.ratelimit import RateLimited, RateLimiter, caller_of
 from eventstore.records import time_ordered_text
 
 log = logging.getLogger("eventgraph.errors")
@@ -205,14 +206,16 @@ class GraphQLOverHTTP:
     def __init__(
         self,
         operations: Operations,
-        context_for: Callable[[dict[str, str], str], Context],
+        context_for: Callable[[dict[str, str], str], Awaitable[Context]],
         graphiql: Callable[[str], str],
         max_body_bytes: int = 1024 * 1024,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         self.operations = operations
         self.context_for = context_for
         self.graphiql = graphiql
         self.max_body_bytes = max_body_bytes
+        self.rate_limiter = rate_limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = read_headers(scope)
@@ -231,6 +234,9 @@ class GraphQLOverHTTP:
         self, scope: Scope, receive: Receive, headers: dict[str, str], media_type: str, correlation_id: str
     ) -> Reply:
         method = scope["method"]
+        context = await self.context_for(headers, correlation_id)
+        if self.rate_limiter is not None:  # once per request, before any parsing
+            await self.admit(context, scope)
         if method == "GET":
             params = params_of(scope["query_string"])
             if "query" not in params and wants_html(headers):
@@ -240,11 +246,19 @@ class GraphQLOverHTTP:
             request = request_of(parse_json(await self.body(receive, headers)))
         else:
             raise HTTPError(405, "GraphQL only supports GET and POST requests.", headers=_GET_OR_POST)
-        outcome = await self.answer(request, method, self.context_for(headers, correlation_id))
+        outcome = await self.answer(request, method, context)
         # A request error answers 400 to clients of the spec's media type; `application/json`
         # clients keep the legacy 200.
         status = 400 if outcome.request_error and media_type == GRAPHQL_RESPONSE else 200
         return Reply(status, orjson.dumps(outcome.body), content_type(media_type))
+
+    async def admit(self, context: Context, scope: Scope) -> None:
+        assert self.rate_limiter is not None
+        try:
+            await self.rate_limiter.check(caller_of(context.authenticated, scope.get("client")))
+        except RateLimited as refused:
+            retry_after = {"Retry-After": str(refused.retry_after)}
+            raise HTTPError(429, str(refused), code=refused.code, headers=retry_after) from None
 
     async def body(self, receive: Receive, headers: dict[str, str]) -> bytes:
         media = headers.get("content-type", "").partition(";")[0].strip().lower()

@@ -7,7 +7,8 @@
 - the server pings a socket that has been silent for `ws_ping_interval` (strawberry
   only answers pings; proxies drop idle sockets);
 - each operation gets a fresh context (DataLoaders cache per operation, not per socket);
-- too many operations on one socket: an `error` coded RATE_LIMITED for that id;
+- too many operations on one socket, or a `subscribe` over the caller's rate limit: an
+  `error` coded RATE_LIMITED for that id (the socket stays open);
 - messages go out as text frames, as browsers' JSON.parse expects.
 """
 
@@ -40,6 +41,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 from strawberry.utils.aio import aclosing
 
 from api.context import Context
+from api.ratelimit import RateLimited, RateLimiter, caller_of
 from service.context import Principal
 from service.settings import Settings
 
@@ -104,7 +106,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         payload = message.get("payload")
         if not self.connection_init_received and not self.connection_timed_out:
             authorization = payload.get("authorization") if isinstance(payload, dict) else None
-            authenticated = self.view.authenticate(  # type: ignore[attr-defined]
+            authenticated = await self.view.authenticate(  # type: ignore[attr-defined]
                 authorization if isinstance(authorization, str) else None
             )
             if not isinstance(authenticated, Principal):
@@ -134,13 +136,21 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             and limit is not None
             and len(self.operations) >= limit
         ):
-            error = GraphQLError(
-                f"at most {limit} operations at once on one connection",
-                extensions={"code": "RATE_LIMITED"},
-            )
-            await self.send_message({"id": message["id"], "type": "error", "payload": [error.formatted]})
+            await self._refuse(message["id"], f"at most {limit} operations at once on one connection")
             return
+        rate_limiter: RateLimiter | None = self.view.rate_limiter  # type: ignore[attr-defined]
+        if self.connection_acknowledged and rate_limiter is not None:
+            try:
+                await rate_limiter.check(caller_of(self.context.authenticated, None))
+            except RateLimited as refused:
+                await self._refuse(message["id"], str(refused), retryAfter=refused.retry_after)
+                return
         await super().handle_subscribe(message)
+
+    async def _refuse(self, operation_id: str, message: str, **extensions: object) -> None:
+        """An `error` coded RATE_LIMITED for one operation; the socket stays open."""
+        error = GraphQLError(message, extensions={"code": "RATE_LIMITED", **extensions})
+        await self.send_message({"id": operation_id, "type": "error", "payload": [error.formatted]})
 
     @staticmethod
     def _get_pre_execution_close_reason(error: GraphQLError) -> str | None:

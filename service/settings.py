@@ -45,6 +45,13 @@ class Settings:
     # Pages on these origins may open WebSockets ("*": any). Safe as "*": a socket's only
     # credential is the token in connection_init, never a cookie a browser adds by itself.
     allowed_origins: tuple[str, ...] = ("*",)
+    rate_limit_rps: float = 0.0  # requests per second per caller; 0: no limit
+    rate_limit_burst: float | None = None  # None: twice the rate
+    rate_limit_prefix: str = "eventgraph:ratelimit:"  # Redis keys of the shared budgets
+    jwt_max_ttl: int = 604800  # seconds a token may live (`exp` minus `iat`, or minus now)
+    jwt_issuer: str | None = None  # when set, tokens' `iss` must be this
+    jwt_audience: str | None = None  # when set, tokens' `aud` must name this
+    jwks_url: str | None = None  # a JSON Web Key Set for RS256 and ES256 tokens
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -75,4 +82,11 @@ class Settings:
             allowed_origins=tuple(
                 o.strip() for o in env.get("EVENTGRAPH_ALLOWED_ORIGINS", "*").split(",") if o.strip()
             ),
+            rate_limit_rps=_float("EVENTGRAPH_RATE_LIMIT_RPS", 0.0),
+            rate_limit_burst=_float("EVENTGRAPH_RATE_LIMIT_BURST", 0.0) or None,
+            rate_limit_prefix=env.get("EVENTGRAPH_RATE_LIMIT_PREFIX", "eventgraph:ratelimit:"),
+            jwt_max_ttl=_int("EVENTGRAPH_JWT_MAX_TTL", 604800),
+            jwt_issuer=env.get("EVENTGRAPH_JWT_ISSUER") or None,
+            jwt_audience=env.get("EVENTGRAPH_JWT_AUDIENCE") or None,
+            jwks_url=env.get("EVENTGRAPH_JWKS_URL") or None,
         )
