@@ -161,7 +161,13 @@ class TokenVerifier:
             max_ttl=settings.jwt_max_ttl,
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
-            key_set=KeySet(settings.jwks_url) if settings.jwks_url else None,
+            key_set=KeySet(
+                settings.jwks_url,
+                refetch_interval=settings.jwks_refetch_interval,
+                timeout=settings.jwks_timeout,
+            )
+            if settings.jwks_url
+            else None,
         )
 
     async def principal(self, header: str | None) -> Principal | None:

@@ -52,6 +52,8 @@ class Settings:
     jwt_issuer: str | None = None  # when set, tokens' `iss` must be this
     jwt_audience: str | None = None  # when set, tokens' `aud` must name this
     jwks_url: str | None = None  # a JSON Web Key Set for RS256 and ES256 tokens
+    jwks_refetch_interval: float = 10.0  # seconds between fetches for unknown `kid`s (contract: 10)
+    jwks_timeout: float = 5.0  # seconds a fetch of the key set may take
 
     @classmethod
     def from_env(cls) -> Settings:
