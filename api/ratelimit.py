@@ -11,7 +11,8 @@ about half of an addItem request, so:
 - a process reserves up to 1/20 s of a caller's rate at once (a lease) and spends it
   locally for at most a second: callers limited to 20 requests/s or less go to Redis on
   every request; a busier caller may get up to a lease's worth per process above its
-  burst, and is charged for a lease it left unspent;
+  burst, and is charged for a lease it left unspent. One check per caller and process
+  asks for a lease at a time; the caller's other checks wait for its answer;
 - checks made while others are under way go out together in the next script call
   (16 keys cost ~130 µs).
 
@@ -22,6 +23,7 @@ is logged once, and Redis is tried again every few seconds.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -125,6 +127,7 @@ class RateLimiter:
         self._burst = repr(burst)
         self._lease_size = max(1, min(int(rate * LEASE_OF_RATE), int(burst // 2)))
         self._leases: OrderedDict[str, tuple[int, float]] = OrderedDict()  # caller: (left, until)
+        self._asking: dict[str, asyncio.Future[float | None]] = {}  # callers waiting for a lease
         self._local_until = float("-inf")  # Redis is skipped until then
         self._redis_down = False
         self._take = client.register_script(_TAKE) if client is not None else None
@@ -150,24 +153,55 @@ class RateLimiter:
 
     async def check(self, caller: str) -> None:
         """Spends one request of the caller's budget, or raises RateLimited."""
-        now = time.monotonic()
-        if self._take is None or now < self._local_until:
-            return self._check_here(caller, now)
+        while True:
+            now = time.monotonic()
+            if self._take is None or now < self._local_until:
+                return self._check_here(caller, now)
+            if self._spend_lease(caller, now):
+                return None
+            asking = self._asking.get(caller)
+            if asking is None:
+                break
+            # Another check of this caller is asking Redis for a lease: share its answer
+            # (asking too would reserve a lease per concurrent request).
+            refusal = await asyncio.shield(asking)
+            if refusal is not None:
+                raise RateLimited(refusal)
+        asking = asyncio.get_running_loop().create_future()
+        if self._lease_size > 1:
+            self._asking[caller] = asking
+        refusal = None
+        try:
+            refusal = await self._ask_for_lease(caller, now)
+        finally:
+            if self._asking.get(caller) is asking:
+                del self._asking[caller]
+            asking.set_result(refusal)
+        if refusal is not None:
+            raise RateLimited(refusal)
+        return None
+
+    def _spend_lease(self, caller: str, now: float) -> bool:
         lease = self._leases.get(caller)
-        if lease is not None and lease[0] > 0 and now < lease[1]:
-            self._leases[caller] = (lease[0] - 1, lease[1])
-            return None
+        if lease is None or lease[0] <= 0 or now >= lease[1]:
+            return False
+        self._leases[caller] = (lease[0] - 1, lease[1])
+        return True
+
+    async def _ask_for_lease(self, caller: str, now: float) -> float | None:
+        """Takes a lease from Redis and spends one request of it; else the seconds to wait."""
         ask = _Ask(caller, self._lease_size)
         try:
             granted = (await self._asks.get((ask,)))[ask]
         except (RedisError, OSError) as error:
             self._on_redis_down(error)
-            return self._check_here(caller, time.monotonic())
+            wait = self._local.take(caller, time.monotonic())
+            return wait if wait > 0 else None
         if self._redis_down:
             self._redis_down = False
             log.warning("rate limits are shared through Redis again")
         if granted < 0:
-            raise RateLimited(-granted / 1e6)
+            return -granted / 1e6
         if granted > 1:
             self._leases[caller] = (granted - 1, now + LEASE_LIFETIME)
             self._leases.move_to_end(caller)

@@ -197,3 +197,22 @@ async def test_leases_keep_two_processes_within_the_shared_budget(redis_url: str
             await limiter.close()  # type: ignore[union-attr]
     assert refused > 0
     assert burst - 2 * lease <= allowed <= burst + rate * elapsed + 2 * lease + 1
+
+
+async def test_concurrent_checks_of_one_caller_share_a_lease_within_a_generous_limit(
+    redis_url: str, prefix: str
+) -> None:
+    """300 checks at once, with 2,000 to spare: none refused (each used to reserve a lease
+    of its own, 300 x 50, and the budget ran out for requests that never came)."""
+    import asyncio
+
+    from api.ratelimit import RateLimiter
+
+    settings = Settings(rate_limit_rps=1000, redis_url=redis_url, rate_limit_prefix=prefix)
+    limiter = RateLimiter.from_settings(settings)
+    assert limiter is not None
+    try:
+        outcomes = await asyncio.gather(*(limiter.check("staff:bench") for _ in range(300)), return_exceptions=True)
+    finally:
+        await limiter.close()
+    assert [o for o in outcomes if o is not None] == []
