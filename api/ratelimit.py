@@ -119,6 +119,8 @@ class _Ask:
 
 
 class RateLimiter:
+    """The caller budgets of one process: in Redis when there is one, else its own."""
+
     def __init__(self, rate: float, burst: float, client: redis.Redis | None, prefix: str) -> None:
         self._local = Buckets(rate, burst)
         self._client = client
@@ -149,7 +151,8 @@ class RateLimiter:
             )
         else:
             log.info("rate limits are kept per process (no Redis)")
-        return cls(rate, settings.rate_limit_burst or 2 * rate, client, settings.rate_limit_prefix)
+        burst = max(1.0, settings.rate_limit_burst or 2 * rate)  # below 1, nothing would ever pass
+        return cls(rate, burst, client, settings.rate_limit_prefix)
 
     async def check(self, caller: str) -> None:
         """Spends one request of the caller's budget, or raises RateLimited."""

@@ -10,6 +10,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,6 +21,7 @@ from api.auth import mint_token
 from service.container import Services
 from service.settings import Settings
 from tests.conftest import Api, serving
+from tests.relay_support import RedisProcess
 from tests.subscription_support import EVENTS, GraphQLWS
 
 # A token refills every 100 s: a test never earns one back while it runs.
@@ -216,3 +218,42 @@ async def test_concurrent_checks_of_one_caller_share_a_lease_within_a_generous_l
     finally:
         await limiter.close()
     assert [o for o in outcomes if o is not None] == []
+
+
+async def test_redis_going_away_mid_run_and_coming_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No check fails while Redis is away (the process counts alone, and says so once);
+    once Redis answers again the shared bucket takes over where it was."""
+    import asyncio
+
+    from api.ratelimit import RateLimiter
+
+    monkeypatch.setattr("api.ratelimit.RETRY_REDIS_AFTER", 0.2)
+    server = RedisProcess(tmp_path)
+    server.start()
+    settings = Settings(rate_limit_rps=SLOW, rate_limit_burst=10, redis_url=server.url, rate_limit_prefix="t:")
+    limiter = RateLimiter.from_settings(settings)
+    assert limiter is not None
+    try:
+        with caplog.at_level(logging.INFO, logger="api.ratelimit"):
+            for _ in range(2):
+                await limiter.check("customer:cus_1")
+            server.stop()
+            for _ in range(3):
+                await limiter.check("customer:cus_1")
+            server.start()  # with its data (append-only file)
+            await asyncio.sleep(0.3)
+            await limiter.check("customer:cus_1")
+        client = redis.from_url(server.url)
+        try:
+            pttl = await client.pttl("t:customer:cus_1")
+        finally:
+            await client.aclose()
+    finally:
+        await limiter.close()
+        server.stop()
+    said = [r.getMessage() for r in caplog.records if r.name == "api.ratelimit"]
+    assert len(said) == 2 and "does not answer" in said[0] and "shared through Redis again" in said[1], said
+    # three requests in Redis (100 s each): the two before the outage and the one after
+    assert 250_000 < pttl <= 301_000
