@@ -27,6 +27,7 @@ from api.http import GraphQLOverHTTP, correlation_id_of
 from api.metrics import metrics_endpoint
 from api.operations import Operations
 from api.persisted import PersistedDocuments, load_trusted_documents
+from api.ratelimit import RateLimiter
 from api.schema import ApiSchema, build_schema
 from api.websocket import TextWebSocketAdapter, TransportWSHandler, websocket_options
 from service.container import Services
@@ -48,12 +49,18 @@ class GraphQLOverWebSocket(GraphQL[Context, None]):
     websocket_adapter_class = TextWebSocketAdapter
 
     def __init__(
-        self, schema: ApiSchema, contexts: ContextFactory, documents: PersistedDocuments, **kwargs: Any
+        self,
+        schema: ApiSchema,
+        contexts: ContextFactory,
+        documents: PersistedDocuments,
+        rate_limiter: RateLimiter | None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(schema.strawberry, graphql_ide=None, **kwargs)
         self._contexts = contexts
         self._parse = schema.guard.parse
         self.documents = documents  # for `subscribe` payloads (TransportWSHandler)
+        self.rate_limiter = rate_limiter  # each `subscribe` spends a request of the caller's budget
 
     def operation_of(self, query: str, operation_name: str | None) -> tuple[str, str | None]:
         """The type (query, mutation, subscription; `unknown` for a document that names none)
@@ -67,11 +74,11 @@ class GraphQLOverWebSocket(GraphQL[Context, None]):
         return operation.operation.value, operation.name.value if operation.name else None
 
     async def get_context(self, request: Any, response: Any = None) -> Context:
-        return self._contexts(request.headers, correlation_id_of(request.headers))
+        return await self._contexts(request.headers, correlation_id_of(request.headers))
 
-    def authenticate(self, authorization: str | None) -> Principal | Unauthenticated | None:
+    async def authenticate(self, authorization: str | None) -> Principal | Unauthenticated | None:
         """For `connection_init`, whose payload carries the token."""
-        return self._contexts.authenticate(authorization)
+        return await self._contexts.authenticate(authorization)
 
 
 class ContextFactory:
@@ -79,19 +86,19 @@ class ContextFactory:
 
     def __init__(self, services_ref: dict[str, Services], settings: Settings) -> None:
         self._services_ref = services_ref
-        self._tokens = TokenVerifier(settings.jwt_secret or "")
+        self._tokens = TokenVerifier.from_settings(settings)
 
-    def authenticate(self, authorization: str | None) -> Principal | Unauthenticated | None:
+    async def authenticate(self, authorization: str | None) -> Principal | Unauthenticated | None:
         try:
-            return self._tokens.principal(authorization)
+            return await self._tokens.principal(authorization)
         except Unauthenticated as error:
             return error
 
-    def __call__(self, headers: Any, correlation_id: str) -> Context:
+    async def __call__(self, headers: Any, correlation_id: str) -> Context:
         return Context(
             services=self._services_ref["services"],
             correlation_id=correlation_id,
-            authenticated=self.authenticate(headers.get("authorization")),
+            authenticated=await self.authenticate(headers.get("authorization")),
         )
 
 
@@ -113,10 +120,16 @@ def create_app(settings: Settings, services: Services | None = None) -> GraphQLF
         introspection=settings.introspection,
         max_document_bytes=settings.max_body_bytes,
     )
+    rate_limiter = RateLimiter.from_settings(settings)
     over_http = GraphQLOverHTTP(
-        Operations(schema), contexts, graphiql_html, documents, max_body_bytes=settings.max_body_bytes
+        Operations(schema),
+        contexts,
+        graphiql_html,
+        documents,
+        max_body_bytes=settings.max_body_bytes,
+        rate_limiter=rate_limiter,
     )
-    over_websocket = GraphQLOverWebSocket(schema, contexts, documents, **websocket_options(settings))
+    over_websocket = GraphQLOverWebSocket(schema, contexts, documents, rate_limiter, **websocket_options(settings))
     # ErrorCodes logs each unexpected error once, with the correlation id; strawberry's own
     # logger would also log every client mistake (a bad token, a typo) as an ERROR.
     logging.getLogger("strawberry.execution").setLevel(logging.CRITICAL)
@@ -154,6 +167,15 @@ def create_app(settings: Settings, services: Services | None = None) -> GraphQLF
 
     broker = BrokerProbe(settings.redis_url)
 
+    @contextlib.asynccontextmanager
+    async def lifespan_closing_limits(app: Starlette) -> AsyncIterator[None]:
+        try:
+            async with lifespan(app):
+                yield
+        finally:
+            if rate_limiter is not None:
+                await rate_limiter.close()
+
     async def healthz(request: Request) -> Response:
         status, body = await health(services_ref["services"].pool, broker)
         return JSONResponse(body, status_code=status)
@@ -170,10 +192,10 @@ def create_app(settings: Settings, services: Services | None = None) -> GraphQLF
         allow_origins=list(settings.allowed_origins),
         allow_methods=["GET", "POST"],
         allow_headers=["Authorization", "Content-Type", "Accept", "X-Correlation-ID"],
-        expose_headers=["X-Correlation-ID"],
+        expose_headers=["X-Correlation-ID", "Retry-After"],
         max_age=600,
     )
-    site = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(cors)])
+    site = Starlette(routes=routes, lifespan=lifespan_closing_limits, middleware=[Middleware(cors)])
     return GraphQLFirst(over_http, cors(over_http), site)
 
 

@@ -11,7 +11,7 @@ from redis.exceptions import ConnectionError as BrokerConnectionError
 from redis.exceptions import TimeoutError as BrokerTimeout
 from strawberry.extensions import MaskErrors
 
-from api.auth import Unauthenticated
+from api.auth import Unauthenticated, UnstorableClaim
 from domain.errors import InvalidInput, RuleViolation
 from eventstore import ConcurrencyConflict, UnstorableData
 from eventstore.pool import unreachable
@@ -27,6 +27,7 @@ UNAVAILABLE_MESSAGE = (
 )
 
 _CODES: list[tuple[type[Exception], str]] = [
+    (UnstorableClaim, "BAD_USER_INPUT"),  # before its base class
     (Unauthenticated, "UNAUTHENTICATED"),
     (Forbidden, "FORBIDDEN"),
     (NotFound, "NOT_FOUND"),

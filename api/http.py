@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ from api.errors import INTERNAL_MESSAGE, bounded
 from api.metrics import first_code, observe_request
 from api.operations import GraphQLRequest, Operations, Outcome, UnknownOperation
 from api.persisted import DocumentRefused, PersistedDocuments, persisted_hash
+from api.ratelimit import RateLimited, RateLimiter, caller_of
 from api.strings import NUL_MESSAGE, has_nul
 from eventstore.records import time_ordered_text
 from service.context import Principal
@@ -242,16 +243,18 @@ class GraphQLOverHTTP:
     def __init__(
         self,
         operations: Operations,
-        context_for: Callable[[dict[str, str], str], Context],
+        context_for: Callable[[dict[str, str], str], Awaitable[Context]],
         graphiql: Callable[[str], str],
         documents: PersistedDocuments,
         max_body_bytes: int = 1024 * 1024,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         self.operations = operations
         self.documents = documents
         self.context_for = context_for
         self.graphiql = graphiql
         self.max_body_bytes = max_body_bytes
+        self.rate_limiter = rate_limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -279,6 +282,9 @@ class GraphQLOverHTTP:
         method = scope["method"]
         if has_nul(headers.get("x-correlation-id")):  # the response echoes a fresh id instead
             raise HTTPError(400, f"X-Correlation-ID: {NUL_MESSAGE}.")
+        context = await self.context_for(headers, correlation_id)
+        if self.rate_limiter is not None:  # once per request, before any parsing
+            await self.admit(context, scope)
         if method == "GET":
             params = params_of(scope["query_string"])
             if "query" not in params and "extensions" not in params and wants_html(headers):
@@ -288,7 +294,6 @@ class GraphQLOverHTTP:
             request = request_of(parse_json(await self.body(receive, headers)))
         else:
             raise HTTPError(405, "GraphQL only supports GET and POST requests.", headers=_GET_OR_POST)
-        context = self.context_for(headers, correlation_id)
         if request.persisted_hash is not None or self.documents.trusted is not None:
             may_store = isinstance(context.authenticated, Principal)
             query = await self.documents.document(request.query, request.persisted_hash, may_store)
@@ -309,6 +314,14 @@ class GraphQLOverHTTP:
             operation_type=outcome.operation_type,
             code=first_code(outcome.body),
         )
+
+    async def admit(self, context: Context, scope: Scope) -> None:
+        assert self.rate_limiter is not None
+        try:
+            await self.rate_limiter.check(caller_of(context.authenticated, scope.get("client")))
+        except RateLimited as refused:
+            retry_after = {"Retry-After": str(refused.retry_after)}
+            raise HTTPError(429, str(refused), code=refused.code, headers=retry_after) from None
 
     async def body(self, receive: Receive, headers: dict[str, str]) -> bytes:
         media = headers.get("content-type", "").partition(";")[0].strip().lower()

@@ -7,7 +7,8 @@
 - the server pings a socket that has been silent for `ws_ping_interval` (strawberry
   only answers pings; proxies drop idle sockets);
 - each operation gets a fresh context (DataLoaders cache per operation, not per socket);
-- too many operations on one socket: an `error` coded RATE_LIMITED for that id;
+- too many operations on one socket, or a `subscribe` over the caller's rate limit: an
+  `error` coded RATE_LIMITED for that id (the socket stays open);
 - messages go out as text frames, as browsers' JSON.parse expects.
 """
 
@@ -43,6 +44,7 @@ from api.context import Context
 from api.errors import error_code
 from api.metrics import SUBSCRIPTIONS, WEBSOCKETS, observe_request
 from api.persisted import DocumentRefused, persisted_hash
+from api.ratelimit import RateLimited, RateLimiter, caller_of
 from service.context import Principal
 from service.logs import CORRELATION_ID
 from service.settings import Settings
@@ -121,7 +123,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         payload = message.get("payload")
         if not self.connection_init_received and not self.connection_timed_out:
             authorization = authorization_of(payload)
-            authenticated = self.view.authenticate(  # type: ignore[attr-defined]
+            authenticated = await self.view.authenticate(  # type: ignore[attr-defined]
                 authorization if isinstance(authorization, str) else None
             )
             if not isinstance(authenticated, Principal):
@@ -151,12 +153,15 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             and limit is not None
             and len(self.operations) >= limit
         ):
-            error = GraphQLError(
-                f"at most {limit} operations at once on one connection",
-                extensions={"code": "RATE_LIMITED"},
-            )
-            await self.send_message({"id": message["id"], "type": "error", "payload": [error.formatted]})
+            await self._refuse(message["id"], f"at most {limit} operations at once on one connection")
             return
+        rate_limiter: RateLimiter | None = self.view.rate_limiter  # type: ignore[attr-defined]
+        if self.connection_acknowledged and rate_limiter is not None:
+            try:
+                await rate_limiter.check(caller_of(self.context.authenticated, None))
+            except RateLimited as refused:
+                await self._refuse(message["id"], str(refused), retryAfter=refused.retry_after)
+                return
         try:
             message = await self._with_document(message)
         except DocumentRefused as refused:
@@ -191,6 +196,11 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         may_store = isinstance(self.context.authenticated, Principal)
         query = await documents.document(query if isinstance(query, str) else None, sha256_hash, may_store)
         return {**message, "payload": {**payload, "query": query}}
+
+    async def _refuse(self, operation_id: str, message: str, **extensions: object) -> None:
+        """An `error` coded RATE_LIMITED for one operation; the socket stays open."""
+        error = GraphQLError(message, extensions={"code": "RATE_LIMITED", **extensions})
+        await self.send_message({"id": operation_id, "type": "error", "payload": [error.formatted]})
 
     @staticmethod
     def _get_pre_execution_close_reason(error: GraphQLError) -> str | None:

@@ -81,14 +81,19 @@ def _metrics_shared_by(workers: int) -> Iterator[None]:
 def _token_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sub", required=True, help="the subject, e.g. cus_1")
     parser.add_argument("--role", required=True, choices=["customer", "staff", "service"])
-    parser.add_argument("--ttl", type=int, default=24 * 3600, help="seconds (default one day)")
+    parser.add_argument("--ttl", type=int, default=24 * 3600, help="seconds the token lives (default one day)")
 
 
 def _token(args: argparse.Namespace, settings: Settings) -> int:
     from api.auth import mint_token
     from service.bootstrap import jwt_secret
 
-    print(mint_token(jwt_secret(settings), args.sub, args.role, args.ttl))
+    if not 0 < args.ttl <= settings.jwt_max_ttl:
+        print(f"--ttl must be 1 to {settings.jwt_max_ttl} (EVENTGRAPH_JWT_MAX_TTL)", file=sys.stderr)
+        return 2
+    secret = jwt_secret(settings)
+    issuer, audience = settings.jwt_issuer, settings.jwt_audience
+    print(mint_token(secret, args.sub, args.role, args.ttl, issuer=issuer, audience=audience))
     return 0
 
 

@@ -56,6 +56,15 @@ class Settings:
     read_timeout: float = 10.0  # seconds a client may take to send a request's headers and body
     keep_alive_timeout: float = 5.0  # seconds an idle keep-alive connection stays open
     shutdown_timeout: float = 10.0  # seconds from SIGTERM to the process's exit, at most
+    rate_limit_rps: float = 0.0  # requests per second per caller; 0: no limit
+    rate_limit_burst: float | None = None  # None: twice the rate
+    rate_limit_prefix: str = "eventgraph:ratelimit:"  # Redis keys of the shared budgets
+    jwt_max_ttl: int = 604800  # seconds a token may live (`exp` minus `iat`, or minus now)
+    jwt_issuer: str | None = None  # when set, tokens' `iss` must be this
+    jwt_audience: str | None = None  # when set, tokens' `aud` must name this
+    jwks_url: str | None = None  # a JSON Web Key Set for RS256 and ES256 tokens
+    jwks_refetch_interval: float = 10.0  # seconds between fetches for unknown `kid`s (contract: 10)
+    jwks_timeout: float = 5.0  # seconds a fetch of the key set may take
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -94,4 +103,11 @@ class Settings:
             allowed_origins=tuple(
                 o.strip() for o in env.get("EVENTGRAPH_ALLOWED_ORIGINS", "*").split(",") if o.strip()
             ),
+            rate_limit_rps=_float("EVENTGRAPH_RATE_LIMIT_RPS", 0.0),
+            rate_limit_burst=_float("EVENTGRAPH_RATE_LIMIT_BURST", 0.0) or None,
+            rate_limit_prefix=env.get("EVENTGRAPH_RATE_LIMIT_PREFIX", "eventgraph:ratelimit:"),
+            jwt_max_ttl=_int("EVENTGRAPH_JWT_MAX_TTL", 604800),
+            jwt_issuer=env.get("EVENTGRAPH_JWT_ISSUER") or None,
+            jwt_audience=env.get("EVENTGRAPH_JWT_AUDIENCE") or None,
+            jwks_url=env.get("EVENTGRAPH_JWKS_URL") or None,
         )

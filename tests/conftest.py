@@ -8,7 +8,9 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -143,26 +145,33 @@ class Api:
         return response.json()  # type: ignore[no-any-return]
 
 
-@pytest.fixture
-async def api(services: Services, settings: Settings) -> AsyncIterator[Api]:
-    import httpx
+@asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[int]:
+    """`app` served by uvicorn on a free port (yielded) for the block."""
     import uvicorn
 
-    from api.app import create_app
-
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, services), host="127.0.0.1", port=0, log_level="warning")
-    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
             task.result()
         await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-        yield Api(http, settings.jwt_secret or "", port)
-    server.should_exit = True
-    await task
+    try:
+        yield server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture
+async def api(services: Services, settings: Settings) -> AsyncIterator[Api]:
+    import httpx
+
+    from api.app import create_app
+
+    async with serving(create_app(settings, services)) as port:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            yield Api(http, settings.jwt_secret or "", port)
 
 
 @pytest.fixture
