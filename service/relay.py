@@ -39,6 +39,7 @@ from eventstore.outbox import (
     unpublished,
 )
 from eventstore.tracking import purge_processed
+from readmodels.leases import name_session
 from service import broker
 from service.broker_progress import needed_after
 from service.container import Services, build_upcasters
@@ -129,6 +130,7 @@ class OutboxRelay:
                 continue
             backoff = 0.2
             try:
+                await name_session(conn, "relay")  # who publishes shows in pg_stat_activity
                 if await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):
                     await self._lead(conn, stop)
                 else:
