@@ -1,5 +1,6 @@
 """Three real `eventgraph serve` processes on one database: the projection leases spread over
-them, a killed holder's leases move to the live ones, and a process joining gets its share.
+them, a killed holder's leases move to the live ones, a process joining gets its share, and
+one stopping hands its leases on.
 
 The figures (time to spread, takeover time) are printed: run with `-s` to see them."""
 
@@ -104,6 +105,12 @@ async def test_leases_spread_over_three_processes_and_move_off_a_killed_one(
         took, owners = await settle(live, nodes[-1])
         print(f"a process joining got its share after {took:.2f} s: {dict(Counter(owners.values()))}")
         assert nodes[-1].name in owners.values()
+
+        leaving = next(n for n in live if n.name == owners["products"])
+        await leaving.stop(signal.SIGTERM)  # its leases released on the way out
+        live.remove(leaving)
+        took, owners = await settle(live, live[0])
+        print(f"after SIGTERM of {leaving.name}: {took:.2f} s: {dict(Counter(owners.values()))}")
     finally:
         for node in nodes:
             await node.stop()
