@@ -6,12 +6,13 @@ leaves no trace, and the next attempt starts from the same checkpoint.
 
 In a process, `ProjectionRunner` keeps one task per projection. A task
 first takes the projection's lease, when the runner's share allows it (see
-readmodels/leases.py: leases spread over the live processes); without it, it
-retries every second, so when the holder dies another process takes over
-within about two seconds. With it, the task catches up and then waits for the event store's NOTIFY,
-polling as a fallback. A batch that fails (a bug, a poison event) is rolled
-back, its error recorded on the checkpoint, and retried after a pause: the
-projection stops at its checkpoint and never skips an event.
+readmodels/leases.py: the leases spread over the live processes); without
+it, it retries every second, so when the holder dies another process takes
+over within about two seconds. With it, the task catches up and then waits
+for the event store's NOTIFY, polling as a fallback. A batch that fails (a
+bug, a poison event) is rolled back, its error recorded on the checkpoint,
+and retried after a pause: the projection stops at its checkpoint and never
+skips an event.
 """
 
 from __future__ import annotations
@@ -193,9 +194,9 @@ class ProjectionRunner:
                 conn = await connect(self._dsn)
                 await name_session(conn, RUNNER_ROLE, self._process)
                 while not stop.is_set():
-                    holdings = await lease_holdings(conn)
-                    if self._share.refresh(holdings, len(self.leased)) and self.leased:
-                        name = sorted(self.leased - self._giving_back or self.leased)[-1]
+                    give_back = self._share.refresh(await lease_holdings(conn), len(self.leased))
+                    if give_back and (kept := sorted(self.leased - self._giving_back)):
+                        name = kept[-1]
                         log.info("projection %s: giving the lease back (share: %d)", name, self._share.share)
                         self._giving_back.add(name)
                     self._shares_read.set()
