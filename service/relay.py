@@ -53,7 +53,12 @@ DAY = 24 * 3600.0
 # length; ARGV[2] the field; ARGV[3] the position the stream must hold through, else it lost
 # entries: publish nothing, return -1; ARGV[4] the last position of the payloads ARGV[5..].
 _XADD_ALL = """
-local held = tonumber(redis.call('GET', KEYS[2]) or '0')
+local held = redis.call('GET', KEYS[2])
+if not held and redis.call('XLEN', KEYS[1]) > 0 then
+  held = ARGV[3]  -- published before there was a marker (an upgrade): the stream is as it was
+  redis.call('SET', KEYS[2], held)
+end
+held = tonumber(held or '0')
 if held < tonumber(ARGV[3]) then
   return -1
 end

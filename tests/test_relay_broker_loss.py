@@ -13,8 +13,8 @@ import redis.asyncio as redis
 from domain.order import OrderStatus
 from eventstore.outbox import backlog
 from service.container import Services, build_upcasters
-from service.relay import OutboxRelay
-from tests.relay_support import RedisProcess, entries, eventually, private_stream_key
+from service.relay import OutboxRelay, published_through_key
+from tests.relay_support import RedisProcess, append_events, entries, eventually, private_stream_key
 from tests.saga_support import consumers_for, deposit, place_order, running, settled, stock, wallet
 
 ORDERS = 20
@@ -108,6 +108,21 @@ async def test_a_redis_restarted_with_its_data_gets_nothing_again(
     finally:
         await client.aclose()
         server.stop()
+
+
+async def test_a_stream_published_before_the_marker_existed_is_taken_as_it_is(services: Services, broker) -> None:
+    client, key = broker
+    first = OutboxRelay(services.dsn, client, build_upcasters(), stream_key=key, poll_interval=0.2)
+    async with running(first):
+        await append_events(services.appender, 10)
+        await eventually(lambda: _backlog_is(services, 0))
+    await client.delete(published_through_key(key))  # as a relay of the previous version left it
+    upgraded = OutboxRelay(services.dsn, client, build_upcasters(), stream_key=key, poll_interval=0.2)
+    async with running(upgraded):
+        await append_events(services.appender, 5)
+        await eventually(lambda: _backlog_is(services, 0))
+    assert upgraded.republished == 0
+    assert [int(e["position"]) for e in await entries(client, key)] == list(range(1, 16))
 
 
 async def _backlog_is(services: Services, count: int) -> bool:
