@@ -37,6 +37,9 @@ class ProjectionStatus:
     position: str
     lag: int
     state: str
+    owner: str | None = strawberry.field(
+        description='The process running it, as "<host>:<pid>"; null while none does.'
+    )
 
 
 def orders_loader(context: Context) -> DataLoader[str, OrderView | None]:
@@ -123,7 +126,9 @@ class ReadModelQuery:
         c = info.context
         c.principal.require_privileged("see projections")
         return [
-            ProjectionStatus(name=s.name, position=str(s.position), lag=min(s.lag, 2**31 - 1), state=s.state)
+            ProjectionStatus(
+                name=s.name, position=str(s.position), lag=min(s.lag, 2**31 - 1), state=s.state, owner=s.owner
+            )
             for s in await c.services.read_models.statuses()
         ]
 

@@ -24,6 +24,13 @@ FOR UPDATE OF o SKIP LOCKED
 
 _MARK = "UPDATE outbox SET published_at = now() WHERE position = ANY($1::bigint[])"
 
+# The newest published row: the unpublished tail is short, so this walks back a few index entries.
+_PUBLISHED_THROUGH = """
+SELECT position FROM outbox WHERE published_at IS NOT NULL ORDER BY position DESC LIMIT 1
+"""
+
+_REPUBLISH = "UPDATE outbox SET published_at = NULL WHERE position > $1 AND published_at IS NOT NULL"
+
 _PURGE = """
 DELETE FROM outbox WHERE position IN (
     SELECT position FROM outbox
@@ -52,6 +59,18 @@ async def unpublished(conn: asyncpg.Connection, limit: int) -> list[OutboxEntry]
 
 async def mark_published(conn: asyncpg.Connection, positions: list[int]) -> None:
     await conn.execute(_MARK, positions)
+
+
+async def published_through(conn: asyncpg.Connection) -> int:
+    """The highest position marked published (0: none is, or all were purged)."""
+    return int(await conn.fetchval(_PUBLISHED_THROUGH) or 0)
+
+
+async def republish_after(conn: asyncpg.Connection, position: int) -> int:
+    """Mark every published row after `position` unpublished again (the broker lost them);
+    how many. The relay then publishes them again, in order, with the new ones."""
+    status = await conn.execute(_REPUBLISH, position)
+    return int(status.split()[-1])
 
 
 async def purge_published(conn: asyncpg.Connection, older_than_seconds: float, limit: int = 10_000) -> int:

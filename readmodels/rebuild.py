@@ -26,6 +26,7 @@ from readmodels.checkpoints import (
     lock_checkpoint,
     try_lease,
 )
+from readmodels.leases import name_session
 from readmodels.projection import SHADOW_SUFFIX, Projection
 from readmodels.runner import Follower, projection_connection
 
@@ -66,6 +67,7 @@ async def rebuild(
     meter = _Meter(live.name, on_progress)
     conn = await projection_connection(dsn)
     try:
+        await name_session(conn, "rebuild")
         if not await try_lease(conn, shadow.checkpoint):
             raise RebuildBusy(f"a rebuild of {live.name} is already running")
         deferred = await _create_shadow(conn, live)

@@ -5,12 +5,14 @@ it, apply them, move the checkpoint. A crash anywhere before the commit
 leaves no trace, and the next attempt starts from the same checkpoint.
 
 In a process, `ProjectionRunner` keeps one task per projection. A task
-first takes the projection's lease; without it, it retries every second, so
-when the holder dies another process takes over within about a second.
-With it, the task catches up and then waits for the event store's NOTIFY,
-polling as a fallback. A batch that fails (a bug, a poison event) is rolled
-back, its error recorded on the checkpoint, and retried after a pause: the
-projection stops at its checkpoint and never skips an event.
+first takes the projection's lease, when the runner's share allows it (see
+readmodels/leases.py: the leases spread over the live processes); without
+it, it retries every second, so when the holder dies another process takes
+over within about two seconds. With it, the task catches up and then waits
+for the event store's NOTIFY, polling as a fallback. A batch that fails (a
+bug, a poison event) is rolled back, its error recorded on the checkpoint,
+and retried after a pause: the projection stops at its checkpoint and never
+skips an event.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from readmodels.checkpoints import (
     record_error,
     try_lease,
 )
+from readmodels.leases import PROCESS, RUNNER_ROLE, LeaseShare, lease_holdings, name_session
 from readmodels.log import read_batch
 from readmodels.notices import Notices
 from readmodels.projection import LogEvent, Projection
@@ -134,6 +137,7 @@ class ProjectionRunner:
         poll_interval: float = 1.0,
         lease_retry: float = 1.0,
         failure_pause: float = 5.0,
+        process: str = PROCESS,
     ) -> None:
         self._dsn = dsn
         self._followers = [Follower(p, upcasters) for p in projections]
@@ -142,7 +146,12 @@ class ProjectionRunner:
         self._poll_interval = poll_interval
         self._lease_retry = lease_retry
         self._failure_pause = failure_pause
-        self.leased: set[str] = set()  # checkpoints this runner holds the lease of (for tests, logs)
+        self.leased: set[str] = set()  # checkpoints this runner holds the lease of
+        self._process = process  # "<host>:<pid>": names this runner's sessions
+        self._share = LeaseShare(process, len(self._followers))
+        self._taking = asyncio.Lock()  # one follower at a time decides on the count
+        self._giving_back: set[str] = set()
+        self._shares_read = asyncio.Event()  # replaced by a new one after each round
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow every projection until `stop` is set."""
@@ -150,6 +159,7 @@ class ProjectionRunner:
             asyncio.create_task(self._follow(f, stop), name=f"projection-{f.checkpoint}")
             for f in self._followers
         ]
+        tasks.append(asyncio.create_task(self._balance(stop), name="projection-leases"))
         try:
             await stop.wait()
         finally:
@@ -163,12 +173,14 @@ class ProjectionRunner:
             conn: asyncpg.Connection | None = None
             try:
                 conn = await projection_connection(self._dsn)
-                while not await try_lease(conn, name):  # a standby: the holder lives
-                    await _pause(stop, None, self._lease_retry)
+                await name_session(conn, RUNNER_ROLE, self._process)
+                rounds = 0
+                while not await self._take(conn, name, rounds):  # a standby: held, or not ours to take
+                    rounds += 1
+                    await _pause(stop, self._shares_read, self._lease_retry)
                     if stop.is_set():
                         return
                 log.info("projection %s: lease taken", name)
-                self.leased.add(name)
                 await ensure_checkpoint(conn, name)
                 await self._drive(conn, follower, stop)
             except Exception as error:  # lost connection, server restart: start over, lease first
@@ -177,12 +189,44 @@ class ProjectionRunner:
                 await _pause(stop, None, self._lease_retry)
             finally:
                 self.leased.discard(name)
+                self._giving_back.discard(name)
                 if conn is not None:
                     conn.terminate()  # releases the lease; an open batch rolls back
 
+    async def _take(self, conn: asyncpg.Connection, name: str, rounds_waited: int) -> bool:
+        async with self._taking:
+            if not self._share.may_take(len(self.leased), rounds_waited) or not await try_lease(conn, name):
+                return False
+            self.leased.add(name)
+            return True
+
+    async def _balance(self, stop: asyncio.Event) -> None:
+        """Every `lease_retry`: read who holds what; give a lease back when this runner
+        holds more than its share (a process joined)."""
+        while not stop.is_set():
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await connect(self._dsn)
+                await name_session(conn, RUNNER_ROLE, self._process)
+                while not stop.is_set():
+                    give_back = self._share.refresh(await lease_holdings(conn), len(self.leased))
+                    if give_back and (kept := sorted(self.leased - self._giving_back)):
+                        name = kept[-1]
+                        log.info("projection %s: giving the lease back (share: %d)", name, self._share.share)
+                        self._giving_back.add(name)
+                    self._shares_read.set()
+                    self._shares_read = asyncio.Event()
+                    await _pause(stop, None, self._lease_retry)
+            except Exception as error:  # lost connection, server restart: the shares wait
+                log.warning("projection leases: %r; retrying", error)
+                await _pause(stop, None, self._lease_retry)
+            finally:
+                if conn is not None:
+                    conn.terminate()
+
     async def _drive(self, conn: asyncpg.Connection, follower: Follower, stop: asyncio.Event) -> None:
         name = follower.checkpoint
-        while not stop.is_set():
+        while not stop.is_set() and name not in self._giving_back:
             wakeup = self._notices.next(NOTIFY_CHANNEL)
             try:
                 batch = await follower.step(conn, self._batch_size)

@@ -7,15 +7,21 @@ from dataclasses import dataclass
 
 from eventstore.pool import Pool
 from readmodels.checkpoints import LEASE_NAMESPACE
+from readmodels.leases import owner_of
 from readmodels.projection import SHADOW_SUFFIX
 
+# Each checkpoint, and the session holding its lease (if any), named by its process.
 _STATUS = """
-SELECT c.name, c.position, c.error,
-       EXISTS (SELECT 1 FROM pg_locks l
-               WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                 AND l.classid = $1::int::oid AND l.objid = hashtext(c.name)::oid) AS leased
+SELECT c.name, c.position, c.error, h.pid IS NOT NULL AS leased, h.application_name AS holder
 FROM projection_checkpoints c
+LEFT JOIN LATERAL (
+    SELECT l.pid, a.application_name
+    FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND l.classid = $1::int::oid AND l.objid = hashtext(c.name)::oid
+    LIMIT 1
+) h ON true
 """
 
 
@@ -26,6 +32,7 @@ class ProjectionStatus:
     lag: int
     state: str  # live | catching_up | stopped | failed | rebuilding
     error: str | None = None
+    owner: str | None = None  # "<host>:<pid>" of the process running it; None while none does
 
 
 def _state(name: str, lag: int, error: str | None, leased: bool) -> str:
@@ -51,7 +58,8 @@ async def projection_statuses(pool: Pool, names: Sequence[str]) -> list[Projecti
         position = int(row["position"]) if row else 0
         error = row["error"] if row else None
         leased = bool(row["leased"]) if row else False
+        owner = owner_of(row["holder"]) if row else None
         lag = max(head - position, 0)
-        statuses.append(ProjectionStatus(name, position, lag, _state(name, lag, error, leased), error))
+        statuses.append(ProjectionStatus(name, position, lag, _state(name, lag, error, leased), error, owner))
     return statuses
 

@@ -72,9 +72,10 @@ async def _status(dsn: str, args: argparse.Namespace) -> int:
         statuses = await projection_statuses(pool, [cls.name for cls in PROJECTIONS])
     finally:
         await pool.close()
-    print(f"{'NAME':<24} {'POSITION':>12} {'LAG':>10}  STATE")
+    print(f"{'NAME':<24} {'POSITION':>12} {'LAG':>10}  {'STATE':<12} OWNER")
     for s in statuses:
-        print(f"{s.name:<24} {s.position:>12} {s.lag:>10}  {s.state}" + (f"  ({s.error})" if s.error else ""))
+        line = f"{s.name:<24} {s.position:>12} {s.lag:>10}  {s.state:<12} {s.owner or '-'}"
+        print(line + (f"  ({s.error})" if s.error else ""))
     return 0
 
 

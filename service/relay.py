@@ -8,6 +8,15 @@ relay that dies in between leaves the rows unmarked and the next leader
 publishes them again (at least once: consumers deduplicate by `event_id`).
 While Redis is down the batch's transaction rolls back, the outbox grows and
 the relay retries with backoff; appends never wait for the broker.
+
+A Redis that comes back without its data (or with an older snapshot) lost entries
+the outbox marks published. Each publish also records, in the same script and so in
+the same snapshot, the highest position the stream holds (`<stream>:published-through`);
+when that is below what the outbox marks published, the relay marks unpublished again
+every row after the position the consumer groups had acknowledged when it last looked
+(every `observe_interval` while the stream was intact; every retained row if it never
+did), and publishes them again in order. Consumers' processed-message records absorb
+what they had already handled.
 """
 
 from __future__ import annotations
@@ -24,11 +33,19 @@ from opentelemetry.trace import SpanKind
 from redis.exceptions import RedisError
 
 from eventstore import NOTIFY_CHANNEL, UpcasterRegistry
-from eventstore.outbox import mark_published, purge_published, unpublished
+from eventstore.outbox import (
+    mark_published,
+    published_through,
+    purge_published,
+    republish_after,
+    unpublished,
+)
 from eventstore.tracing import continued, recording
 from eventstore.tracking import purge_processed
 from eventstore.waiting import wait_set
+from readmodels.leases import name_session
 from service import broker
+from service.broker_progress import needed_after
 from service.container import Services, build_upcasters
 from service.metrics import OUTBOX_PUBLISHED
 
@@ -37,18 +54,40 @@ log = logging.getLogger(__name__)
 RELAY_LOCK_KEY = 0x6576_6E74_7265  # the relays' lease ("evntre")
 DAY = 24 * 3600.0
 
-# XADD every payload (ARGV[3..]) under field ARGV[2]; ARGV[1] > 0: trim to about that length.
+# KEYS[1] the stream, KEYS[2] the highest position it holds. ARGV[1] > 0: trim to about that
+# length; ARGV[2] the field; ARGV[3] the position the stream must hold through, else it lost
+# entries: publish nothing, return -1; ARGV[4] the last position of the payloads ARGV[5..].
 _XADD_ALL = """
+local held = redis.call('GET', KEYS[2])
+if not held and redis.call('XLEN', KEYS[1]) > 0 then
+  held = ARGV[3]  -- published before there was a marker (an upgrade): the stream is as it was
+  redis.call('SET', KEYS[2], held)
+end
+held = tonumber(held or '0')
+if held < tonumber(ARGV[3]) then
+  return -1
+end
 local maxlen = tonumber(ARGV[1])
-for i = 3, #ARGV do
+for i = 5, #ARGV do
   if maxlen > 0 then
     redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', ARGV[2], ARGV[i])
   else
     redis.call('XADD', KEYS[1], '*', ARGV[2], ARGV[i])
   end
 end
-return #ARGV - 2
+if tonumber(ARGV[4]) > held then
+  redis.call('SET', KEYS[2], ARGV[4])
+end
+return #ARGV - 4
 """
+
+
+def published_through_key(stream_key: str) -> str:
+    return f"{stream_key}:published-through"
+
+
+class StreamLost(Exception):
+    """The broker stream no longer holds entries the outbox marks published."""
 
 
 class OutboxRelay:
@@ -64,6 +103,7 @@ class OutboxRelay:
         poll_interval: float = 1.0,
         purge_interval: float = 60.0,
         max_stream_length: int | None = 1_000_000,
+        observe_interval: float = 5.0,
     ) -> None:
         self._dsn = dsn
         self._redis = redis_client
@@ -76,9 +116,15 @@ class OutboxRelay:
         # Trimmed approximately; a consumer group lagging that far behind loses the oldest.
         self._maxlen = max_stream_length
         self._xadd_all = redis_client.register_script(_XADD_ALL)
+        self._marker = published_through_key(stream_key)
+        self._observe_interval = observe_interval
+        self._next_observation = 0.0
+        self._published_through = 0  # the highest position the outbox marks published
+        self.needed_after: int | None = None  # the consumer groups had acknowledged through here (None: unknown)
         self._wakeup = asyncio.Event()
         self.is_leader = False
         self.published = 0  # entries this relay has published (for tests and logs)
+        self.republished = 0  # entries marked unpublished again after the broker lost them
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop`: wait for the lease, then publish; survive database and Redis outages."""
@@ -94,6 +140,7 @@ class OutboxRelay:
                 continue
             backoff = 0.2
             try:
+                await name_session(conn, "relay")  # who publishes shows in pg_stat_activity
                 if await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):
                     await self._lead(conn, stop)
                 else:
@@ -118,12 +165,18 @@ class OutboxRelay:
         self.is_leader = True
         log.info("outbox relay is publishing to %s", self.stream_key)
         await conn.add_listener(NOTIFY_CHANNEL, self._notified)
+        self._published_through = await published_through(conn)
         next_purge = 0.0
         redis_down = 0.0
         while not stop.is_set():
             self._wakeup.clear()
             try:
                 count = await self.publish_batch(conn)
+                if count < self._batch_size:
+                    await self._watch(count == 0)
+            except StreamLost:
+                await self._republish(conn)
+                continue
             except RedisError as error:
                 broker.honour_cancellation()
                 redis_down = min(max(redis_down * 2, 0.2), 5.0)
@@ -148,6 +201,39 @@ class OutboxRelay:
         if purged or forgotten:
             log.info("retention: %d published outbox rows, %d processed-message records", purged, forgotten)
 
+    async def _watch(self, idle: bool) -> None:
+        """Check the stream still holds what was published (a publish checks it too), and
+        now and then note how far the consumer groups have got."""
+        if idle:
+            await self._verify()
+        if time.monotonic() < self._next_observation:
+            return
+        needed = await needed_after(self._redis, self.stream_key, self._published_through)
+        await self._verify()  # observed on the intact stream, not on one emptied meanwhile
+        self.needed_after = needed
+        self._next_observation = time.monotonic() + self._observe_interval
+
+    async def _verify(self) -> None:
+        if not await self._publish([], 0):
+            raise StreamLost
+
+    async def _republish(self, conn: asyncpg.Connection) -> None:
+        """The broker lost entries: publish again every retained row after what the groups
+        had acknowledged (processed-message records absorb the repeats)."""
+        after = self.needed_after or 0
+        lost_through = self._published_through
+        count = await republish_after(conn, after)
+        self._published_through = await published_through(conn)
+        await self._redis.set(self._marker, self._published_through)
+        self.republished += count
+        log.warning(
+            "broker stream %s lost entries published through position %d: publishing again the %d events "
+            "after position %d%s",
+            self.stream_key, lost_through, count, after,
+            " (what the consumer groups had processed was never observed)" if self.needed_after is None
+            else ", which some consumer group had not acknowledged",
+        )
+
     def _notified(self, *_: object) -> None:
         self._wakeup.set()
 
@@ -159,9 +245,12 @@ class OutboxRelay:
             entries = await unpublished(conn, self._batch_size)
             if not entries:
                 return 0
-            await self._publish([broker.encode(e, self._upcasters) for e in entries])
+            payloads = [broker.encode(e, self._upcasters) for e in entries]
+            if not await self._publish(payloads, entries[-1].position):
+                raise StreamLost
             await mark_published(conn, [e.position for e in entries])
         self.published += len(entries)
+        self._published_through = max(self._published_through, entries[-1].position)
         OUTBOX_PUBLISHED.inc(len(entries))
         if recording():
             for entry in entries:
@@ -169,9 +258,12 @@ class OutboxRelay:
                     pass
         return len(entries)
 
-    async def _publish(self, payloads: list[bytes]) -> None:
+    async def _publish(self, payloads: list[bytes], through: int) -> bool:
+        """Publish `payloads` (the last at position `through`); False, publishing nothing,
+        if the stream lost entries published before."""
         # One script call per batch: a fifth of a pipeline's cost, and all-or-none in Redis.
-        await self._xadd_all(keys=[self.stream_key], args=[self._maxlen or 0, broker.FIELD, *payloads])
+        args: list[bytes | str | int] = [self._maxlen or 0, broker.FIELD, self._published_through, through, *payloads]
+        return int(await self._xadd_all(keys=[self.stream_key, self._marker], args=args)) >= 0
 
 
 async def relay_worker(services: Services, stop: asyncio.Event) -> None:

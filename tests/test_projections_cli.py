@@ -54,7 +54,7 @@ async def test_status_and_rebuild_commands(services: Services, dsn: str, tmp_pat
     ids = await random_orders(services, 4)
     head = await services.events.head_position()
     code, out, _ = await _eventgraph(dsn, tmp_path, "projections", "status")
-    assert code == 0 and out.splitlines()[1].split() == ["orders", "0", str(head), "stopped"]
+    assert code == 0 and out.splitlines()[1].split() == ["orders", "0", str(head), "stopped", "-"]
     code, out, err = await _eventgraph(dsn, tmp_path, "projections", "rebuild", "orders", "--batch-size", "10")
     assert code == 0, err
     assert "events/s" in err and "ETA" in err and "100.0%" in err

@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 
 from eventstore.pool import create_pool
+from readmodels.leases import PROCESS
 from readmodels.order_queries import OrderReadModel
 from readmodels.registry import PROJECTIONS
 from service.container import Services
@@ -154,9 +155,9 @@ async def test_pages_have_no_duplicates_or_gaps_while_orders_change(
 async def test_projections_status_for_staff(api: Api, services: Services, projections: None) -> None:
     created = await _create(api)
     await api.gql(ORDER, {"id": created["order"]["id"], "after": created["position"]})
-    status = await api.gql("{ projections { name position lag state } }", as_=STAFF_AS)
+    status = await api.gql("{ projections { name position lag state owner } }", as_=STAFF_AS)
     statuses = status["data"]["projections"]
-    assert statuses[0] == {"name": "orders", "position": created["position"], "lag": 0, "state": "live"}
+    assert statuses[0] == {"name": "orders", "position": created["position"], "lag": 0, "state": "live", "owner": PROCESS}
     assert {s["name"] for s in statuses} == {cls.name for cls in PROJECTIONS}
     refused = await api.gql("{ projections { name } }")
     assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"

@@ -131,10 +131,12 @@ class _DiesAfterPublishing(OutboxRelay):
 
     hung = False
 
-    async def _publish(self, payloads: list[bytes]) -> None:
-        await super()._publish(payloads)
-        self.hung = True
-        await asyncio.Event().wait()
+    async def _publish(self, payloads: list[bytes], through: int) -> bool:
+        published = await super()._publish(payloads, through)
+        if payloads:
+            self.hung = True
+            await asyncio.Event().wait()
+        return published
 
 
 async def test_relay_killed_between_publishing_and_marking_publishes_again(services: Services, broker) -> None:

@@ -43,9 +43,8 @@ class Served:
         return body["data"]  # type: ignore[no-any-return]
 
 
-@asynccontextmanager
-async def serve(dsn: str, redis_url: str, data_dir: Path) -> AsyncIterator[Served]:
-    port = free_port()
+async def spawn_serve(dsn: str, redis_url: str, data_dir: Path, port: int) -> asyncio.subprocess.Process:
+    """`eventgraph serve` on `port`, without the relay and the saga (they need a private stream)."""
     env = {
         **os.environ,
         "DATABASE_URL": dsn,
@@ -56,9 +55,15 @@ async def serve(dsn: str, redis_url: str, data_dir: Path) -> AsyncIterator[Serve
         "EVENTGRAPH_RUN_SAGA": "0",
     }
     cli = Path(sys.executable).parent / "eventgraph"
-    process = await asyncio.create_subprocess_exec(
+    return await asyncio.create_subprocess_exec(
         str(cli), "serve", "--port", str(port), "--log-level", "warning", env=env, stdout=subprocess.DEVNULL
     )
+
+
+@asynccontextmanager
+async def serve(dsn: str, redis_url: str, data_dir: Path) -> AsyncIterator[Served]:
+    port = free_port()
+    process = await spawn_serve(dsn, redis_url, data_dir, port)
     served = Served(port)
     try:
         for _ in range(600):
