@@ -68,6 +68,7 @@ LIST_SIZES: dict[tuple[str, str], int | FirstArgument] = {
 }
 CONNECTION_EDGES = "edges"
 UNKNOWN_LIST = MAX_PAGE  # a list nobody sized: priced as the largest page
+UNPRICEABLE = 2**63 - 1  # nested too deeply to walk
 
 
 def too_costly(cost: int, max_cost: int) -> GraphQLError:
@@ -112,8 +113,11 @@ class Price:
             if len(self._known) >= self.KNOWN:
                 self._known.clear()
             root = self.schema.get_root_type(self.operation.operation)
-            walk = _Walk(self, variables)
-            cost = self._known[key] = walk.selection(root, self.operation.selection_set, None) if root else 0
+            try:
+                cost = _Walk(self, variables).selection(root, self.operation.selection_set, None) if root else 0
+            except RecursionError:  # validation refuses such nesting first; never a 500 anyway
+                cost = UNPRICEABLE
+            self._known[key] = cost
         return cost
 
 

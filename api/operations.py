@@ -1,5 +1,6 @@
-"""One GraphQL operation over HTTP: cached parse, validation, price and compilation,
-the cost checked with the request's variables, then execution (`api.compiled`, or graphql-core for what it does not plan).
+"""One GraphQL operation over HTTP: cached parse, validation, price and compilation; the
+variables coerced and the cost checked; then execution (`api.compiled`, or graphql-core
+for what it does not plan).
 
 strawberry's `Schema.execute` opens a dozen extension hooks and context managers per
 request, ~0.4 ms here before any resolver runs, about as much as the rest of a small
@@ -128,7 +129,7 @@ class Operations:
             )
         result = cast(ExecutionResult, await executed if is_awaitable(executed) else executed)
         if result.errors and result.data is None and all(e.path is None for e in result.errors):
-            # e.g. a subscription's or graphql-core's own refusals: request errors too
+            # refused before execution (no data, no field path): a request error too
             return self.request_errors(result.errors, context)
         body: dict[str, Any] = {"data": result.data}
         if result.errors:

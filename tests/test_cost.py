@@ -9,7 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from graphql import GraphQLList, GraphQLObjectType, get_nullable_type
 
+from api.cost import CONNECTION_EDGES, LIST_SIZES
+from api.schema import build_schema
+from service.settings import Settings
 from tests.conftest import Api
 from tests.subscription_support import GraphQLWS, gql_ok
 
@@ -120,3 +124,18 @@ async def test_websocket_operations_are_priced_too(api: Api) -> None:
         query = "query($n: Int) { " + ORDERS_WITH_LINES.format(n="$n") + " }"
         await ws.subscribe("fits", query, {"n": 20})
         assert await ws.data("fits", 1) == [{"orders": {"edges": []}}]
+
+
+def test_every_list_in_the_schema_has_a_size() -> None:
+    # a new list field gets priced on purpose, not as an unknown list
+    schema = build_schema(Settings()).graphql
+    unsized = [
+        f"{type_.name}.{name}"
+        for type_ in schema.type_map.values()
+        if isinstance(type_, GraphQLObjectType) and not type_.name.startswith("__")
+        for name, field in type_.fields.items()
+        if isinstance(get_nullable_type(field.type), GraphQLList)
+        and (type_.name, name) not in LIST_SIZES
+        and not (name == CONNECTION_EDGES and type_.name.endswith("Connection"))
+    ]
+    assert unsized == []
