@@ -107,7 +107,7 @@ class Price:
 
     def of(self, variables: Mapping[str, Any]) -> int:
         """The cost with these coerced variable values."""
-        key = tuple(variables.get(name) for name in self.variables)
+        key = tuple([variables.get(name) for name in self.variables]) if self.variables else ()
         cost = self._known.get(key)
         if cost is None:
             if len(self._known) >= self.KNOWN:
