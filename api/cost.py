@@ -94,7 +94,7 @@ class _SizeVariables(Visitor):
 class Price:
     """One operation's cost for given variables, walked once per value of its size variables."""
 
-    KNOWN = 64  # costs remembered per operation (distinct `first` values)
+    KNOWN = 16  # costs remembered per operation (distinct `first` values; within its charge)
 
     def __init__(self, schema: GraphQLSchema, document: DocumentNode, operation: OperationDefinitionNode) -> None:
         self.schema = schema

@@ -54,10 +54,10 @@ def post(query: str, variables: dict[str, Any] | None = None, role: str = "custo
         raise
 
 
-def check(query: str, role: str) -> None:
+def check(query: str, role: str, variables: dict[str, Any] | None = None) -> None:
     """The contract's promise: a coded answer, never a 5xx or an internal error."""
-    response = post(query, role=role)
-    sent = f"sent as {role}: {query[:2000]}"
+    response = post(query, variables, role=role)
+    sent = f"sent as {role}: {query[:2000]} with {variables!r:.500}"
     assert response.status_code < 500, (response.status_code, response.text[:2000], sent)
     body = response.json()
     for error in body.get("errors") or []:
@@ -163,6 +163,21 @@ def test_mutations(mutation: str, role: str) -> None:
 @given(mutation=mutations(SCHEMA, custom_scalars=SCALARS, mode=Mode.NEGATIVE), role=ROLES)
 def test_invalid_mutations(mutation: str, role: str) -> None:
     check(mutation, role)
+
+
+PAGES = (
+    "query($n: Int, $m: Int, $s: String!) { a: events(first: $n) { edges { node { id } } }"
+    " b: orders(first: $m) { edges { node { lines { sku } } } } c: stream(streamId: $s, first: $n) { id }"
+    " ...F } fragment F on Query { d: orders(first: $n) { edges { node { id } } } }"
+)
+JSON_VALUES = st.one_of(st.none(), INTS, st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=5), st.booleans(), st.lists(INTS, max_size=2))
+
+
+@FUZZ
+@given(n=JSON_VALUES, m=JSON_VALUES, s=st.one_of(TEXT, JSON_VALUES), role=ROLES)
+def test_page_sizes_in_variables(n: Any, m: Any, s: Any, role: str) -> None:
+    # the cost is computed with the coerced variables, whatever was sent
+    check(PAGES, role, {"n": n, "m": m, "s": s})
 
 
 def test_nul_in_a_cancel_reason_leaves_the_server_serving() -> None:
