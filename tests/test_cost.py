@@ -47,6 +47,17 @@ async def test_thirty_aliased_pages_of_orders_with_lines_do_not(api: Api) -> Non
     assert extensions["cost"] == 30 * (1 + 1 + 25 * (1 + 1 + 500 * 1))
 
 
+async def test_over_get_too(api: Api) -> None:
+    query = "{ " + aliases(30, "orders(first: 25) { edges { node { lines { sku } } } }") + " }"
+    response = await api.http.get(
+        "/graphql",
+        params={"query": query},
+        headers={"Authorization": f"Bearer {api.token()}", "Accept": "application/graphql-response+json"},
+    )
+    assert response.status_code == 400  # a request error: nothing ran
+    refused_for_cost(response.json())
+
+
 async def test_a_refused_mutation_appends_nothing(api: Api) -> None:
     # each payload's order with every line priced at 500: 20 x (1 + 1 + 1 + 500 x 11) > 100,000
     lines = "lines { sku quantity unitPrice { amount currency } discount { amount currency } lineTotal { amount currency } }"
