@@ -449,7 +449,14 @@ def execute_compiled(
     )
     if isinstance(coerced, list):
         return ExecutionResult(None, coerced)
-    return Run(compiled, context, coerced, is_awaitable).execute()
+    return run_compiled(compiled, context, coerced, is_awaitable)
+
+
+def run_compiled(
+    compiled: CompiledOperation, context: Any, variables: VariableValues, is_awaitable: IsAwaitable
+) -> ExecutionResult | Awaitable[ExecutionResult]:
+    """The operation with variables already coerced."""
+    return Run(compiled, context, variables, is_awaitable).execute()
 
 
 def given_variables(compiled: CompiledOperation, inputs: dict[str, Any]) -> VariableValues | None:

@@ -1,4 +1,4 @@
-"""Request limits and the parse/validation caches, as one schema extension.
+"""Request limits (depth, aliases, tokens, cost) and the document cache, as one schema extension.
 
 Depth and alias limits count introspection fields and cannot be made to hang.
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
+from typing import Any
 
 from graphql import (
     DocumentNode,
@@ -26,16 +27,19 @@ from graphql import (
     SelectionSetNode,
     ValidationContext,
     ValidationRule,
+    get_operation_ast,
     parse,
     specified_rules,
     validate,
 )
+from graphql.execution.values import VariableValues, get_variable_values
 from graphql.validation import ASTValidationRule
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
-TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+from api.cost import TOO_COMPLEX, Price, too_costly
+from api.document_cache import CachedDocument, DocumentCache
 
 # (depth, aliases) of a selection set; depth counts the fields that have a selection set
 # (the leaf's ancestors), like graphql-depth-limit and strawberry.
@@ -115,9 +119,12 @@ def complexity_rule(max_depth: int, max_aliases: int) -> type[ValidationRule]:
 
 class QueryGuard:
     """Per schema: the validation rules (graphql-core's and strawberry's, the depth and alias
-    limits, no introspection when it is off), the token limit, and LRU caches of parsed
-    documents and of validation results keyed by the query text (a client sends the same
-    few queries over and over; graphql-core's validation alone is ~0.5 ms a request)."""
+    limits, no introspection when it is off), the token limit, the cost limit, and one cache
+    of documents bounded in bytes: each is parsed, validated and priced once (a client sends
+    the same few queries over and over; graphql-core's validation alone is ~0.5 ms a request).
+
+    With introspection off no message suggests a name ("Did you mean ...?", CONTRACT 7.5):
+    the schema stays private."""
 
     def __init__(
         self,
@@ -126,11 +133,14 @@ class QueryGuard:
         max_depth: int,
         max_aliases: int,
         introspection: bool = True,
-        cache_size: int = 1024,
+        max_cost: int = 100_000,
+        cache_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.schema = schema
         self.max_tokens = max_tokens
-        self.cache_size = cache_size
+        self.max_cost = max_cost
+        self.hide_suggestions = not introspection
+        self.cache = DocumentCache(cache_bytes)
         self.rules: tuple[type[ASTValidationRule], ...] = (
             *specified_rules,
             MaybeNullValidationRule,
@@ -138,15 +148,50 @@ class QueryGuard:
             complexity_rule(max_depth, max_aliases),
             *(() if introspection else (NoSchemaIntrospectionCustomRule,)),
         )
-        self.parse = functools.lru_cache(cache_size)(self._parse)
-        self.validate = functools.lru_cache(cache_size)(self._validate)
 
-    def _parse(self, query: str) -> DocumentNode:
-        """The document; a syntax error (or too many tokens) raises GraphQLError."""
-        return parse(query, max_tokens=self.max_tokens)
+    def document(self, query: str, parsed: DocumentNode | None = None) -> CachedDocument:
+        """The document (kept when small enough); a syntax error (or too many tokens) raises
+        GraphQLError. `parsed`: the query's document, when the caller has parsed it already."""
+        entry = self.cache.get(query)
+        if entry is None:
+            entry = CachedDocument(parsed or parse(query, max_tokens=self.max_tokens))
+            self.cache.add(query, entry)
+        return entry
 
-    def _validate(self, query: str) -> list[GraphQLError]:
-        return validate(self.schema, self.parse(query), self.rules)
+    def parse(self, query: str) -> DocumentNode:
+        return self.document(query).document
+
+    def errors(self, entry: CachedDocument) -> list[GraphQLError]:
+        if entry.errors is None:
+            entry.errors = validate(
+                self.schema, entry.document, self.rules, hide_suggestions=self.hide_suggestions
+            )
+        return entry.errors
+
+    def validate(self, query: str) -> list[GraphQLError]:
+        return self.errors(self.document(query))
+
+    def price(self, entry: CachedDocument, operation: OperationDefinitionNode) -> Price:
+        name = operation.name.value if operation.name else None
+        price = entry.prices.get(name)
+        if price is None:
+            price = entry.prices[name] = Price(self.schema, entry.document, operation)
+        return price
+
+    def coerce(
+        self, operation: OperationDefinitionNode, inputs: dict[str, Any] | None
+    ) -> VariableValues | list[GraphQLError]:
+        return get_variable_values(
+            self.schema,
+            operation.variable_definitions or (),
+            inputs or {},
+            max_errors=50,
+            hide_suggestions=self.hide_suggestions,
+        )
+
+    def too_costly(self, price: Price, variables: VariableValues) -> GraphQLError | None:
+        cost = price.of(variables.coerced)
+        return too_costly(cost, self.max_cost) if cost > self.max_cost else None
 
     def extension(self) -> GuardExtension:
         return GuardExtension(self)
@@ -154,10 +199,12 @@ class QueryGuard:
 
 class GuardExtension(SchemaExtension):
     """The guard for strawberry's own execution path (WebSocket operations): the cached
-    document and validation result stand in for strawberry's parse and validate."""
+    document and validation result stand in for strawberry's parse and validate, and the
+    operation's variables and cost are checked before strawberry runs anything."""
 
     def __init__(self, guard: QueryGuard) -> None:
         self.guard = guard
+        self.entry: CachedDocument | None = None
 
     def on_operation(self) -> Iterator[None]:
         self.execution_context.parse_options["max_tokens"] = self.guard.max_tokens
@@ -167,7 +214,8 @@ class GuardExtension(SchemaExtension):
         context = self.execution_context
         if context.query is not None:
             try:
-                context.graphql_document = self.guard.parse(context.query)
+                self.entry = self.guard.document(context.query)
+                context.graphql_document = self.entry.document
             except GraphQLError:
                 # strawberry parses again on its own path, where the syntax error (or the
                 # token limit's) is reported inside the operation and so gets its code;
@@ -177,6 +225,17 @@ class GuardExtension(SchemaExtension):
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
-        if context.query is not None and context.graphql_document is not None:
-            context.pre_execution_errors = self.guard.validate(context.query)
+        if self.entry is not None and context.graphql_document is self.entry.document:
+            errors = self.guard.errors(self.entry)
+            operation = get_operation_ast(self.entry.document, context.operation_name)
+            if not errors and operation is not None:  # else strawberry says what is missing
+                errors = self.refusals(self.entry, operation)
+            context.pre_execution_errors = errors
         yield
+
+    def refusals(self, entry: CachedDocument, operation: OperationDefinitionNode) -> list[GraphQLError]:
+        variables = self.guard.coerce(operation, self.execution_context.variables)
+        if isinstance(variables, list):
+            return variables
+        refusal = self.guard.too_costly(self.guard.price(entry, operation), variables)
+        return [refusal] if refusal else []

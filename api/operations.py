@@ -1,5 +1,6 @@
-"""One GraphQL operation over HTTP: cached parse, validation and compilation, then
-execution (`api.compiled`, or graphql-core for what it does not plan).
+"""One GraphQL operation over HTTP: cached parse, validation, price and compilation; the
+variables coerced and the cost checked; then execution (`api.compiled`, or graphql-core
+for what it does not plan).
 
 strawberry's `Schema.execute` opens a dozen extension hooks and context managers per
 request, ~0.4 ms here before any resolver runs, about as much as the rest of a small
@@ -11,7 +12,6 @@ WebSocket transport gets through strawberry's hooks (`GuardExtension`, `ErrorCod
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeGuard, cast
@@ -27,8 +27,10 @@ from graphql import (
 from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from api.compiled import CompiledOperation, compile_operation, execute_compiled
+from api.compiled import CompiledOperation, compile_operation, given_variables, run_compiled
 from api.context import Context
+from api.cost import Price
+from api.document_cache import CachedDocument
 from api.errors import coded
 from api.readmodels import consistency_report
 from api.schema import ApiSchema
@@ -57,15 +59,27 @@ class Outcome:
     operation_type: str = "unknown"  # query | mutation | subscription, once known
 
 
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What running one operation of a document needs besides its variables, found once."""
+
+    operation: OperationDefinitionNode
+    compiled: CompiledOperation | None  # None: graphql-core runs it
+    price: Price
+
+
 class Operations:
     def __init__(self, schema: ApiSchema) -> None:
         self.schema = schema
         self.guard = schema.guard
-        self._compiled = functools.lru_cache(schema.guard.cache_size)(self._compile)
 
-    def _compile(self, query: str, operation_name: str | None) -> CompiledOperation | None:
-        document = self.guard.parse(query)
-        return compile_operation(self.schema.graphql, document, self.operation(document, operation_name))
+    def plan(self, entry: CachedDocument, operation_name: str | None) -> Plan:
+        plan = entry.plans.get(operation_name)
+        if plan is None:
+            operation = self.operation(entry.document, operation_name)
+            compiled = compile_operation(self.schema.graphql, entry.document, operation)
+            plan = entry.plans[operation_name] = Plan(operation, compiled, self.guard.price(entry, operation))
+        return plan
 
     def document(self, query: str) -> DocumentNode | GraphQLError:
         try:
@@ -88,25 +102,36 @@ class Operations:
         raise UnknownOperation("The document has no operation to run.")
 
     async def run(self, request: GraphQLRequest, document: DocumentNode, context: Context) -> Outcome:
-        errors = self.guard.validate(request.query)
+        entry = self.guard.document(request.query, document)
+        errors = self.guard.errors(entry)
         if errors:
             return self.request_errors(errors, context)
-        compiled = self._compiled(request.query, request.operation_name)
-        if compiled is not None:
-            executed = execute_compiled(compiled, context, request.variables, is_awaitable)
+        plan = self.plan(entry, request.operation_name)
+        inputs = request.variables or {}
+        variables = (plan.compiled and given_variables(plan.compiled, inputs)) or self.guard.coerce(
+            plan.operation, inputs
+        )
+        if isinstance(variables, list):
+            return self.request_errors(variables, context)
+        refusal = self.guard.too_costly(plan.price, variables)
+        if refusal is not None:
+            return self.request_errors([refusal], context)
+        if plan.compiled is not None:
+            executed = run_compiled(plan.compiled, context, variables, is_awaitable)
         else:
             executed = execute(
                 self.schema.graphql,
                 document,
                 context_value=context,
-                variable_values=request.variables,
+                variable_values=inputs,
                 operation_name=request.operation_name,
                 executor_class=StrawberryGraphQLCoreExecutionContext,
                 is_awaitable=is_awaitable,
+                hide_suggestions=self.guard.hide_suggestions,
             )
         result = cast(ExecutionResult, await executed if is_awaitable(executed) else executed)
         if result.errors and result.data is None and all(e.path is None for e in result.errors):
-            # variables that fail coercion: a request error too (no data, no field path)
+            # refused before execution (no data, no field path): a request error too
             return self.request_errors(result.errors, context)
         body: dict[str, Any] = {"data": result.data}
         if result.errors:

@@ -91,6 +91,8 @@ def build_schema(settings: Settings) -> ApiSchema:
         max_depth=settings.max_depth,
         max_aliases=settings.max_aliases,
         introspection=settings.introspection,
+        max_cost=settings.max_cost,
+        cache_bytes=settings.document_cache_bytes,
     )
     schema.extensions = (*schema.extensions, guard.extension)
     return ApiSchema(strawberry=schema, guard=guard)

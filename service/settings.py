@@ -31,6 +31,8 @@ class Settings:
     max_depth: int = 15
     max_aliases: int = 30
     max_tokens: int = 5000
+    max_cost: int = 100_000  # CONTRACT 7.2
+    document_cache_bytes: int = 64 * 1024 * 1024  # parsed/validated/planned documents, per process
     pool_size: int = 10
     pool_timeout: float = 5.0  # seconds a request waits for a pooled connection, then SERVICE_UNAVAILABLE
     run_projections: bool = True  # inside `serve`
@@ -81,6 +83,8 @@ class Settings:
             max_depth=_int("EVENTGRAPH_MAX_DEPTH", 15),
             max_aliases=_int("EVENTGRAPH_MAX_ALIASES", 30),
             max_tokens=_int("EVENTGRAPH_MAX_TOKENS", 5000),
+            max_cost=_int("EVENTGRAPH_MAX_COST", 100_000),
+            document_cache_bytes=_int("EVENTGRAPH_DOCUMENT_CACHE_BYTES", 64 * 1024 * 1024),
             pool_size=_int("EVENTGRAPH_POOL_SIZE", 10),
             pool_timeout=_float("EVENTGRAPH_POOL_TIMEOUT", 5.0),
             run_projections=env.get("EVENTGRAPH_RUN_PROJECTIONS", "1") not in ("0", "false", "no"),
