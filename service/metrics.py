@@ -49,6 +49,7 @@ SAGA_MESSAGES = Counter(
 )
 
 SCRAPE_TIMEOUT = 2.0  # seconds for the shared-state reads of one scrape
+UNREAD_COUNT_LIMIT = 10_000  # entries counted per group on a Redis without XINFO's `lag`
 
 _HEAD = "SELECT coalesce(max(position), 0) FROM events"
 _PROJECTIONS = "SELECT name, position FROM projection_checkpoints"
@@ -111,12 +112,24 @@ async def _broker_state(broker: redis.Redis, stream_key: str) -> list[Metric]:
         groups = await broker.xinfo_groups(stream_key)
     for group in groups:
         name = group["name"].decode() if isinstance(group["name"], bytes) else str(group["name"])
-        pending.add_metric([name], int(group.get("pending") or 0) + int(group.get("lag") or 0))
+        pending.add_metric([name], int(group.get("pending") or 0) + await _unread(broker, stream_key, group))
     parked = int(await broker.xlen(f"{stream_key}:dead-letter"))
     dead = GaugeMetricFamily(
         "eventgraph_saga_dead_letters", "Messages parked in the saga's dead-letter stream", value=parked
     )
     return [pending, dead]
+
+
+async def _unread(broker: redis.Redis, stream_key: str, group: dict[str, Any]) -> int:
+    """Entries the group has not read yet: Redis 7 says (`lag`); before it, they are counted
+    (up to UNREAD_COUNT_LIMIT, past which the figure says "at least")."""
+    lag = group.get("lag")
+    if lag is not None:
+        return int(lag)
+    last = group["last-delivered-id"]
+    last = last.decode() if isinstance(last, bytes) else str(last)
+    entries = await broker.xrange(stream_key, min=f"({last}", max="+", count=UNREAD_COUNT_LIMIT)
+    return len(entries or ())
 
 
 def pool_state(pools: Iterable[Pool]) -> list[Metric]:
