@@ -31,8 +31,11 @@ import httpx
 
 from api.auth import mint_token
 from benchmarks._serve import TYPENAME_LUA, cpu_seconds, profiled, run_wrk, served
-from benchmarks.http_mutations import ADD_ITEM, LUA as ADD_ITEM_LUA, ORDERS as ORDER_COUNT, create_orders
-from benchmarks.http_reads import LIST_LUA, ORDERS as LIST_QUERY, seed
+from benchmarks.http_mutations import ADD_ITEM, create_orders
+from benchmarks.http_mutations import LUA as ADD_ITEM_LUA
+from benchmarks.http_mutations import ORDERS as ORDER_COUNT
+from benchmarks.http_reads import LIST_LUA, seed
+from benchmarks.http_reads import ORDERS as LIST_QUERY
 
 WORKERS_OFF = {"EVENTGRAPH_RUN_PROJECTIONS": "0", "EVENTGRAPH_RUN_RELAY": "0", "EVENTGRAPH_RUN_SAGA": "0"}
 LISTED_ORDERS = 200
