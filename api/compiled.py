@@ -93,6 +93,7 @@ class FieldPlan:
     attribute: str | None  # read off the source (strawberry's basic fields)
     typename: str | None  # `__typename`
     has_arguments: bool
+    plain_object: bool = False  # an attribute holding an object with no `is_type_of`
 
     def path(self, parent: Path | None) -> Path:
         return Path(parent, self.response_name, self.parent.name)
@@ -203,15 +204,20 @@ class _Compiler:
         sub_selections = [n.selection_set for n in nodes if n.selection_set]
         plain = name != "__typename" and getattr(definition.resolve, "_is_default", False)
         strawberry_field = (definition.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+        completion = self.completion(definition.type, sub_selections)
+        attribute = strawberry_field.python_name if plain and strawberry_field is not None else None
         return FieldPlan(
             response_name=response_name,
             nodes=nodes,
             definition=definition,
             parent=parent,
-            completion=self.completion(definition.type, sub_selections),
-            attribute=strawberry_field.python_name if plain and strawberry_field is not None else None,
+            completion=completion,
+            attribute=attribute,
             typename=parent.name if name == "__typename" else None,
             has_arguments=bool(definition.args or nodes[0].arguments),
+            plain_object=attribute is not None
+            and completion.selection is not None
+            and completion.selection.type.is_type_of is None,
         )
 
     def completion(self, type_: GraphQLOutputType, sub_selections: list[SelectionSetNode]) -> Completion:
@@ -284,7 +290,10 @@ class Run:
                     if coerced is not None and coerced is not Undefined and not isinstance(value, Exception):
                         results[plan.response_name] = coerced
                         continue
-                value = self.execute_field(plan, source, path)
+                if plan.plain_object:
+                    value = self.execute_object(plan, source, path)
+                else:
+                    value = self.execute_field(plan, source, path)
                 results[plan.response_name] = value
                 if self.is_awaitable(value):
                     pending.append(plan.response_name)
@@ -323,6 +332,23 @@ class Run:
             return completed
         except Exception as error:
             self.field_error(error, plan.completion, plan, field_path)
+            return None
+
+    def execute_object(self, plan: FieldPlan, source: Any, path: Path | None) -> Any:
+        """`execute_field` for an attribute holding an object with no `is_type_of` (most
+        objects of a list page): a plain value goes straight to its fields."""
+        completion = plan.completion
+        field_path = plan.path(path)
+        try:
+            value = getattr(source, plan.attribute)  # type: ignore[arg-type]
+            if value is None or value is Undefined or isinstance(value, Exception):
+                return self.complete(completion, plan, value, field_path)
+            done = self.execute_selection(completion.selection, value, field_path)  # type: ignore[arg-type]
+            if self.is_awaitable(done):
+                return self.await_completed(completion, plan, done, field_path)
+            return done
+        except Exception as error:
+            self.field_error(error, completion, plan, field_path)
             return None
 
     def resolve(self, plan: FieldPlan, source: Any, path: Path) -> Any:
@@ -387,6 +413,8 @@ class Run:
             raise GraphQLError(
                 f"Expected Iterable, but did not find one for field '{plan.parent.name}.{plan.nodes[0].name.value}'."
             )
+        # Objects with no `is_type_of` (a list page's nodes and lines) go straight to their fields.
+        objects = item.selection if item.selection is not None and item.selection.type.is_type_of is None else None
         completed: list[Any] = []
         pending: list[int] = []
         try:
@@ -397,7 +425,10 @@ class Run:
                     pending.append(index)
                     continue
                 try:
-                    done = self.complete(item, plan, value, item_path)
+                    if objects is not None and value is not None and value is not Undefined and not isinstance(value, Exception):
+                        done = self.execute_selection(objects, value, item_path)
+                    else:
+                        done = self.complete(item, plan, value, item_path)
                     if self.is_awaitable(done):
                         done = self.await_completed(item, plan, done, item_path)
                         pending.append(index)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any, cast
+from typing import Any, cast, overload
 
 import strawberry
 from graphql import FloatValueNode, GraphQLError, IntValueNode, StringValueNode, ValueNode
@@ -80,7 +81,7 @@ class Money:
     @classmethod
     def of(cls, amount: Decimal, currency: str) -> Money:
         """Exact, rendered with the currency's minor-unit digits ("7.50", JPY "5")."""
-        return cls(amount=to_minor_units(amount, currency), currency=currency)
+        return _money(amount, amount.is_signed(), currency)
 
 
 @strawberry.type
@@ -102,9 +103,40 @@ class OrderLine:
         )
 
 
-def order_lines(root: Order) -> list[OrderLine]:
-    # built when selected: a mutation's payload rarely asks for every line
-    return [OrderLine.of(line, root.currency) for line in root.line_views]
+@functools.lru_cache(maxsize=4096)
+def _money(amount: Decimal, _signed: bool, currency: str) -> Money:
+    # Values repeat (prices, totals): a list page shares them. Equal amounts render alike,
+    # but for the sign of a zero (-0 == 0): hence the key's sign.
+    return Money(amount=to_minor_units(amount, currency), currency=currency)
+
+
+class OrderLines(Sequence[OrderLine]):
+    """An order's lines, built when read: a mutation's payload rarely asks for every line,
+    and a plain attribute costs a list page no resolver call per order."""
+
+    __slots__ = ("_views", "_currency", "_built")
+
+    def __init__(self, views: tuple[OrderLineView, ...], currency: str) -> None:
+        self._views, self._currency = views, currency
+        self._built: list[OrderLine] | None = None
+
+    def _lines(self) -> list[OrderLine]:
+        if self._built is None:
+            self._built = [OrderLine.of(line, self._currency) for line in self._views]
+        return self._built
+
+    def __len__(self) -> int:
+        return len(self._views)
+
+    @overload
+    def __getitem__(self, index: int) -> OrderLine: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[OrderLine]: ...
+    def __getitem__(self, index: int | slice) -> OrderLine | list[OrderLine]:
+        return self._lines()[index]
+
+    def __iter__(self) -> Iterator[OrderLine]:
+        return iter(self._lines())
 
 
 @strawberry.type
@@ -113,8 +145,7 @@ class Order(Node):
     customer_id: strawberry.ID
     status: OrderStatus
     currency: str
-    lines: list[OrderLine] = strawberry.field(resolver=order_lines)
-    line_views: strawberry.Private[tuple[OrderLineView, ...]]
+    lines: Sequence[OrderLine]
     total: Money
     version: int
     cancellation_reason: str | None
@@ -128,7 +159,7 @@ class Order(Node):
             customer_id=strawberry.ID(view.customer_id),
             status=OrderStatus(view.status),
             currency=view.currency,
-            line_views=view.lines,
+            lines=OrderLines(view.lines, view.currency),
             total=Money.of(view.total, view.currency),
             version=view.version,
             cancellation_reason=view.cancellation_reason,

@@ -2,8 +2,9 @@
 
 A batch is applied in four statements whatever its size: load the touched
 orders, fold the events onto them in memory, upsert the orders with one
-`INSERT ... SELECT unnest(...)`, and rewrite the lines of orders whose lines
-changed. An event whose stream version the row already reflects is skipped:
+`INSERT ... SELECT unnest(...)`, and rewrite the lines that changed (only
+those: an order of 30 lines gaining one rewrote all 30, the largest part of the
+per-event cost of `serve` with its workers under addItem load). An event whose stream version the row already reflects is skipped:
 that makes a replayed batch a no-op.
 """
 
@@ -42,7 +43,7 @@ class _Order:
     updated_at: datetime | None = None
     lines: dict[str, _Line] = field(default_factory=dict)
     stored: bool = False  # it has a row already
-    lines_changed: bool = False
+    changed_skus: set[str] = field(default_factory=set)  # lines added, changed or removed
 
     @property
     def total(self) -> Decimal:
@@ -74,10 +75,10 @@ def _fold(order: _Order, event: LogEvent) -> None:
         else:
             line.quantity += int(data["quantity"])
             line.discount += Decimal(data["discount"])
-        order.lines_changed = True
+        order.changed_skus.add(sku)
     elif kind == "item.removed.v1":
         order.lines.pop(data["item_id"], None)
-        order.lines_changed = True
+        order.changed_skus.add(data["item_id"])
     elif kind in _FINAL_STATUS:
         order.status = _FINAL_STATUS[kind]
         if kind == "order.cancelled.v1":
@@ -197,11 +198,15 @@ class OrderProjection(Projection):
                 for o in changed
             ],
         )
-        relined = [o for o in changed if o.lines_changed]
-        stale = [o.id for o in relined if o.stored]
+        relined = [o for o in changed if o.changed_skus]
+        stale = [(o.id, sku) for o in relined if o.stored for sku in o.changed_skus]
         if stale:
             await conn.execute(
-                f"DELETE FROM {self.table('order_lines')} WHERE order_id = ANY($1::text[])", stale
+                f"DELETE FROM {self.table('order_lines')}"
+                " WHERE order_id = ANY($1::text[])"  # the key's prefix: an index scan, as before
+                " AND (order_id, sku) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+                [order_id for order_id, _ in stale],
+                [sku for _, sku in stale],
             )
         lines = [
             {
@@ -213,7 +218,8 @@ class OrderProjection(Projection):
                 "discount": str(line.discount),
             }
             for o in relined
-            for sku, line in o.lines.items()
+            for sku in o.changed_skus
+            if (line := o.lines.get(sku)) is not None
         ]
         if lines:
             await conn.execute(

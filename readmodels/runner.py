@@ -4,6 +4,13 @@ One batch is one transaction: lock the checkpoint row, read the events after
 it, apply them, move the checkpoint. A crash anywhere before the commit
 leaves no trace, and the next attempt starts from the same checkpoint.
 
+Under load a batch's fixed cost (lock, read, write, checkpoint, commit: about five round
+trips) would be paid for every append a NOTIFY announces. So after a batch that moved the
+checkpoint, a follower woken again waits `gather` (10 ms) more before the next, letting
+the events of those milliseconds share one batch (GATHERING: a few times fewer batches
+at 2,000 appends/s; an idle projection's first event is not delayed, a busy one's
+read-your-writes waits up to 10 ms longer).
+
 In a process, `ProjectionRunner` keeps one task per projection. A task
 first takes the projection's lease, when the runner's share allows it (see
 readmodels/leases.py: the leases spread over the live processes); without
@@ -137,6 +144,7 @@ class ProjectionRunner:
         poll_interval: float = 1.0,
         lease_retry: float = 1.0,
         failure_pause: float = 5.0,
+        gather: float = 0.01,
         process: str = PROCESS,
     ) -> None:
         self._dsn = dsn
@@ -146,6 +154,7 @@ class ProjectionRunner:
         self._poll_interval = poll_interval
         self._lease_retry = lease_retry
         self._failure_pause = failure_pause
+        self._gather = gather
         self.leased: set[str] = set()  # checkpoints this runner holds the lease of
         self._process = process  # "<host>:<pid>": names this runner's sessions
         self._share = LeaseShare(process, len(self._followers))
@@ -241,6 +250,8 @@ class ProjectionRunner:
                 log.debug("projection %s: %d events to %d", name, batch.events, batch.after)
             if not batch.more:
                 await _pause(stop, wakeup, self._poll_interval)
+                if batch.after > batch.before:  # under load: see GATHERING
+                    await _pause(stop, None, self._gather)
 
 
 async def _pause(stop: asyncio.Event, wakeup: asyncio.Event | None, seconds: float) -> None:

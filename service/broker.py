@@ -1,5 +1,7 @@
 """The broker's message format (contract section 6): one Redis Streams entry per event,
-field `event` holding the Event as JSON with snake_case keys."""
+field `event` holding the Event as JSON with snake_case keys, and field `event_type`
+holding its type again, so a consumer skips types it does not handle without decoding
+the JSON (entries published before that field existed lack it: they are decoded)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from eventstore.waiting import honour_cancellation as honour_cancellation  # use
 
 STREAM_KEY = "eventgraph:events"
 FIELD = "event"
+TYPE_FIELD = "event_type"  # the type as its own field: read without decoding `event`
 
 
 def redis_client(url: str) -> redis.Redis:
@@ -23,8 +26,9 @@ def redis_client(url: str) -> redis.Redis:
     return redis.from_url(url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=10)
 
 
-def encode(entry: OutboxEntry, upcasters: UpcasterRegistry) -> bytes:
-    """The entry's JSON; stored data is passed through as is unless an upcaster applies."""
+def encode(entry: OutboxEntry, upcasters: UpcasterRegistry) -> tuple[bytes, str]:
+    """The entry's JSON and its (latest) type; stored data is passed through as is unless
+    an upcaster applies."""
     type_ = entry.type
     data: Any = orjson.Fragment(entry.data)
     if upcasters.latest(type_) != type_:
@@ -41,7 +45,7 @@ def encode(entry: OutboxEntry, upcasters: UpcasterRegistry) -> bytes:
             "metadata": orjson.Fragment(entry.metadata),
             "recorded_at": entry.recorded_at.isoformat(),
         }
-    )
+    ), type_
 
 
 def decode(payload: bytes | str) -> RecordedEvent:

@@ -40,6 +40,8 @@ class Item(Named):  # implements an interface: graphql-core checks `is_type_of` 
     note: str | None
     price: Price
     spare: Price | None
+    bundle: list[Price | None] = strawberry.field(default_factory=list)  # lists read as attributes
+    kit: list[Price] = strawberry.field(default_factory=list)
 
     @strawberry.field
     def shout(self) -> str | None:
@@ -60,10 +62,12 @@ class Item(Named):  # implements an interface: graphql-core checks `is_type_of` 
 
 def items() -> list[Item | None]:
     return [
-        Item(name="a", count=1, note=None, price=Price(amount=1, label="x"), spare=None),
+        Item(name="a", count=1, note=None, price=Price(amount=1, label="x"), spare=None,
+             bundle=[Price(amount=1, label="x"), None], kit=[Price(amount=1, label="x")]),
         Item(name=None, count=2, note="n", price=Price(amount=2, label="y"), spare=None),  # type: ignore[arg-type]  # breaks `name: String!`
         Item(name="c", count=2**40, note="n", price=Price(amount=3, label="z"), spare=None),  # too large for a GraphQL Int
-        Item(name="d", count=4, note=None, price=Price(amount=-1, label=None), spare=Price(amount=5, label=None)),  # type: ignore[arg-type]  # a null in `label: String!`, an error in `later`
+        Item(name="d", count=4, note=None, price=Price(amount=-1, label=None), spare=Price(amount=5, label=None),  # type: ignore[arg-type]  # a null in `label: String!`, an error in `later`
+             bundle=[Price(amount=5, label=None), Price(amount=6, label="w")], kit=[Price(amount=7, label=None)]),  # type: ignore[arg-type]
     ]
 
 
@@ -153,6 +157,18 @@ async def test_objects_lists_and_async_errors_as_graphql_core() -> None:
     # `price: Price!` inside a nullable item: its errors null the whole item
     assert data["items"][3] is None
     assert ["items", 3, "price", "label"] in [e["path"] for e in errors]
+
+
+async def test_lists_of_objects_read_as_attributes_as_graphql_core() -> None:
+    """The list page's shape: nodes and lines are plain objects in plain lists."""
+    data, errors = await both("{ items { name bundle { amount label later } } }")
+    assert data["items"][0]["bundle"] == [{"amount": 1, "label": "x", "later": 1}, None]
+    assert data["items"][3]["bundle"] == [None, {"amount": 6, "label": "w", "later": 6}]  # a null label nulls its item
+    assert ["items", 3, "bundle", 0, "label"] in [e["path"] for e in errors]
+    data, errors = await both("{ items { name kit { amount label } } }")
+    assert data["items"][0]["kit"] == [{"amount": 1, "label": "x"}]
+    assert data["items"][3] is None  # `kit: [Price!]!`: the null goes up to the nullable item
+    assert ["items", 3, "kit", 0, "label"] in [e["path"] for e in errors]
 
 
 async def test_awaitable_list_items_as_graphql_core() -> None:

@@ -80,6 +80,22 @@ async def test_old_event_versions_are_published_upcast(services: Services, broke
     assert published["data"] == {"customer_id": "cus_1", "currency": "USD"}
 
 
+async def test_each_entry_names_its_type_in_a_field_of_its_own(services: Services, broker) -> None:
+    """Beside `event` (the contract's field, unchanged), `event_type` holds the type the JSON
+    names, upcast: consumers skip what they do not handle without decoding the JSON."""
+    client, key = broker
+    old = NewEvent(type="order.created.v1", data={"customer_id": "cus_1"}, metadata={"correlation_id": "c"})
+    await services.appender.append(AppendRequest(writes=[StreamWrite("order-o1", [old])]))
+    await append_events(services.appender, 2)
+    relay = make_relay(services, client, key)
+    async with running(relay):
+        await eventually(lambda: _backlog_is(services, 0))
+    raw = await client.xrange(key)
+    assert [sorted(fields) for _, fields in raw] == [[b"event", b"event_type"]] * 3
+    assert [fields[b"event_type"] for _, fields in raw] == [b"order.created.v2", b"test.happened.v1", b"test.happened.v1"]
+    assert [e["event_type"] for e in await entries(client, key)] == ["order.created.v2", "test.happened.v1", "test.happened.v1"]
+
+
 async def test_every_event_has_its_outbox_row_and_a_refused_append_has_neither(services: Services) -> None:
     await append_events(services.appender, 5, streams=1)
     stale = StreamWrite("thing-0", [NewEvent("test.happened.v1", {}, {})], expected_version=1)

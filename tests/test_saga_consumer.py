@@ -184,6 +184,26 @@ async def _attempted(reactions: Failing, name: str, count: int) -> bool:
     return reactions.attempts[name] >= count
 
 
+async def test_a_type_the_group_does_not_handle_is_acknowledged_without_decoding(broker) -> None:
+    """The type in its own field decides: the JSON of an unhandled type is never read (this
+    one is not JSON at all, and is not parked); a handled one is decoded and handled."""
+    client, key = broker
+    await client.xadd(key, {"event": b"{not json", "event_type": b"order.created.v2"})
+    await publish(client, key, "A", "a1")
+    reactions = Recording(fail_once=set())
+    consumer = StreamConsumer(client, reactions, stream_key=key, block_ms=100)
+    async with running(consumer):
+        await eventually(lambda: _seen(reactions, 1))
+        await eventually(lambda: _handled(consumer, 2))
+    assert reactions.seen == ["a1"] and consumer.dead_lettered == 0
+    assert (await client.xpending(key, "recording"))["pending"] == 0
+    assert await client.xlen(dead_letter_key(key)) == 0
+
+
+async def _handled(consumer: StreamConsumer, count: int) -> bool:
+    return consumer.handled >= count
+
+
 async def test_a_message_that_is_not_an_event_is_parked_at_once(broker) -> None:
     client, key = broker
     await client.xadd(key, {"event": b"{not json"})

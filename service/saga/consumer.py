@@ -45,6 +45,7 @@ from service.saga.reactions import Reactions
 log = logging.getLogger(__name__)
 
 Message = tuple[bytes, dict[bytes, bytes]]
+_TYPE_FIELD = broker.TYPE_FIELD.encode()
 
 FORGET_AFTER = 3600.0  # seconds a member with nothing pending stays listed in its group
 STOP_GRACE = 5.0  # seconds a stopping consumer gives the reactions under way
@@ -90,6 +91,7 @@ class StreamConsumer:
         self._redis = redis_client
         self._reactions = reactions
         self.group = reactions.group
+        self._handled_types = frozenset(t.encode() for t in reactions.handles)
         self.stream_key = stream_key
         self.name = name or consumer_name()
         self._batch = batch_size
@@ -190,6 +192,10 @@ class StreamConsumer:
         tasks = []
         ignored = []
         for message_id, fields in messages:
+            type_ = fields.get(_TYPE_FIELD)
+            if type_ is not None and type_ not in self._handled_types:  # no need to decode it
+                ignored.append(message_id)
+                continue
             try:
                 event = self._decode(fields)
             except (ValueError, KeyError, TypeError) as error:  # no delivery will make it one
