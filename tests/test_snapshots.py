@@ -203,19 +203,14 @@ def test_snapshots_cli_reports_and_prunes(database_url: str) -> None:
         try:
             await services.pool.execute("DELETE FROM snapshots")  # the run's database: other tests' too
             snapshots = Snapshots(SnapshotStore(services.pool), SnapshotPolicy(after_folding=1000, every=2))
-            await run_commands(StreamCommands(services.appender, services.reader, snapshots), "CLI", [("restock", 0, 1)] * 9)
+            commands = StreamCommands(services.appender, services.reader, snapshots)
+            await run_commands(commands, "CLI", [])  # registered: version 1
+            for _ in range(9):  # versions 2..10, each state saved before the next commits
+                await run_commands(commands, "CLI", [("restock", 0, 1)])
+                await snapshots.flush()
             await snapshots.close()
         finally:
             await services.close()
-
-    asyncio.run(seed())
-    cli = str(Path(sys.executable).parent / "eventgraph")
-    env = {"DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"}
-    status = subprocess.run([cli, "snapshots", "status"], env=env, capture_output=True, text=True, check=True)
-    [line] = [line for line in status.stdout.splitlines() if line.startswith("Product")]
-    assert line.split()[:4] == ["Product", "1", "5", "1"]  # versions 2, 4, 6, 8, 10 of one stream
-    pruned = subprocess.run([cli, "snapshots", "prune", "--keep", "2"], env=env, capture_output=True, text=True, check=True)
-    assert "deleted 3 snapshots" in pruned.stdout
 
     async def versions() -> list[int]:
         conn = await asyncpg.connect(database_url)
@@ -225,7 +220,17 @@ def test_snapshots_cli_reports_and_prunes(database_url: str) -> None:
         finally:
             await conn.close()
 
-    assert asyncio.run(versions()) == [8, 10]
+    asyncio.run(seed())
+    taken = asyncio.run(versions())
+    assert taken == [2, 4, 6, 8, 10]
+    cli = str(Path(sys.executable).parent / "eventgraph")
+    env = {"DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"}
+    status = subprocess.run([cli, "snapshots", "status"], env=env, capture_output=True, text=True, check=True)
+    [line] = [line for line in status.stdout.splitlines() if line.startswith("Product")]
+    assert line.split()[:4] == ["Product", "1", str(len(taken)), "1"]  # type, revision, snapshots, streams
+    pruned = subprocess.run([cli, "snapshots", "prune", "--keep", "2"], env=env, capture_output=True, text=True, check=True)
+    assert f"deleted {len(taken) - 2} snapshots" in pruned.stdout
+    assert asyncio.run(versions()) == taken[-2:]
 
 
 async def test_a_refused_command_never_reaches_a_snapshot(services: Services) -> None:
