@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 import types
@@ -105,6 +104,14 @@ def decode_event(type_: str, data: Mapping[str, Any]) -> DomainEvent:
     return EVENT_TYPES[type_].from_data(data)
 
 
+_CONTAINER_COPIES: dict[type, typing.Callable[[Any], Any]] = {dict: dict.copy, list: list.copy, set: set.copy}
+
+
+def _copy_container(value: Any) -> Any:
+    copier = _CONTAINER_COPIES.get(type(value))
+    return value if copier is None else copier(value)
+
+
 class Aggregate:
     # Bumped whenever the state's shape changes: snapshots of another revision are ignored.
     SNAPSHOT_REVISION: ClassVar[int] = 1
@@ -142,8 +149,14 @@ class Aggregate:
         self._changes.append(event)
 
     def snapshot(self) -> Self:
-        """An independent copy of the current state (pending changes excluded)."""
-        clone = copy.deepcopy(self)
+        """An independent copy of the current state (pending changes excluded).
+
+        Derived, not written per aggregate: state is immutable values (scalars, Decimals,
+        enums, frozen dataclasses) and flat dicts, lists and sets of them, so copying the
+        containers one level deep is enough and cheap (the command path copies per command).
+        """
+        clone = object.__new__(type(self))
+        clone.__dict__ = {name: _copy_container(value) for name, value in vars(self).items()}
         clone._changes = []
         return clone
 

@@ -110,13 +110,6 @@ class Order(Aggregate):
     def exists(self) -> bool:
         return self.version > 0
 
-    def snapshot(self) -> Order:
-        clone = Order.__new__(Order)
-        clone.__dict__.update(self.__dict__)
-        clone.lines = dict(self.lines)  # lines are immutable: a new sku or quantity is a new line
-        clone._changes = []
-        return clone
-
     @property
     def total(self) -> Decimal:
         return sum((line.line_total for line in self.lines.values()), Decimal(0))

@@ -13,7 +13,6 @@ reservation changes no product: it is recorded on `reservation-<order id>`.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -109,12 +108,6 @@ class Product(Aggregate):
     @property
     def exists(self) -> bool:
         return self.version > 0
-
-    def snapshot(self) -> Product:
-        clone = copy.copy(self)
-        clone.held = dict(self.held)
-        clone._changes = []
-        return clone
 
     # Commands: check the rules, then emit.
 
