@@ -1,7 +1,8 @@
 """The orders projection: one row per order in `order_views`, its lines in `order_lines`.
 
 A batch is applied in four statements whatever its size: load the touched
-orders, fold the events onto them in memory, upsert the orders with one
+orders, fold the events onto them in memory with the domain's own `Order.apply`
+(one source for every rule the row stores), upsert the orders with one
 `INSERT ... SELECT unnest(...)`, and rewrite the lines of orders whose lines
 changed. An event whose stream version the row already reflects is skipped:
 that makes a replayed batch a no-op.
@@ -11,116 +12,73 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal
 
 import asyncpg
 
+from domain.aggregate import decode_event
+from domain.order import (
+    ORDER_EVENTS,
+    ORDER_STREAM_PREFIX,
+    ItemAdded,
+    ItemRemoved,
+    Order,
+    OrderCreated,
+    OrderLine,
+    OrderStatus,
+    order_id_of,
+)
 from readmodels.projection import LogEvent, Projection
 
-ORDER_STREAM_PREFIX = "order-"
-
 
 @dataclass(slots=True)
-class _Line:
-    seq: int  # position of the event that put the sku on the order
-    quantity: int
-    unit_price: Decimal
-    discount: Decimal
+class _Row:
+    """An order's row and lines: the domain's own state, folded by `Order.apply`."""
 
-
-@dataclass(slots=True)
-class _Order:
-    id: str
-    seq: int
-    customer_id: str
-    currency: str
-    created_at: datetime
-    status: str = "DRAFT"
-    version: int = 0
-    cancellation_reason: str | None = None
-    updated_at: datetime | None = None
-    lines: dict[str, _Line] = field(default_factory=dict)
+    order: Order
+    seq: int  # position of the order's creation
+    line_seqs: dict[str, int] = field(default_factory=dict)  # sku -> position that put it on the order
     stored: bool = False  # it has a row already
     lines_changed: bool = False
 
-    @property
-    def total(self) -> Decimal:
-        return sum(
-            (line.quantity * line.unit_price - line.discount for line in self.lines.values()),
-            Decimal(0),
-        )
 
-
-_FINAL_STATUS = {
-    "order.submitted.v1": "SUBMITTED",
-    "order.completed.v1": "COMPLETED",
-    "order.rejected.v1": "REJECTED",
-    "order.cancelled.v1": "CANCELLED",
-}
-
-
-def _fold(order: _Order, event: LogEvent) -> None:
-    """One event's effect on the row; mirrors domain.order.Order.apply (tests compare them)."""
-    data = event.data
-    kind = event.type
-    if kind == "item.added.v2":
-        sku = data["item_id"]
-        line = order.lines.get(sku)
-        if line is None:
-            order.lines[sku] = _Line(
-                event.position, int(data["quantity"]), Decimal(data["price"]), Decimal(data["discount"])
-            )
-        else:
-            line.quantity += int(data["quantity"])
-            line.discount += Decimal(data["discount"])
-        order.lines_changed = True
-    elif kind == "item.removed.v1":
-        order.lines.pop(data["item_id"], None)
-        order.lines_changed = True
-    elif kind in _FINAL_STATUS:
-        order.status = _FINAL_STATUS[kind]
-        if kind == "order.cancelled.v1":
-            order.cancellation_reason = data["reason"]
-    order.version = event.version
-    order.updated_at = event.recorded_at
+def _fold(row: _Row, event: LogEvent) -> None:
+    change = decode_event(event.type, event.data)
+    row.order.replay(change, event.version, event.recorded_at)
+    if isinstance(change, ItemAdded):
+        row.line_seqs.setdefault(change.item_id, event.position)
+        row.lines_changed = True
+    elif isinstance(change, ItemRemoved):
+        row.line_seqs.pop(change.item_id, None)
+        row.lines_changed = True
 
 
 class OrderProjection(Projection):
     name = "orders"
-    event_types = (
-        "order.created.v2",
-        "item.added.v2",
-        "item.removed.v1",
-        "order.submitted.v1",
-        "order.completed.v1",
-        "order.rejected.v1",
-        "order.cancelled.v1",
-    )
+    event_types = tuple(event.TYPE for event in ORDER_EVENTS)
     tables = ("order_views", "order_lines")
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[LogEvent]) -> None:
         by_order: dict[str, list[LogEvent]] = {}
         for event in events:
             if event.stream_id.startswith(ORDER_STREAM_PREFIX):
-                by_order.setdefault(event.stream_id[len(ORDER_STREAM_PREFIX) :], []).append(event)
+                by_order.setdefault(order_id_of(event.stream_id), []).append(event)
         if not by_order:
             return
         orders = await self._load(conn, list(by_order))
-        changed: list[_Order] = []
+        changed: list[_Row] = []
         for order_id, order_events in by_order.items():
-            order = orders.get(order_id)
+            row = orders.get(order_id)
             for event in order_events:
-                if order is not None and event.version <= order.version:
+                if row is not None and event.version <= row.order.version:
                     continue  # already applied
-                if order is None:
-                    order = _created(order_id, event)
-                _fold(order, event)
-                if not changed or changed[-1] is not order:
-                    changed.append(order)
+                if row is None:
+                    row = _created(order_id, event)
+                _fold(row, event)
+                if not changed or changed[-1] is not row:
+                    changed.append(row)
         await self._write(conn, changed)
 
-    async def _load(self, conn: asyncpg.Connection, ids: list[str]) -> dict[str, _Order]:
+    async def _load(self, conn: asyncpg.Connection, ids: list[str]) -> dict[str, _Row]:
         rows = await conn.fetch(
             f"""
             SELECT o.id, o.seq, o.customer_id, o.status, o.currency, o.version,
@@ -138,31 +96,26 @@ class OrderProjection(Projection):
             """,
             ids,
         )
-        orders: dict[str, _Order] = {}
+        rows_by_id: dict[str, _Row] = {}
         for r in rows:
-            order = _Order(
-                id=r["id"],
-                seq=r["seq"],
-                customer_id=r["customer_id"],
-                currency=r["currency"],
-                created_at=r["created_at"],
-                status=r["status"],
-                version=r["version"],
-                cancellation_reason=r["cancellation_reason"],
-                updated_at=r["updated_at"],
-                stored=True,
-            )
-            if r["skus"]:
-                order.lines = {
-                    sku: _Line(seq, quantity, price, discount)
-                    for sku, seq, quantity, price, discount in zip(
-                        r["skus"], r["seqs"], r["quantities"], r["prices"], r["discounts"], strict=True
-                    )
-                }
-            orders[order.id] = order
-        return orders
+            order = Order(r["id"])
+            order.customer_id = r["customer_id"]
+            order.currency = r["currency"]
+            order.status = OrderStatus(r["status"])
+            order.version = r["version"]
+            order.cancellation_reason = r["cancellation_reason"]
+            order.created_at = r["created_at"]
+            order.updated_at = r["updated_at"]
+            row = rows_by_id[order.id] = _Row(order, r["seq"], stored=True)
+            for sku, seq, quantity, price, discount in zip(
+                r["skus"] or (), r["seqs"] or (), r["quantities"] or (), r["prices"] or (), r["discounts"] or (),
+                strict=True,
+            ):
+                order.lines[sku] = OrderLine(sku, quantity, price, discount)
+                row.line_seqs[sku] = seq
+        return rows_by_id
 
-    async def _write(self, conn: asyncpg.Connection, changed: list[_Order]) -> None:
+    async def _write(self, conn: asyncpg.Connection, changed: list[_Row]) -> None:
         if not changed:
             return
         # One JSON parameter per statement: far cheaper to encode than a dozen arrays.
@@ -183,9 +136,9 @@ class OrderProjection(Projection):
             [
                 {
                     "id": o.id,
-                    "seq": o.seq,
+                    "seq": row.seq,
                     "customer_id": o.customer_id,
-                    "status": o.status,
+                    "status": o.status.value,
                     "currency": o.currency,
                     "total": str(o.total),
                     "line_count": len(o.lines),
@@ -194,26 +147,27 @@ class OrderProjection(Projection):
                     "created_at": o.created_at,
                     "updated_at": o.updated_at,
                 }
-                for o in changed
+                for row in changed
+                for o in (row.order,)
             ],
         )
-        relined = [o for o in changed if o.lines_changed]
-        stale = [o.id for o in relined if o.stored]
+        relined = [row for row in changed if row.lines_changed]
+        stale = [row.order.id for row in relined if row.stored]
         if stale:
             await conn.execute(
                 f"DELETE FROM {self.table('order_lines')} WHERE order_id = ANY($1::text[])", stale
             )
         lines = [
             {
-                "order_id": o.id,
+                "order_id": row.order.id,
                 "sku": sku,
-                "seq": line.seq,
+                "seq": row.line_seqs[sku],
                 "quantity": line.quantity,
                 "unit_price": str(line.unit_price),
                 "discount": str(line.discount),
             }
-            for o in relined
-            for sku, line in o.lines.items()
+            for row in relined
+            for sku, line in row.order.lines.items()
         ]
         if lines:
             await conn.execute(
@@ -228,15 +182,9 @@ class OrderProjection(Projection):
             )
 
 
-def _created(order_id: str, event: LogEvent) -> _Order:
-    if event.type != "order.created.v2":
+def _created(order_id: str, event: LogEvent) -> _Row:
+    if event.type != OrderCreated.TYPE:
         raise ValueError(
             f"order {order_id}: {event.type} at position {event.position} precedes its creation"
         )
-    return _Order(
-        id=order_id,
-        seq=event.position,
-        customer_id=event.data["customer_id"],
-        currency=event.data["currency"],
-        created_at=event.recorded_at,
-    )
+    return _Row(Order(order_id), seq=event.position)
