@@ -81,27 +81,18 @@ def aggregate_id_of(stream_id: str) -> str:
     return stream_id.split("-", 1)[1]
 
 
-EVENT_TYPES: dict[str, type[DomainEvent]] = {}
-
-
 E = typing.TypeVar("E", bound=type[DomainEvent])
 
 
 def event_type(name: str) -> typing.Callable[[E], E]:
-    """Class decorator: registers the event class under its type name (one place for the map)."""
+    """Class decorator: names the event class (its TYPE). Registering it for decoding is
+    explicit, in domain/events.py, not a side effect of importing its module."""
 
-    def register(cls: E) -> E:
-        if name in EVENT_TYPES:
-            raise ValueError(f"event type {name} registered twice")
+    def named(cls: E) -> E:
         cls.TYPE = name
-        EVENT_TYPES[name] = cls
         return cls
 
-    return register
-
-
-def decode_event(type_: str, data: Mapping[str, Any]) -> DomainEvent:
-    return EVENT_TYPES[type_].from_data(data)
+    return named
 
 
 _CONTAINER_COPIES: dict[type, typing.Callable[[Any], Any]] = {dict: dict.copy, list: list.copy, set: set.copy}

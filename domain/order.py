@@ -76,7 +76,7 @@ class OrderCancelled(DomainEvent):
     reason: str
 
 
-# Every event an order's stream holds (what the orders projection reads).
+# Every event an order's stream holds (registered in domain/events.py; the orders projection reads them).
 ORDER_EVENTS: tuple[type[DomainEvent], ...] = (
     OrderCreated, ItemAdded, ItemRemoved, OrderSubmitted, OrderCompleted, OrderRejected, OrderCancelled
 )

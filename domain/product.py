@@ -92,6 +92,12 @@ class InventoryConsumed(DomainEvent):
     order_id: str
 
 
+PRODUCT_EVENTS: tuple[type[DomainEvent], ...] = (
+    ProductRegistered, ProductRestocked, InventoryReserved, InventoryReservationFailed, InventoryReleased,
+    InventoryConsumed,
+)
+
+
 class Product(Aggregate):
     """Stock of one sku: `available` to reserve, and what each order in flight holds."""
 

@@ -54,6 +54,9 @@ class PaymentRefunded(DomainEvent):
     amount: Decimal
 
 
+WALLET_EVENTS: tuple[type[DomainEvent], ...] = (FundsDeposited, PaymentCharged, PaymentFailed, PaymentRefunded)
+
+
 class Wallet(Aggregate):
     """One currency per wallet, set by its first deposit."""
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from domain.aggregate import decode_event
+from domain.events import decode_event
 from domain.order import (
     ORDER_EVENTS,
     ORDER_STREAM_PREFIX,
