@@ -7,7 +7,6 @@ import functools
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from enum import Enum
 from typing import Any, cast, overload
 
 import strawberry
@@ -17,6 +16,7 @@ from strawberry.schema.types.base_scalars import DateTimeDefinition, DecimalDefi
 
 from domain.errors import InvalidInput
 from domain.money import parse_decimal, to_minor_units
+from domain.order import OrderStatus
 from eventstore import RecordedEvent
 from readmodels.views import OrderLineView, OrderView
 
@@ -64,13 +64,7 @@ class Node:
     id: strawberry.ID
 
 
-@strawberry.enum
-class OrderStatus(Enum):
-    DRAFT = "DRAFT"
-    SUBMITTED = "SUBMITTED"
-    COMPLETED = "COMPLETED"
-    REJECTED = "REJECTED"
-    CANCELLED = "CANCELLED"
+strawberry.enum(OrderStatus)  # the domain's own statuses are the schema's: one definition
 
 
 @strawberry.type

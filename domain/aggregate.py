@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 import types
@@ -82,27 +81,26 @@ def aggregate_id_of(stream_id: str) -> str:
     return stream_id.split("-", 1)[1]
 
 
-EVENT_TYPES: dict[str, type[DomainEvent]] = {}
-
-
 E = typing.TypeVar("E", bound=type[DomainEvent])
 
 
 def event_type(name: str) -> typing.Callable[[E], E]:
-    """Class decorator: registers the event class under its type name (one place for the map)."""
+    """Class decorator: names the event class (its TYPE). Registering it for decoding is
+    explicit, in domain/events.py, not a side effect of importing its module."""
 
-    def register(cls: E) -> E:
-        if name in EVENT_TYPES:
-            raise ValueError(f"event type {name} registered twice")
+    def named(cls: E) -> E:
         cls.TYPE = name
-        EVENT_TYPES[name] = cls
         return cls
 
-    return register
+    return named
 
 
-def decode_event(type_: str, data: Mapping[str, Any]) -> DomainEvent:
-    return EVENT_TYPES[type_].from_data(data)
+_CONTAINER_COPIES: dict[type, typing.Callable[[Any], Any]] = {dict: dict.copy, list: list.copy, set: set.copy}
+
+
+def _copy_container(value: Any) -> Any:
+    copier = _CONTAINER_COPIES.get(type(value))
+    return value if copier is None else copier(value)
 
 
 class Aggregate:
@@ -142,8 +140,14 @@ class Aggregate:
         self._changes.append(event)
 
     def snapshot(self) -> Self:
-        """An independent copy of the current state (pending changes excluded)."""
-        clone = copy.deepcopy(self)
+        """An independent copy of the current state (pending changes excluded).
+
+        Derived, not written per aggregate: state is immutable values (scalars, Decimals,
+        enums, frozen dataclasses) and flat dicts, lists and sets of them, so copying the
+        containers one level deep is enough and cheap (the command path copies per command).
+        """
+        clone = object.__new__(type(self))
+        clone.__dict__ = {name: _copy_container(value) for name, value in vars(self).items()}
         clone._changes = []
         return clone
 

@@ -14,8 +14,20 @@ from domain.money import check_currency, parse_amount
 MAX_QUANTITY = 10_000
 MAX_LINES = 500
 
+ORDER_STREAM_PREFIX = "order-"  # an order's stream id: the prefix and the order id
+
+
 def order_stream(order_id: str) -> str:
-    return f"order-{order_id}"
+    return ORDER_STREAM_PREFIX + order_id
+
+
+def order_id_of(stream_id: str) -> str:
+    return stream_id.removeprefix(ORDER_STREAM_PREFIX)
+
+
+def line_total(quantity: int, unit_price: Decimal, discount: Decimal) -> Decimal:
+    """What a line costs: the one rule, used by the aggregate, the views and the projection."""
+    return quantity * unit_price - discount
 
 
 @event_type("order.created.v2")
@@ -64,6 +76,12 @@ class OrderCancelled(DomainEvent):
     reason: str
 
 
+# Every event an order's stream holds (registered in domain/events.py; the orders projection reads them).
+ORDER_EVENTS: tuple[type[DomainEvent], ...] = (
+    OrderCreated, ItemAdded, ItemRemoved, OrderSubmitted, OrderCompleted, OrderRejected, OrderCancelled
+)
+
+
 class OrderStatus(Enum):
     DRAFT = "DRAFT"
     SUBMITTED = "SUBMITTED"
@@ -84,7 +102,7 @@ class OrderLine:
 
     @property
     def line_total(self) -> Decimal:
-        return self.quantity * self.unit_price - self.discount
+        return line_total(self.quantity, self.unit_price, self.discount)
 
 
 class Order(Aggregate):
@@ -109,13 +127,6 @@ class Order(Aggregate):
     @property
     def exists(self) -> bool:
         return self.version > 0
-
-    def snapshot(self) -> Order:
-        clone = Order.__new__(Order)
-        clone.__dict__.update(self.__dict__)
-        clone.lines = dict(self.lines)  # lines are immutable: a new sku or quantity is a new line
-        clone._changes = []
-        return clone
 
     @property
     def total(self) -> Decimal:

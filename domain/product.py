@@ -13,7 +13,6 @@ reservation changes no product: it is recorded on `reservation-<order id>`.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -93,6 +92,12 @@ class InventoryConsumed(DomainEvent):
     order_id: str
 
 
+PRODUCT_EVENTS: tuple[type[DomainEvent], ...] = (
+    ProductRegistered, ProductRestocked, InventoryReserved, InventoryReservationFailed, InventoryReleased,
+    InventoryConsumed,
+)
+
+
 class Product(Aggregate):
     """Stock of one sku: `available` to reserve, and what each order in flight holds."""
 
@@ -109,12 +114,6 @@ class Product(Aggregate):
     @property
     def exists(self) -> bool:
         return self.version > 0
-
-    def snapshot(self) -> Product:
-        clone = copy.copy(self)
-        clone.held = dict(self.held)
-        clone._changes = []
-        return clone
 
     # Commands: check the rules, then emit.
 

@@ -9,7 +9,6 @@ land afterwards (both decisions go through this aggregate's version).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -55,6 +54,9 @@ class PaymentRefunded(DomainEvent):
     amount: Decimal
 
 
+WALLET_EVENTS: tuple[type[DomainEvent], ...] = (FundsDeposited, PaymentCharged, PaymentFailed, PaymentRefunded)
+
+
 class Wallet(Aggregate):
     """One currency per wallet, set by its first deposit."""
 
@@ -73,13 +75,6 @@ class Wallet(Aggregate):
     @property
     def exists(self) -> bool:
         return self.version > 0
-
-    def snapshot(self) -> Wallet:
-        clone = copy.copy(self)
-        clone.settled = dict(self.settled)
-        clone.charged = dict(self.charged)
-        clone._changes = []
-        return clone
 
     # Commands: check the rules, then emit.
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from domain.order import order_stream
 from eventstore.listener import EventHub
 from eventstore.subscription import subscribe
-from readmodels.orders import ORDER_STREAM_PREFIX, OrderProjection
+from readmodels.orders import OrderProjection
 from readmodels.read_models import ReadModels
 from readmodels.views import OrderView
 
@@ -25,7 +26,7 @@ async def order_changes(
 ) -> AsyncIterator[OrderView]:
     """The current view (when there is one), then one view per change the projection applies."""
     head = await hub.reader.head_position()
-    changes = subscribe(hub, head, stream_id=f"{ORDER_STREAM_PREFIX}{order_id}")
+    changes = subscribe(hub, head, stream_id=order_stream(order_id))
     await _applied(read_models, head)
     view = await _view(read_models, order_id)
     sent = 0

@@ -14,6 +14,13 @@ from decimal import Decimal
 
 import asyncpg
 
+from domain.product import (
+    InventoryConsumed,
+    InventoryReleased,
+    InventoryReserved,
+    ProductRegistered,
+    ProductRestocked,
+)
 from eventstore.pool import Pool
 from readmodels.projection import LogEvent, Projection
 
@@ -41,7 +48,7 @@ class _Product:
 def _fold(product: _Product | None, event: LogEvent) -> _Product | None:
     """One event's effect; mirrors domain.product.Product.apply."""
     data, kind = event.data, event.type
-    if kind == "product.registered.v1":
+    if kind == ProductRegistered.TYPE:
         view = ProductView(
             sku=data["sku"], name=data["name"], price=Decimal(data["price"]), currency=data["currency"],
             available=int(data["initial_stock"]), reserved=0, version=0, updated_at=event.recorded_at,
@@ -50,16 +57,16 @@ def _fold(product: _Product | None, event: LogEvent) -> _Product | None:
     if product is None:
         return None  # a stream whose registration this projection never saw: nothing to show
     view = product.view
-    if kind == "product.restocked.v1":
+    if kind == ProductRestocked.TYPE:
         view = replace(view, available=view.available + int(data["quantity"]))
-    elif kind == "inventory.reserved.v1":
+    elif kind == InventoryReserved.TYPE:
         quantity = sum(int(i["quantity"]) for i in data["items"] if i["sku"] == view.sku)
         product.holds[data["order_id"]] = quantity
         view = replace(view, available=view.available - quantity, reserved=view.reserved + quantity)
-    elif kind == "inventory.released.v1":
+    elif kind == InventoryReleased.TYPE:
         quantity = product.holds.pop(data["order_id"], 0)
         view = replace(view, available=view.available + quantity, reserved=view.reserved - quantity)
-    elif kind == "inventory.consumed.v1":
+    elif kind == InventoryConsumed.TYPE:
         view = replace(view, reserved=view.reserved - product.holds.pop(data["order_id"], 0))
     product.view = replace(view, version=event.version, updated_at=event.recorded_at)
     return product
@@ -68,11 +75,11 @@ def _fold(product: _Product | None, event: LogEvent) -> _Product | None:
 class ProductProjection(Projection):
     name = "products"
     event_types = (
-        "product.registered.v1",
-        "product.restocked.v1",
-        "inventory.reserved.v1",
-        "inventory.released.v1",
-        "inventory.consumed.v1",
+        ProductRegistered.TYPE,
+        ProductRestocked.TYPE,
+        InventoryReserved.TYPE,
+        InventoryReleased.TYPE,
+        InventoryConsumed.TYPE,
     )
     tables = ("product_views", "product_holds")
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from domain.order import Order
+from domain.order import Order, line_total
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class OrderLineView:
 
     @property
     def line_total(self) -> Decimal:
-        return self.quantity * self.unit_price - self.discount
+        return line_total(self.quantity, self.unit_price, self.discount)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from decimal import Decimal
 
 import asyncpg
 
+from domain.wallet import FundsDeposited, PaymentCharged, PaymentFailed, PaymentRefunded
 from eventstore.pool import Pool
 from readmodels.projection import LogEvent, Projection
 
@@ -33,18 +34,18 @@ def _fold(wallet: WalletView | None, customer_id: str, event: LogEvent) -> Walle
     data = event.data
     if wallet is None:  # opened by its first deposit
         wallet = WalletView(customer_id, data["currency"], Decimal(0), 0, event.recorded_at)
-    if event.type == "funds.deposited.v1":
+    if event.type == FundsDeposited.TYPE:
         wallet = replace(wallet, currency=data["currency"], balance=wallet.balance + Decimal(data["amount"]))
-    elif event.type == "payment.charged.v1":
+    elif event.type == PaymentCharged.TYPE:
         wallet = replace(wallet, balance=wallet.balance - Decimal(data["amount"]))
-    elif event.type == "payment.refunded.v1":
+    elif event.type == PaymentRefunded.TYPE:
         wallet = replace(wallet, balance=wallet.balance + Decimal(data["amount"]))
     return replace(wallet, version=event.version, updated_at=event.recorded_at)
 
 
 class WalletProjection(Projection):
     name = "wallets"
-    event_types = ("funds.deposited.v1", "payment.charged.v1", "payment.refunded.v1", "payment.failed.v1")
+    event_types = (FundsDeposited.TYPE, PaymentCharged.TYPE, PaymentRefunded.TYPE, PaymentFailed.TYPE)
     tables = ("wallet_views",)
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[LogEvent]) -> None:
@@ -64,7 +65,7 @@ class WalletProjection(Projection):
         for customer_id, wallet_events in by_customer.items():
             wallet = stored.get(customer_id)
             for event in wallet_events:
-                if wallet is None and event.type != "funds.deposited.v1":
+                if wallet is None and event.type != FundsDeposited.TYPE:
                     continue  # no funds, no currency yet: no wallet to show
                 if wallet is None or event.version > wallet.version:
                     wallet = _fold(wallet, customer_id, event)

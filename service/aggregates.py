@@ -13,7 +13,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
 
-from domain.aggregate import Aggregate, decode_event
+from domain.aggregate import Aggregate
+from domain.events import decode_event
 from eventstore import EventReader
 from service.metrics import EVENTS_REPLAYED
 from service.snapshots import Snapshots

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hashlib
 import json
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -37,9 +37,8 @@ from eventstore import (
     StreamWrite,
     UnstorableData,
 )
-from service.aggregates import Aggregates
+from service.command_runner import CommandRunner, new_event
 from service.errors import TooMuchContention
-from service.metrics import COMMAND_RETRIES
 from service.snapshots import Snapshots
 
 A = TypeVar("A", bound=Aggregate)
@@ -115,7 +114,8 @@ class StreamCommands:
     def __init__(self, appender: Appender, reader: EventReader, snapshots: Snapshots | None = None) -> None:
         self._appender = appender
         self._reader = reader
-        self.aggregates = Aggregates(reader, snapshots)  # also for reads: `aggregates.load`
+        self._runner = CommandRunner(reader, snapshots)
+        self.aggregates = self._runner.aggregates  # also for reads: `aggregates.load`
         self._queues: dict[str, list[_Queued]] = {}
         self._workers: set[asyncio.Task[None]] = set()
 
@@ -157,8 +157,9 @@ class StreamCommands:
                 batch = [q for q in batch if not q.future.done()]
             if not batch:
                 return
-            aggregate, fresh = await self._cached(stream_id, batch[0].command.new_aggregate, verify)
-            decision = _decide(stream_id, aggregate, batch)
+            new_aggregate = functools.partial(batch[0].command.new_aggregate, stream_id)
+            state, fresh = await self._runner.committed_state(stream_id, new_aggregate, verify=verify)
+            decision = _decide(stream_id, state, batch)
             if decision.refused and not fresh:
                 # A refusal judged on cached state is confirmed on the stored state first.
                 self.aggregates.forget(stream_id)
@@ -166,16 +167,14 @@ class StreamCommands:
                 continue
             if decision.events:
                 request = AppendRequest(
-                    writes=[StreamWrite(stream_id, decision.events, decision.base_version, owner=aggregate.owner)],
+                    writes=[StreamWrite(stream_id, decision.events, state.version, owner=decision.state.owner)],
                     idempotency=decision.keys,
                 )
                 try:
                     result = await self._appender.append(request)
                 except (ConcurrencyConflict, DuplicateRequest):
                     # Another process wrote the stream or used a key: decide again on fresh state.
-                    COMMAND_RETRIES.inc()
-                    self.aggregates.forget(stream_id)
-                    await asyncio.sleep(random.uniform(0, 0.002 * attempt))
+                    await self._runner.retry_later([stream_id], attempt)
                     continue
                 except UnstorableData:
                     self.aggregates.forget(stream_id)
@@ -187,10 +186,7 @@ class StreamCommands:
                     self.aggregates.forget(stream_id)
                     raise
                 decision.settle(result)
-                aggregate.mark_recorded(result.events[-1].recorded_at)
-                # The last accepted command's state: what was committed (a refused command's
-                # partial changes to `aggregate` never reach a snapshot).
-                self.aggregates.committed(stream_id, decision.decided[-1][2], decision.base_version)
+                self._runner.commit(result, {stream_id: (decision.state, state.version)})
             for queued, error in decision.refused:
                 queued.settle(error)
             return
@@ -229,27 +225,13 @@ class StreamCommands:
         )
         return CommandResult(aggregate, events, repeated=True)
 
-    async def _cached(
-        self, stream_id: str, new_aggregate: Callable[[str], A], verify: bool
-    ) -> tuple[A, bool]:
-        """The cached aggregate without a read (the append's version check guards it),
-        else one caught up from the store; and whether it was read just now."""
-        aggregate = self.aggregates.kept(stream_id)
-        fresh = aggregate is None or verify
-        if aggregate is None:
-            aggregate = new_aggregate(stream_id)
-            self.aggregates.keep(stream_id, aggregate)
-        if fresh:
-            await self.aggregates.catch_up(aggregate, stream_id)
-        return aggregate, fresh  # type: ignore[return-value]
-
-
 
 @dataclass
 class _Decision:
-    """A batch decided in turn on one aggregate: the events to append and who refused."""
+    """A batch decided in turn on one aggregate: the events to append, who refused, and
+    the state the accepted commands lead to."""
 
-    base_version: int
+    state: Aggregate
     events: list[NewEvent] = field(default_factory=list)
     keys: list[IdempotencyRecord] = field(default_factory=list)
     decided: list[tuple[_Queued, int, Aggregate]] = field(default_factory=list)
@@ -269,8 +251,10 @@ class _Decision:
             start = end
 
 
-def _decide(stream_id: str, aggregate: Aggregate, batch: list[_Queued]) -> _Decision:
-    decision = _Decision(base_version=aggregate.version)
+def _decide(stream_id: str, state: Aggregate, batch: list[_Queued]) -> _Decision:
+    """Each command decided on the state the accepted ones before it led to (`state`
+    itself is left as it is)."""
+    decision = _Decision(state)
     for queued in batch:
         command = queued.command
         if command.idempotency in decision.repeats:  # the same key twice in one batch
@@ -281,25 +265,22 @@ def _decide(stream_id: str, aggregate: Aggregate, batch: list[_Queued]) -> _Deci
             continue
         try:
             if command.authorize is not None:
-                command.authorize(aggregate)
-            if command.expected_version is not None and command.expected_version != aggregate.version:
-                raise ConcurrencyConflict(stream_id, command.expected_version, aggregate.version)
-            command.decide(aggregate)
+                command.authorize(decision.state)
+            if command.expected_version is not None and command.expected_version != decision.state.version:
+                raise ConcurrencyConflict(stream_id, command.expected_version, decision.state.version)
+            after, changes = CommandRunner.decide(decision.state, command.decide)
         except Exception as error:
-            aggregate.take_changes()
             decision.refused.append((queued, error))
             continue
         first = len(decision.events)
         metadata = command.metadata
         if command.fingerprint is not None:
             metadata = {**metadata, FINGERPRINT: command.fingerprint}
-        decision.events += [
-            NewEvent(type=change.TYPE, data=change.to_data(), metadata=metadata)
-            for change in aggregate.take_changes()
-        ]
+        decision.events += [new_event(change, metadata) for change in changes]
         if command.idempotency is not None:
             decision.keys.append(IdempotencyRecord(*command.idempotency, first, len(decision.events)))
             decision.repeats[command.idempotency] = []
             decision.fingerprints[command.idempotency] = command.fingerprint
-        decision.decided.append((queued, len(decision.events), aggregate.snapshot()))
+        decision.state = after
+        decision.decided.append((queued, len(decision.events), after))
     return decision

@@ -217,3 +217,27 @@ async def test_a_command_postgres_refuses_fails_alone_in_its_stream_batch(servic
     assert not isinstance(added, BaseException) and not isinstance(added_too, BaseException)
     stream = await services.reader.read_stream("order-o1")
     assert [e.data.get("item_id") for e in stream] == [None, "A", "B"]
+
+
+async def test_a_decision_that_raises_after_emitting_leaves_the_kept_order_as_it_was(services: Services) -> None:
+    """A command whose decision emits and then fails changes nothing: not the store,
+    not the order kept for the next command (its state and version)."""
+    from domain.aggregate import aggregate_id_of
+    from service.stream_commands import Command
+
+    await create(services)
+    await services.orders.add_item(CUSTOMER, order_id="o1", sku="A", quantity=1, unit_price="1.00")
+
+    def add_then_fail(order: Order) -> None:
+        order.add_item("B", 1, "2.00")
+        raise RuntimeError("failed after emitting")
+
+    with pytest.raises(RuntimeError):
+        await services.commands.execute(
+            Command("order-o1", lambda stream_id: Order(aggregate_id_of(stream_id)), add_then_fail, metadata={})
+        )
+    kept = services.commands.aggregates.kept("order-o1")
+    assert kept is not None and kept.version == 2 and list(kept.lines) == ["A"]  # type: ignore[attr-defined]
+    added = await services.orders.add_item(CUSTOMER, order_id="o1", sku="C", quantity=1, unit_price="3.00")
+    assert added.stream_version == 3 and list(added.aggregate.lines) == ["A", "C"]
+    assert added.aggregate.total == Decimal("4.00")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from decimal import Decimal
+from typing import Any
 
 import pytest
 import redis.asyncio as redis
 
 from domain.order import OrderStatus
-from eventstore import RecordedEvent
+from domain.wallet import Wallet
+from eventstore import RecordedEvent, Tracking
 from readmodels.wallets import WalletProjection
 from service.container import Services
 from service.saga.reactions import Inventory, Ordering, Payments, Reactions
@@ -372,3 +375,28 @@ async def _caught_up(client: redis.Redis, key: str, group: str) -> bool:
         if info["name"] in (group, group.encode()):
             return bool(info["pending"] == 0 and info["last-delivered-id"] == last)
     return False
+
+
+async def test_a_reaction_that_raises_after_emitting_leaves_the_kept_wallets_as_they_were(services: Services) -> None:
+    """The saga's appends take the same steps as stream commands: a decision that fails
+    after emitting changes neither the store nor the state kept for the next reaction."""
+    tracked = TrackedAppends(services.appender, services.reader)
+    streams = {"wallet-cus_k": lambda: Wallet("cus_k")}
+
+    def deposit(aggregates: dict[str, Any]) -> list[Any]:
+        aggregates["wallet-cus_k"].deposit("5.00", "USD")
+        return []
+
+    def deposit_then_fail(aggregates: dict[str, Any]) -> list[Any]:
+        deposit(aggregates)
+        raise RuntimeError("failed after emitting")
+
+    await tracked.react(Tracking("test", "m1"), {}, streams, deposit)
+    with pytest.raises(RuntimeError):
+        await tracked.react(Tracking("test", "m2"), {}, streams, deposit_then_fail)
+    kept = tracked.aggregates.kept("wallet-cus_k")
+    assert kept is not None and kept.version == 1 and kept.balance == Decimal("5.00")  # type: ignore[attr-defined]
+    await tracked.react(Tracking("test", "m3"), {}, streams, deposit)
+    wallet = await tracked.aggregates.load("wallet-cus_k", lambda: Wallet("cus_k"))
+    assert (wallet.version, wallet.balance) == (2, Decimal("10.00"))
+    assert [e.version for e in await services.reader.read_stream("wallet-cus_k")] == [1, 2]

@@ -8,8 +8,17 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from domain.order import Order, OrderStatus, order_stream
+from domain.order import (
+    Order,
+    OrderCancelled,
+    OrderCompleted,
+    OrderStatus,
+    OrderSubmitted,
+    order_id_of,
+    order_stream,
+)
 from domain.product import (
+    InventoryReservationFailed,
     InventoryReserved,
     Product,
     consume_order,
@@ -18,7 +27,7 @@ from domain.product import (
     reservation_stream,
     reserve_order,
 )
-from domain.wallet import Wallet, wallet_stream
+from domain.wallet import PaymentCharged, PaymentFailed, Wallet, wallet_stream
 from eventstore import AlreadyProcessed, RecordedEvent, Tracking
 from service.saga.tracked import Extra, TrackedAppends, reaction_metadata
 
@@ -55,11 +64,11 @@ class Inventory(Reactions):
 
     group = "inventory"
     handles = frozenset(
-        {"order.submitted.v1", "payment.failed.v1", "order.cancelled.v1", "order.completed.v1"}
+        {OrderSubmitted.TYPE, PaymentFailed.TYPE, OrderCancelled.TYPE, OrderCompleted.TYPE}
     )
 
     async def _react(self, event: RecordedEvent, tracking: Tracking, metadata: dict[str, Any]) -> None:
-        order_id = event.data.get("order_id") or event.stream_id.removeprefix("order-")
+        order_id = event.data.get("order_id") or order_id_of(event.stream_id)
         order = await self._order(order_id)
         lines = {sku: line.quantity for sku, line in order.lines.items()}
 
@@ -71,11 +80,11 @@ class Inventory(Reactions):
             return [Extra(reservation_stream(order_id), failure, order.owner)] if failure else []
 
         def let_go(aggregates: dict[str, Any]) -> list[Extra]:
-            settle = consume_order if event.type == "order.completed.v1" else release_order
+            settle = consume_order if event.type == OrderCompleted.TYPE else release_order
             settle({sku: aggregates[product_stream(sku)] for sku in lines}, order_id)
             return []
 
-        decide = reserve if event.type == "order.submitted.v1" else let_go
+        decide = reserve if event.type == OrderSubmitted.TYPE else let_go
         await self._tracked.react(tracking, metadata, _products(lines), decide)
 
 
@@ -84,10 +93,10 @@ class Payments(Reactions):
     an order cancelled after its charge (a customer's cancel that beat the completion)."""
 
     group = "payments"
-    handles = frozenset({"inventory.reserved.v1", "order.cancelled.v1"})
+    handles = frozenset({InventoryReserved.TYPE, OrderCancelled.TYPE})
 
     async def _react(self, event: RecordedEvent, tracking: Tracking, metadata: dict[str, Any]) -> None:
-        if event.type == "order.cancelled.v1":
+        if event.type == OrderCancelled.TYPE:
             await self._close(event, tracking, metadata)
             return
         reserved = InventoryReserved.from_data(event.data)
@@ -107,7 +116,7 @@ class Payments(Reactions):
         await self._tracked.react(tracking, metadata, {stream: lambda: Wallet(order.customer_id)}, pay)
 
     async def _close(self, event: RecordedEvent, tracking: Tracking, metadata: dict[str, Any]) -> None:
-        order = await self._order(event.stream_id.removeprefix("order-"))
+        order = await self._order(order_id_of(event.stream_id))
         if not order.submitted:
             return  # cancelled as a draft: never reserved, never charged
         stream = wallet_stream(order.customer_id)
@@ -123,7 +132,7 @@ class Ordering(Reactions):
     """Settles a submitted order: completed when paid, rejected or cancelled otherwise."""
 
     group = "ordering"
-    handles = frozenset({"payment.charged.v1", "payment.failed.v1", "inventory.reservation.failed.v1"})
+    handles = frozenset({PaymentCharged.TYPE, PaymentFailed.TYPE, InventoryReservationFailed.TYPE})
 
     async def _react(self, event: RecordedEvent, tracking: Tracking, metadata: dict[str, Any]) -> None:
         order_id = event.data["order_id"]
@@ -132,9 +141,9 @@ class Ordering(Reactions):
             order: Order = aggregates[order_stream(order_id)]
             if order.status is not OrderStatus.SUBMITTED:
                 return []  # settled already (a customer's cancellation, say): nothing to do
-            if event.type == "payment.charged.v1":
+            if event.type == PaymentCharged.TYPE:
                 order.complete(payment_id=str(event.event_id))
-            elif event.type == "payment.failed.v1":
+            elif event.type == PaymentFailed.TYPE:
                 order.cancel(PAYMENT_FAILED_REASON)
             else:
                 order.reject(event.data["reason"])

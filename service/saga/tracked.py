@@ -4,14 +4,14 @@ One append carries every changed stream (each with the version it was loaded
 at) and the `Tracking(consumer, event_id)` record, in one transaction: the
 reaction happens exactly once in effect. A concurrent write to any of the
 streams is a ConcurrencyConflict: the reaction is decided again on fresh
-state. A message processed before is AlreadyProcessed: nothing to do.
+state. A message processed before is AlreadyProcessed: nothing to do. The steps
+are the ones stream commands take (service/command_runner.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,15 +24,13 @@ from eventstore import (
     AppendResult,
     ConcurrencyConflict,
     EventReader,
-    NewEvent,
     RecordedEvent,
     StreamWrite,
     Tracking,
 )
 from eventstore.tracing import with_traceparent
-from service.aggregates import Aggregates
+from service.command_runner import CommandRunner, new_event
 from service.errors import TooMuchContention
-from service.metrics import COMMAND_RETRIES
 from service.snapshots import Snapshots
 
 MAX_ATTEMPTS = 50
@@ -64,7 +62,8 @@ def reaction_metadata(cause: RecordedEvent, service: str) -> dict[str, Any]:
 class TrackedAppends:
     def __init__(self, appender: Appender, reader: EventReader, snapshots: Snapshots | None = None) -> None:
         self._appender = appender
-        self.aggregates = Aggregates(reader, snapshots)  # also for reads: `aggregates.load`
+        self._runner = CommandRunner(reader, snapshots)
+        self.aggregates = self._runner.aggregates  # also for reads: `aggregates.load`
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def react(
@@ -99,41 +98,26 @@ class TrackedAppends:
         decide: Decide,
     ) -> AppendResult | None:
         for attempt in range(MAX_ATTEMPTS):
-            loaded = await asyncio.gather(*(self._fresh(s, factory) for s, factory in streams.items()))
-            aggregates = dict(zip(streams, loaded, strict=True))
-            bases = {s: a.version for s, a in aggregates.items()}
+            loaded = await asyncio.gather(
+                *(self._runner.committed_state(s, factory, verify=True) for s, factory in streams.items())
+            )
+            states = {s: state for s, (state, _) in zip(streams, loaded, strict=True)}
+            # Decided on copies: the kept states stay as they are when `decide` raises.
+            aggregates = {s: state.snapshot() for s, state in states.items()}
             extras = decide(aggregates)
             writes = [
-                StreamWrite(s, [_new(e, metadata) for e in changes], bases[s], owner=a.owner)
+                StreamWrite(s, [new_event(e, metadata) for e in changes], states[s].version, owner=a.owner)
                 for s, a in aggregates.items()
                 if (changes := a.take_changes())
             ]
-            writes += [StreamWrite(x.stream_id, [_new(x.event, metadata)], owner=x.owner) for x in extras]
+            writes += [StreamWrite(x.stream_id, [new_event(x.event, metadata)], owner=x.owner) for x in extras]
             if not writes:
                 return None
             try:
                 result = await self._appender.append(AppendRequest(writes=writes, tracking=tracking))
             except ConcurrencyConflict:
-                COMMAND_RETRIES.inc()
-                for s in streams:
-                    self.aggregates.forget(s)
-                await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+                await self._runner.retry_later(list(streams), attempt + 1)
                 continue
-            recorded_at = result.events[-1].recorded_at
-            for s, aggregate in aggregates.items():
-                aggregate.mark_recorded(recorded_at)
-                self.aggregates.keep(s, aggregate)
-                self.aggregates.committed(s, aggregate, bases[s])
+            self._runner.commit(result, {s: (a, states[s].version) for s, a in aggregates.items()})
             return result
         raise TooMuchContention(f"could not append to {sorted(streams)}: too contended")
-
-    async def _fresh(self, stream_id: str, new_aggregate: Callable[[], Aggregate]) -> Aggregate:
-        """A private copy of the cached aggregate, caught up with the store."""
-        kept = self.aggregates.kept(stream_id)
-        aggregate = kept.snapshot() if kept is not None else new_aggregate()
-        await self.aggregates.catch_up(aggregate, stream_id)
-        return aggregate
-
-
-def _new(event: DomainEvent, metadata: dict[str, Any]) -> NewEvent:
-    return NewEvent(type=event.TYPE, data=event.to_data(), metadata=metadata)
