@@ -47,6 +47,9 @@ class Settings:
     allowed_origins: tuple[str, ...] = ("*",)
     metrics_token: str | None = None  # set: GET /metrics needs `Authorization: Bearer <it>`
     log_format: str = "text"  # text | json
+    read_urls: tuple[str, ...] = ()  # streaming replicas for read-only queries (CONTRACT 7.9)
+    read_pool_size: int = 10  # connections per replica
+    replica_max_lag: float = 2.0  # seconds: a replica further behind gets no reads
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -76,6 +79,9 @@ class Settings:
             ws_max_subscriptions=_int("EVENTGRAPH_WS_MAX_SUBSCRIPTIONS", 100),
             metrics_token=env.get("EVENTGRAPH_METRICS_TOKEN") or None,
             log_format=env.get("EVENTGRAPH_LOG_FORMAT", "text").strip().lower() or "text",
+            read_urls=tuple(u.strip() for u in env.get("DATABASE_READ_URL", "").split(",") if u.strip()),
+            read_pool_size=_int("EVENTGRAPH_READ_POOL_SIZE", 10),
+            replica_max_lag=_float("EVENTGRAPH_REPLICA_MAX_LAG", 2.0),
             allowed_origins=tuple(
                 o.strip() for o in env.get("EVENTGRAPH_ALLOWED_ORIGINS", "*").split(",") if o.strip()
             ),
