@@ -66,10 +66,11 @@ class Served:
 
 
 @contextlib.contextmanager
-def served(**env: str) -> Iterator[Served]:
-    """`eventgraph serve` (1 worker) on a free port and a scratch database; everything it
-    started (its embedded Redis included) is stopped and removed afterwards."""
-    url, server_url = scratch_database()
+def served(database_url: str | None = None, **env: str) -> Iterator[Served]:
+    """`eventgraph serve` (1 worker) on a free port and a scratch database (or the migrated
+    `database_url`, left as it is); everything it started (its embedded Redis included)
+    is stopped and removed afterwards."""
+    url, server_url = (database_url, None) if database_url else scratch_database()
     secret = "bench-" + os.urandom(24).hex()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -101,7 +102,8 @@ def served(**env: str) -> Iterator[Served]:
             except subprocess.TimeoutExpired:
                 server.kill()
             stop_embedded_redis(work / "data" / "redis")  # `serve` starts one; it outlives serve
-            drop_database(server_url, url)
+            if server_url is not None:
+                drop_database(server_url, url)
             shutil.rmtree(work, ignore_errors=True)
 
 
