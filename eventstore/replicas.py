@@ -37,6 +37,9 @@ Query = Callable[[Pool], Awaitable[T]]
 CATCH_UP_WAIT = 0.05  # seconds a read waits for a replica to have what it must see
 CATCH_UP_STEP = 0.005
 CHECK_TIMEOUT = 1.0  # seconds a lag check may take before the replica counts as unreachable
+# Seconds a read may take on a replica before it is left out and the read goes to the primary:
+# a replica cut off by the network answers nothing at all (not even a reset).
+REPLICA_READ_TIMEOUT = 5.0
 SAMPLES_KEPT = 30.0  # seconds of the primary's WAL positions kept to date a replica's lag
 
 # A replica that stopped, restarted, or cancelled our read to replay WAL (a recovery conflict).
@@ -104,7 +107,8 @@ class ReadPools:
         while replicas:
             for pool in replicas:
                 try:
-                    answer = await query(pool)
+                    async with asyncio.timeout(REPLICA_READ_TIMEOUT):
+                        answer = await query(pool)
                 except REPLICA_FAILED as error:
                     self._failed(pool, error)
                     continue

@@ -18,6 +18,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 DEBIAN_BINARIES = Path("/usr/lib/postgresql/15/bin")
 
 
@@ -84,6 +86,12 @@ class Cluster:
 
     def stop_standby(self) -> None:
         self._pg_ctl("standby", "-m", "fast", "stop")
+
+    def standby_processes(self) -> list[psutil.Process]:
+        """The standby's postmaster and every process it started."""
+        pid = int((self.root / "standby" / "postmaster.pid").read_text().split()[0])
+        postmaster = psutil.Process(pid)
+        return [postmaster, *postmaster.children(recursive=True)]
 
     def stop(self) -> None:
         for data in ("standby", "primary"):

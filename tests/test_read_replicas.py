@@ -15,6 +15,7 @@ from dataclasses import replace
 import asyncpg
 import pytest
 
+from eventstore import replicas
 from eventstore.replicas import replica_name
 from service.container import Services
 from service.context import Principal, Role
@@ -342,3 +343,26 @@ async def _caught_up_stream(standby: asyncpg.Connection, order_id: str) -> None:
         return bool(await standby.fetchval("SELECT count(*) FROM events WHERE stream_id = $1", f"order-{order_id}"))
 
     await eventually(there, WAIT)
+
+
+async def test_a_replica_that_stops_answering_is_left_out(
+    api: Api, services: Services, projections: None, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica cut off (here: every process of it stopped with SIGSTOP) answers nothing, not
+    even a reset: its reads give up after REPLICA_READ_TIMEOUT and go to the primary."""
+    monkeypatch.setattr(replicas, "REPLICA_READ_TIMEOUT", 0.5)
+    order_id = await create_order(api)
+    position = await add_item(api, order_id)
+    await _in_use(api, cluster)
+    frozen = cluster.standby_processes()
+    for process in frozen:
+        process.suspend()
+    try:
+        data = await gql_ok(api, ORDER, {"id": order_id, "at": str(position)})
+        assert data["order"]["version"] == 2
+        assert await _replica_lag(api, cluster) == math.inf
+        assert (await api.http.get("/healthz")).status_code == 200
+    finally:
+        for process in frozen:
+            process.resume()
+    await _in_use(api, cluster)
