@@ -42,7 +42,9 @@ class EventReader:
     With replicas, reads that say how far they cover (the log's head, a scan's coverage)
     must reach `seen_head`, the highest position known committed (from notifications
     and earlier reads), or they go to the primary: so a reader that woke for a commit,
-    or already handed out a position, never reads a replica that is behind it.
+    or already handed out a position, never reads a replica that is behind it. While
+    notifications may have been missed (at first, after the LISTEN connection was
+    lost: `forget_head`), such reads go to the primary until one has seen the head.
     Positions commit in order and a replica replays commits in order, so any source
     shows a prefix of the log: switching sources neither skips nor repeats an event.
     """
@@ -52,15 +54,43 @@ class EventReader:
         self._pool = self._reads.primary
         self._upcasters = upcasters
         self.seen_head = 0
+        self._head_known = False
+        self._forgotten = 0  # times forget_head was called
 
     def note_head(self, position: int) -> None:
         """A commit up to `position` is known to have happened (e.g. it was notified)."""
         self.seen_head = max(self.seen_head, position)
 
+    def forget_head(self) -> None:
+        """Commits may have happened unnoticed (notifications were lost)."""
+        self._head_known = False
+        self._forgotten += 1
+
+    def notified(self, payload: str) -> None:
+        """A notification on NOTIFY_CHANNEL: the position a commit reached, or "" when
+        notifications may have been missed (the listener (re)connected)."""
+        if payload.isdigit():
+            self.note_head(int(payload))
+        else:
+            self.forget_head()
+
     async def _rows(
         self, sql: str, *args: object, enough: Callable[[list[asyncpg.Record]], bool] | None = None
     ) -> list[asyncpg.Record]:
         rows, _ = await self._reads.read(lambda pool: fetch_read(pool, sql, *args), enough=enough)
+        return rows
+
+    async def _covering(
+        self, sql: str, *args: object, reaches: Callable[[list[asyncpg.Record], int], bool]
+    ) -> list[asyncpg.Record]:
+        """A read that tells how far the log goes: from a replica only if it reaches the head
+        known to be committed; from the primary while that head is not known."""
+        if self._head_known:
+            seen = self.seen_head
+            return await self._rows(sql, *args, enough=lambda rows: reaches(rows, seen))
+        forgotten = self._forgotten
+        rows, _ = await self._reads.read(lambda pool: fetch_read(pool, sql, *args), prefer=self._reads.primary)
+        self._head_known = forgotten == self._forgotten
         return rows
 
     def _decode(self, row: asyncpg.Record) -> RecordedEvent:
@@ -77,10 +107,8 @@ class EventReader:
             owner=row["owner"],
         )
 
-    async def _fetch(
-        self, sql: str, *args: object, enough: Callable[[list[asyncpg.Record]], bool] | None = None
-    ) -> list[RecordedEvent]:
-        return [self._decode(row) for row in await self._rows(sql, *args, enough=enough)]
+    async def _fetch(self, sql: str, *args: object) -> list[RecordedEvent]:
+        return [self._decode(row) for row in await self._rows(sql, *args)]
 
     async def read_stream(
         self,
@@ -117,26 +145,22 @@ class EventReader:
         `owner` keeps only the streams that owner may read."""
         stored_types = self.stored_types(types) if types else None
         limit = min(limit, MAX_PAGE)
-        seen = self.seen_head
-
-        def reaches_seen_head(rows: list[asyncpg.Record]) -> bool:
-            return len(rows) >= limit or (rows[-1]["position"] if rows else after) >= seen
-
-        unfiltered = types is None and stream_id is None and owner is None
-        events = await self._fetch(
+        sql = (
             f"SELECT {_COLUMNS} FROM events WHERE position > $1"
             " AND ($2::text[] IS NULL OR type = ANY($2))"
             " AND ($3::text IS NULL OR stream_id = $3)"
             " AND ($4::text IS NULL OR owner = $4)"
-            " ORDER BY position LIMIT $5",
-            after,
-            stored_types,
-            stream_id,
-            owner,
-            limit,
-            enough=reaches_seen_head if unfiltered and seen > after else None,
+            " ORDER BY position LIMIT $5"
         )
-        if unfiltered and events:
+        args = (after, stored_types, stream_id, owner, limit)
+        if types is not None or stream_id is not None or owner is not None:
+            return [self._decode(row) for row in await self._rows(sql, *args)]
+
+        def reaches(rows: list[asyncpg.Record], seen: int) -> bool:
+            return len(rows) >= limit or (rows[-1]["position"] if rows else after) >= seen
+
+        events = [self._decode(row) for row in await self._covering(sql, *args, reaches=reaches)]
+        if events:
             self.note_head(events[-1].position)
         return events
 
@@ -161,12 +185,11 @@ class EventReader:
         if owner is not None:
             args.append(owner)
         sql = _SCANNED[(bool(types), stream_id is not None, owner is not None)]
-        seen = self.seen_head
 
-        def reaches_seen_head(rows: list[asyncpg.Record]) -> bool:
+        def reaches(rows: list[asyncpg.Record], seen: int) -> bool:
             return len(rows) >= limit or int(rows[0]["head"]) >= seen
 
-        rows = await self._rows(sql, *args, enough=reaches_seen_head if seen > after else None)
+        rows = await self._covering(sql, *args, reaches=reaches)
         events = [self._decode(row) for row in rows if row["position"] is not None]
         if len(events) == limit:
             return events, events[-1].position
@@ -194,9 +217,8 @@ class EventReader:
         return events[0] if events else None
 
     async def head_position(self) -> int:
-        seen = self.seen_head
-        rows = await self._rows(
-            "SELECT coalesce(max(position), 0) FROM events", enough=lambda rows: rows[0][0] >= seen
+        rows = await self._covering(
+            "SELECT coalesce(max(position), 0) FROM events", reaches=lambda rows, seen: rows[0][0] >= seen
         )
         head = int(rows[0][0])
         self.note_head(head)

@@ -61,7 +61,7 @@ class Services:
         read_models = ReadModels(pool, dsn, reads)
         notices = read_models.notices  # the process's one LISTEN connection
         # The primary's notification says how far the log is: a replica read must reach it.
-        notices.on(NOTIFY_CHANNEL, lambda payload: query_reader.note_head(int(payload)) if payload.isdigit() else None)
+        notices.on(NOTIFY_CHANNEL, query_reader.notified)
         hub = EventHub(
             query_reader,
             lambda: notices.next(NOTIFY_CHANNEL),

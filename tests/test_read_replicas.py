@@ -305,11 +305,13 @@ def test_settings_read_the_replica_variables(monkeypatch: pytest.MonkeyPatch) ->
     assert replace(settings, read_urls=()).read_urls == ()
 
 
+@pytest.mark.parametrize("listener_lost", [False, True])
 async def test_a_paused_replica_does_not_hold_a_subscription_back(
-    api: Api, settings: Settings, dsn: str, standby: asyncpg.Connection
+    api: Api, settings: Settings, dsn: str, standby: asyncpg.Connection, listener_lost: bool
 ) -> None:
     """The primary's notification says how far the log is: a replica behind it (here within
-    a generous lag bound, and with no polling to fall back on) is not read for it."""
+    a generous lag bound, and with no polling to fall back on) is not read for it; after
+    the LISTEN connection was lost (notifications missed), the primary is read."""
     patient = replace(settings, replica_max_lag=600.0, subscription_poll_interval=600.0)
     services = await Services.start(patient, dsn)
     try:
@@ -326,6 +328,10 @@ async def test_a_paused_replica_does_not_hold_a_subscription_back(
         try:
             await eventually(lambda: _true(len(seen) == 1), WAIT)
             await standby.execute("SELECT pg_wal_replay_pause()")
+            if listener_lost:  # the writes below commit while nobody listens
+                await services.pool.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN %'"
+                )
             for _ in range(3):
                 await add_item(api, order_id)
             await eventually(lambda: _true(len(seen) == 4), WAIT)
