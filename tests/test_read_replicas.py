@@ -24,7 +24,7 @@ from service.settings import Settings
 from tests.conftest import Api, truncate_all
 from tests.relay_support import eventually
 from tests.replica_support import Cluster, start_cluster
-from tests.subscription_support import add_item, create_order, gql_ok
+from tests.subscription_support import GraphQLWS, add_item, create_order, gql_ok
 
 MAX_LAG = 1.0  # seconds: short, so that a paused replica is left out soon
 WAIT = 30.0  # seconds any awaited condition may take before the test fails
@@ -372,3 +372,20 @@ async def test_a_replica_that_stops_answering_is_left_out(
         for process in frozen:
             process.resume()
     await _in_use(api, cluster)
+
+
+async def test_order_changed_is_exact_while_replay_is_paused(
+    api: Api, projections: None, standby: asyncpg.Connection, cluster: Cluster
+) -> None:
+    order_id = await create_order(api)
+    await _caught_up(standby, order_id, 1)
+    await _in_use(api, cluster)
+    async with GraphQLWS.connect(api.port) as ws:
+        await ws.init(api.token())
+        await ws.subscribe("o", "subscription($id: ID!) { orderChanged(id: $id) { version } }", {"id": order_id})
+        assert await ws.data("o", 1) == [{"orderChanged": {"version": 1}}]
+        await standby.execute("SELECT pg_wal_replay_pause()")
+        for version in (2, 3):
+            await add_item(api, order_id, f"S{version}")
+            assert await ws.data("o", 1) == [{"orderChanged": {"version": version}}]
+    assert await _replica_has_order(standby, order_id) == 1
