@@ -15,6 +15,8 @@ from domain.ids import check_id
 from domain.product import Product as ProductAggregate
 from domain.product import product_stream
 from domain.wallet import Wallet as WalletAggregate
+from eventstore.pool import Pool
+from readmodels.consistency import pinned_source
 from readmodels.products import ProductProjection, ProductView
 from readmodels.wallets import WalletProjection, WalletView
 from service.errors import NotFound
@@ -102,17 +104,18 @@ class DepositFundsInput:
 
 
 def _loader(
-    context: Context, name: str, fetch: Callable[[Sequence[K]], Awaitable[dict[K, V]]]
+    context: Context, projection: str, fetch: Callable[[Sequence[K], Pool | None], Awaitable[dict[K, V]]]
 ) -> DataLoader[K, V | None]:
-    """Per request: every lookup of one kind in an operation costs one statement."""
-    loader = context.loaders.get(name)
+    """Per request: every lookup of one kind in an operation costs one statement (where
+    read-your-writes pinned this request's reads of the projection, there)."""
+    loader = context.loaders.get(projection)
     if loader is None:
 
         async def load(keys: list[K]) -> list[V | None]:
-            found = await fetch(keys)
+            found = await fetch(keys, pinned_source(context.consistency, projection))
             return [found.get(k) for k in keys]
 
-        loader = context.loaders[name] = DataLoader(load_fn=load)
+        loader = context.loaders[projection] = DataLoader(load_fn=load)
     return loader
 
 
@@ -135,7 +138,7 @@ async def product_node(info: Info, node_id: str) -> Product | None:
         return None
     context = info.context
     context.principal  # noqa: B018 - needs a token like every non-meta field
-    view = await _loader(context, "products", context.services.read_models.products.by_skus).load(sku)
+    view = await _loader(context, ProductProjection.name, context.services.read_models.products.by_skus).load(sku)
     return Product.of(view) if view is not None else None
 
 
@@ -147,7 +150,7 @@ class InventoryQuery:
         c.principal  # noqa: B018 - authenticate before waiting
         check_id(sku, "sku")
         await _consistent_with(c, ProductProjection.name, consistent_with)
-        view = await _loader(c, "products", c.services.read_models.products.by_skus).load(sku)
+        view = await _loader(c, ProductProjection.name, c.services.read_models.products.by_skus).load(sku)
         if view is None:
             raise NotFound(f"product {sku} not found")
         return Product.of(view)
@@ -160,7 +163,7 @@ class InventoryQuery:
         c.principal.require_customer(customer_id)
         check_id(customer_id, "customerId")
         await _consistent_with(c, WalletProjection.name, consistent_with)
-        view = await _loader(c, "wallets", c.services.read_models.wallets.by_customers).load(customer_id)
+        view = await _loader(c, WalletProjection.name, c.services.read_models.wallets.by_customers).load(customer_id)
         if view is None:
             raise NotFound(f"no wallet for {customer_id}")
         return Wallet.of(view)

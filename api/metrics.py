@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from readmodels.registry import PROJECTIONS
 from service import broker
 from service.container import Services
-from service.metrics import exposition, pool_state, shared_state
+from service.metrics import exposition, pool_state, replica_state, shared_state
 from service.settings import Settings
 
 REQUESTS = Counter(
@@ -76,6 +76,7 @@ def metrics_endpoint(settings: Settings, services: Callable[[], Services]) -> Ca
         current = services()
         families = await shared_state(current.pool, projections, redis_client, current.settings.broker_stream)
         families += pool_state([current.pool])
+        families += replica_state(current.reads.lags())
         return Response(exposition(families), media_type=CONTENT_TYPE_LATEST)
 
     return metrics

@@ -11,6 +11,7 @@ from strawberry.extensions import SchemaExtension
 from api.context import Context, Info
 from api.types import Order, OrderStatus, PageInfo
 from domain.ids import check_id
+from readmodels.consistency import pinned_source
 from readmodels.orders import OrderProjection
 from readmodels.views import OrderView
 from service.errors import Forbidden, NotFound
@@ -49,7 +50,7 @@ def orders_loader(context: Context) -> DataLoader[str, OrderView | None]:
         read = context.services.read_models.orders
 
         async def load(ids: list[str]) -> list[OrderView | None]:
-            found = await read.by_ids(ids)
+            found = await read.by_ids(ids, pinned_source(context.consistency, ORDERS))
             return [found.get(i) for i in ids]
 
         loader = context.loaders["orders"] = DataLoader(load_fn=load)
@@ -110,6 +111,7 @@ class ReadModelQuery:
             status=status.value if status is not None else None,
             first=20 if first is None else first,
             after=after,
+            source=pinned_source(c.consistency, ORDERS),
         )
         loader = orders_loader(c)
         edges = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -11,6 +11,7 @@ import asyncpg
 from eventstore.idempotency import fetch_outcomes
 from eventstore.pool import Pool, fetch_read
 from eventstore.records import RecordedEvent, StoredOutcome
+from eventstore.replicas import ReadPools, read_pools
 from eventstore.upcasting import UpcasterRegistry
 
 _COLUMNS = "position, event_id, stream_id, version, type, data, metadata, recorded_at, owner"
@@ -36,9 +37,61 @@ _SCANNED = {(t, s, o): _scanned_sql(t, s, o) for t in _BOTH for s in _BOTH for o
 
 
 class EventReader:
-    def __init__(self, pool: Pool, upcasters: UpcasterRegistry) -> None:
-        self._pool = pool
+    """Reads from `source`: a pool, or a primary with replicas (read-only queries).
+
+    With replicas, reads that say how far they cover (the log's head, a scan's coverage)
+    must reach `seen_head`, the highest position known committed (from notifications
+    and earlier reads), or they go to the primary: so a reader that woke for a commit,
+    or already handed out a position, never reads a replica that is behind it. While
+    notifications may have been missed (at first, after the LISTEN connection was
+    lost: `forget_head`), such reads go to the primary until one has seen the head.
+    Positions commit in order and a replica replays commits in order, so any source
+    shows a prefix of the log: switching sources neither skips nor repeats an event.
+    """
+
+    def __init__(self, source: Pool | ReadPools, upcasters: UpcasterRegistry) -> None:
+        self._reads = read_pools(source)
+        self._pool = self._reads.primary
         self._upcasters = upcasters
+        self.seen_head = 0
+        self._head_known = False
+        self._forgotten = 0  # times forget_head was called
+
+    def note_head(self, position: int) -> None:
+        """A commit up to `position` is known to have happened (e.g. it was notified)."""
+        self.seen_head = max(self.seen_head, position)
+
+    def forget_head(self) -> None:
+        """Commits may have happened unnoticed (notifications were lost)."""
+        self._head_known = False
+        self._forgotten += 1
+
+    def notified(self, payload: str) -> None:
+        """A notification on NOTIFY_CHANNEL: the position a commit reached, or "" when
+        notifications may have been missed (the listener (re)connected)."""
+        if payload.isdigit():
+            self.note_head(int(payload))
+        else:
+            self.forget_head()
+
+    async def _rows(
+        self, sql: str, *args: object, enough: Callable[[list[asyncpg.Record]], bool] | None = None
+    ) -> list[asyncpg.Record]:
+        rows, _ = await self._reads.read(lambda pool: fetch_read(pool, sql, *args), enough=enough)
+        return rows
+
+    async def _covering(
+        self, sql: str, *args: object, reaches: Callable[[list[asyncpg.Record], int], bool]
+    ) -> list[asyncpg.Record]:
+        """A read that tells how far the log goes: from a replica only if it reaches the head
+        known to be committed; from the primary while that head is not known."""
+        if self._head_known:
+            seen = self.seen_head
+            return await self._rows(sql, *args, enough=lambda rows: reaches(rows, seen))
+        forgotten = self._forgotten
+        rows, _ = await self._reads.read(lambda pool: fetch_read(pool, sql, *args), prefer=self._reads.primary)
+        self._head_known = forgotten == self._forgotten
+        return rows
 
     def _decode(self, row: asyncpg.Record) -> RecordedEvent:
         type_, data = self._upcasters.upcast(row["type"], row["data"])
@@ -55,8 +108,7 @@ class EventReader:
         )
 
     async def _fetch(self, sql: str, *args: object) -> list[RecordedEvent]:
-        rows = await fetch_read(self._pool, sql, *args)
-        return [self._decode(row) for row in rows]
+        return [self._decode(row) for row in await self._rows(sql, *args)]
 
     async def read_stream(
         self,
@@ -92,18 +144,25 @@ class EventReader:
         """The global log after `after`, in position order; `types` name latest versions;
         `owner` keeps only the streams that owner may read."""
         stored_types = self.stored_types(types) if types else None
-        return await self._fetch(
+        limit = min(limit, MAX_PAGE)
+        sql = (
             f"SELECT {_COLUMNS} FROM events WHERE position > $1"
             " AND ($2::text[] IS NULL OR type = ANY($2))"
             " AND ($3::text IS NULL OR stream_id = $3)"
             " AND ($4::text IS NULL OR owner = $4)"
-            " ORDER BY position LIMIT $5",
-            after,
-            stored_types,
-            stream_id,
-            owner,
-            min(limit, MAX_PAGE),
+            " ORDER BY position LIMIT $5"
         )
+        args = (after, stored_types, stream_id, owner, limit)
+        if types is not None or stream_id is not None or owner is not None:
+            return [self._decode(row) for row in await self._rows(sql, *args)]
+
+        def reaches(rows: list[asyncpg.Record], seen: int) -> bool:
+            return len(rows) >= limit or (rows[-1]["position"] if rows else after) >= seen
+
+        events = [self._decode(row) for row in await self._covering(sql, *args, reaches=reaches)]
+        if events:
+            self.note_head(events[-1].position)
+        return events
 
     async def read_scanned(
         self,
@@ -126,11 +185,17 @@ class EventReader:
         if owner is not None:
             args.append(owner)
         sql = _SCANNED[(bool(types), stream_id is not None, owner is not None)]
-        rows = await fetch_read(self._pool, sql, *args)
+
+        def reaches(rows: list[asyncpg.Record], seen: int) -> bool:
+            return len(rows) >= limit or int(rows[0]["head"]) >= seen
+
+        rows = await self._covering(sql, *args, reaches=reaches)
         events = [self._decode(row) for row in rows if row["position"] is not None]
         if len(events) == limit:
             return events, events[-1].position
-        return events, max(after, int(rows[0]["head"]))
+        covered = max(after, int(rows[0]["head"]))
+        self.note_head(covered)
+        return events, covered
 
     async def read_positions(self, first: int, last: int) -> list[RecordedEvent]:
         return await self._fetch(
@@ -152,15 +217,20 @@ class EventReader:
         return events[0] if events else None
 
     async def head_position(self) -> int:
-        return int(await self._pool.fetchval("SELECT coalesce(max(position), 0) FROM events"))
+        rows = await self._covering(
+            "SELECT coalesce(max(position), 0) FROM events", reaches=lambda rows, seen: rows[0][0] >= seen
+        )
+        head = int(rows[0][0])
+        self.note_head(head)
+        return head
 
     async def stream_head(self, stream_id: str) -> tuple[int, str | None]:
         """The stream's version (0: no such stream) and its owner."""
-        row = await self._pool.fetchrow(
+        rows = await self._rows(
             "SELECT version, owner FROM events WHERE stream_id = $1 ORDER BY version DESC LIMIT 1",
             stream_id,
         )
-        return (row["version"], row["owner"]) if row else (0, None)
+        return (rows[0]["version"], rows[0]["owner"]) if rows else (0, None)
 
     async def stream_version(self, stream_id: str) -> int:
         return (await self.stream_head(stream_id))[0]

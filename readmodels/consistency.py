@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from domain.errors import InvalidInput
 from eventstore.pool import Pool
@@ -20,10 +21,19 @@ class Consistency:
     projection: str
     requested: int
     applied: int
+    # Where reads that must reflect `requested` go: a replica that has applied it, or
+    # the primary (None: anywhere; set by ReadModels.consistent_with).
+    source: Pool | None = field(default=None, compare=False)
 
     @property
     def stale(self) -> bool:
         return self.applied < self.requested
+
+
+def pinned_source(waits: Sequence[Consistency], projection: str) -> Pool | None:
+    """The source a read of `projection` must use after these waits (the furthest one's)."""
+    pinned = [w for w in waits if w.projection == projection and w.source is not None]
+    return max(pinned, key=lambda w: w.requested).source if pinned else None
 
 
 class ConsistencyWaiter:

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 from domain.order import order_stream
 from eventstore.listener import EventHub
+from eventstore.pool import Pool
 from eventstore.subscription import subscribe
 from readmodels.orders import OrderProjection
 from readmodels.read_models import ReadModels
@@ -27,8 +28,7 @@ async def order_changes(
     """The current view (when there is one), then one view per change the projection applies."""
     head = await hub.reader.head_position()
     changes = subscribe(hub, head, stream_id=order_stream(order_id))
-    await _applied(read_models, head)
-    view = await _view(read_models, order_id)
+    view = await _view(read_models, order_id, await _applied(read_models, head))
     sent = 0
     if view is not None:
         sent = view.version
@@ -36,20 +36,20 @@ async def order_changes(
     async for event in changes:
         if event.version <= sent:
             continue  # an earlier view already showed it
-        await _applied(read_models, event.position)
-        view = await _view(read_models, order_id)
+        view = await _view(read_models, order_id, await _applied(read_models, event.position))
         if view is not None and view.version > sent:
             sent = view.version
             yield view
 
 
-async def _applied(read_models: ReadModels, position: int) -> None:
-    """Returns once the orders projection has applied `position`."""
+async def _applied(read_models: ReadModels, position: int) -> Pool | None:
+    """Returns once the orders projection has applied `position`: where to read it."""
     if position == 0:
-        return
-    while (await read_models.consistent_with(OrderProjection.name, position, WAIT_SLICE)).stale:
+        return None
+    while (wait := await read_models.consistent_with(OrderProjection.name, position, WAIT_SLICE)).stale:
         pass
+    return wait.source
 
 
-async def _view(read_models: ReadModels, order_id: str) -> OrderView | None:
-    return (await read_models.orders.by_ids([order_id])).get(order_id)
+async def _view(read_models: ReadModels, order_id: str, source: Pool | None) -> OrderView | None:
+    return (await read_models.orders.by_ids([order_id], source)).get(order_id)

@@ -43,6 +43,7 @@ class Notices:
         return self._events[channel]
 
     def on(self, channel: str, callback: Callable[[str], None]) -> None:
+        """`callback(payload)` for each notification; `callback("")` after every (re)connect."""
         self._callbacks[channel].append(callback)
 
     def _wake(self, channel: str) -> None:
@@ -64,7 +65,8 @@ class Notices:
                 for channel in self._channels:
                     await conn.add_listener(channel, self._notified)
                 for channel in self._channels:
-                    self._wake(channel)  # whatever happened while we were away: read again
+                    # whatever happened while we were away: read again ("": notices may be missing)
+                    self._notified(conn, 0, channel, "")
                 waiters = [asyncio.create_task(self._closed.wait()), asyncio.create_task(lost.wait())]
                 try:
                     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)

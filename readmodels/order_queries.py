@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ import asyncpg
 
 from domain.errors import InvalidInput, quoted
 from eventstore.pool import Pool
+from eventstore.replicas import ReadPools, read_pools
 from readmodels.coalesce import CoalescedLookup
 from readmodels.views import OrderLineView, OrderView
 
@@ -90,16 +92,20 @@ def _view(r: asyncpg.Record) -> OrderView:
 
 
 class OrderReadModel:
-    def __init__(self, pool: Pool) -> None:
-        self._pool = pool
-        self._by_ids = CoalescedLookup(self._fetch_by_ids)
+    def __init__(self, pool: Pool | ReadPools) -> None:
+        self._reads = read_pools(pool)
+        self._by_ids: dict[Pool | None, CoalescedLookup[str, OrderView]] = {}  # by pinned source
 
-    async def by_ids(self, ids: Sequence[str]) -> dict[str, OrderView]:
-        """Lookups made at the same time by concurrent requests share statements."""
-        return await self._by_ids.get(ids)
+    async def by_ids(self, ids: Sequence[str], source: Pool | None = None) -> dict[str, OrderView]:
+        """Lookups made at the same time by concurrent requests share statements (those
+        pinned to one source, by read-your-writes, share only with each other)."""
+        lookup = self._by_ids.get(source)
+        if lookup is None:
+            lookup = self._by_ids[source] = CoalescedLookup(functools.partial(self._fetch_by_ids, source))
+        return await lookup.get(ids)
 
-    async def _fetch_by_ids(self, ids: list[str]) -> dict[str, OrderView]:
-        rows = await self._pool.fetch(_SELECT + " WHERE o.id = ANY($1::text[])", ids)
+    async def _fetch_by_ids(self, source: Pool | None, ids: list[str]) -> dict[str, OrderView]:
+        rows = await self._reads.fetch(_SELECT + " WHERE o.id = ANY($1::text[])", ids, prefer=source)
         return {r["id"]: _view(r) for r in rows}
 
     async def page(
@@ -109,17 +115,19 @@ class OrderReadModel:
         status: str | None,
         first: int,
         after: str | None,
+        source: Pool | None = None,
     ) -> OrderPage:
         """Newest first, by the order's creation position: stable while orders change."""
         if not 1 <= first <= MAX_FIRST:
             raise InvalidInput(f"first must be between 1 and {MAX_FIRST}")
         before_seq = decode_cursor(after) if after else 2**62
-        rows = await self._pool.fetch(
+        rows = await self._reads.fetch(
             _PAGES[(customer_id is not None, status is not None)],
             before_seq,
             first + 1,
             customer_id,
             status,
+            prefer=source,
         )
         items = [(encode_cursor(r["seq"]), _view(r)) for r in rows[:first]]
         return OrderPage(items, has_next=len(rows) > first)

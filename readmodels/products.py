@@ -22,6 +22,7 @@ from domain.product import (
     ProductRestocked,
 )
 from eventstore.pool import Pool
+from eventstore.replicas import ReadPools, read_pools
 from readmodels.projection import LogEvent, Projection
 
 PRODUCT_STREAM_PREFIX = "product-"
@@ -165,13 +166,14 @@ class ProductProjection(Projection):
 
 
 class ProductReadModel:
-    def __init__(self, pool: Pool) -> None:
-        self._pool = pool
+    def __init__(self, pool: Pool | ReadPools) -> None:
+        self._reads = read_pools(pool)
 
-    async def by_skus(self, skus: Sequence[str]) -> dict[str, ProductView]:
-        rows = await self._pool.fetch(
+    async def by_skus(self, skus: Sequence[str], source: Pool | None = None) -> dict[str, ProductView]:
+        rows = await self._reads.fetch(
             "SELECT sku, name, price, currency, available, reserved, version, updated_at"
             " FROM product_views WHERE sku = ANY($1::text[])",
             list(skus),
+            prefer=source,
         )
         return {r["sku"]: ProductView(*r) for r in rows}

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from eventstore import NOTIFY_CHANNEL
 from eventstore.pool import Pool
-from readmodels.checkpoints import PROJECTIONS_CHANNEL
+from eventstore.replicas import ReadPools, read_pools
+from readmodels.checkpoints import PROJECTIONS_CHANNEL, position_of
 from readmodels.consistency import Consistency, ConsistencyWaiter
 from readmodels.notices import Notices
 from readmodels.order_queries import OrderReadModel
@@ -15,17 +18,32 @@ from readmodels.wallets import WalletReadModel
 
 
 class ReadModels:
-    def __init__(self, pool: Pool, dsn: str) -> None:
+    """Queries read from replicas where configured (`reads`); waits, statuses and the
+    LISTEN connection stay on the primary."""
+
+    def __init__(self, pool: Pool, dsn: str, reads: ReadPools | None = None) -> None:
         self._pool = pool
+        self._reads = reads = reads or read_pools(pool)
         # One LISTEN connection per process, shared by waiters and the runner.
         self.notices = Notices(dsn, [NOTIFY_CHANNEL, PROJECTIONS_CHANNEL])
-        self.orders = OrderReadModel(pool)
-        self.products = ProductReadModel(pool)
-        self.wallets = WalletReadModel(pool)
+        self.orders = OrderReadModel(reads)
+        self.products = ProductReadModel(reads)
+        self.wallets = WalletReadModel(reads)
         self._waiter = ConsistencyWaiter(pool, self.notices)
 
     async def consistent_with(self, projection: str, position: int, within: float) -> Consistency:
-        return await self._waiter.wait(projection, position, within)
+        """Waits (on the primary) until `projection` has applied `position`, then picks
+        where to read it: a replica whose checkpoint has reached it too (waiting briefly
+        for one), else the primary. A wait that ran out of time reads from the primary."""
+        outcome = await self._waiter.wait(projection, position, within)
+        if not self._reads.replicas:
+            return outcome
+        if outcome.stale:
+            return replace(outcome, source=self._pool)
+        _, source = await self._reads.read(
+            lambda pool: position_of(pool, projection), enough=lambda applied: applied >= position
+        )
+        return replace(outcome, source=source)
 
     async def statuses(self) -> list[ProjectionStatus]:
         return await projection_statuses(self._pool, [cls.name for cls in PROJECTIONS])

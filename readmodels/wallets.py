@@ -15,6 +15,7 @@ import asyncpg
 
 from domain.wallet import FundsDeposited, PaymentCharged, PaymentFailed, PaymentRefunded
 from eventstore.pool import Pool
+from eventstore.replicas import ReadPools, read_pools
 from readmodels.projection import LogEvent, Projection
 
 WALLET_STREAM_PREFIX = "wallet-"
@@ -85,13 +86,14 @@ class WalletProjection(Projection):
 
 
 class WalletReadModel:
-    def __init__(self, pool: Pool) -> None:
-        self._pool = pool
+    def __init__(self, pool: Pool | ReadPools) -> None:
+        self._reads = read_pools(pool)
 
-    async def by_customers(self, customer_ids: Sequence[str]) -> dict[str, WalletView]:
-        rows = await self._pool.fetch(
+    async def by_customers(self, customer_ids: Sequence[str], source: Pool | None = None) -> dict[str, WalletView]:
+        rows = await self._reads.fetch(
             "SELECT customer_id, currency, balance, version, updated_at FROM wallet_views"
             " WHERE customer_id = ANY($1::text[])",
             list(customer_ids),
+            prefer=source,
         )
         return {r["customer_id"]: WalletView(*r) for r in rows}

@@ -8,8 +8,10 @@ from domain.upcasters import UPCASTERS
 from eventstore import NOTIFY_CHANNEL, Appender, EventReader, UpcasterRegistry
 from eventstore.listener import EventHub
 from eventstore.pool import Pool, create_pool
+from eventstore.replicas import ReadPools
 from eventstore.snapshots import SnapshotStore
 from readmodels.read_models import ReadModels
+from service.aggregates import Aggregates
 from service.events import EventQueries
 from service.inventory import ProductCommands
 from service.live import LiveQueries
@@ -33,7 +35,8 @@ class Services:
     settings: Settings
     dsn: str
     pool: Pool
-    reader: EventReader
+    reads: ReadPools  # read-only queries: replicas within the lag bound, else `pool`
+    reader: EventReader  # commands' reads: always the primary
     appender: Appender
     commands: StreamCommands
     orders: OrderCommands
@@ -48,14 +51,21 @@ class Services:
     @classmethod
     async def start(cls, settings: Settings, dsn: str) -> Services:
         pool = await create_pool(dsn, max_size=settings.pool_size, acquire_timeout=settings.pool_timeout)
-        reader = EventReader(pool, build_upcasters())
+        reads = await ReadPools.open(
+            pool, dsn, settings.read_urls, pool_size=settings.read_pool_size, max_lag=settings.replica_max_lag
+        )
+        upcasters = build_upcasters()
+        reader = EventReader(pool, upcasters)
+        query_reader = EventReader(reads, upcasters)
         appender = Appender(pool)
         snapshots = Snapshots(SnapshotStore(pool))
         commands = StreamCommands(appender, reader, snapshots)
-        read_models = ReadModels(pool, dsn)
+        read_models = ReadModels(pool, dsn, reads)
         notices = read_models.notices  # the process's one LISTEN connection
+        # The primary's notification says how far the log is: a replica read must reach it.
+        notices.on(NOTIFY_CHANNEL, query_reader.notified)
         hub = EventHub(
-            reader,
+            query_reader,
             lambda: notices.next(NOTIFY_CHANNEL),
             poll_interval=settings.subscription_poll_interval,
             buffer=settings.subscription_buffer,
@@ -64,11 +74,12 @@ class Services:
             settings=settings,
             dsn=dsn,
             pool=pool,
+            reads=reads,
             reader=reader,
             appender=appender,
             commands=commands,
-            orders=OrderCommands(commands),
-            events=EventQueries(reader),
+            orders=OrderCommands(commands, history=Aggregates(query_reader, snapshots)),
+            events=EventQueries(query_reader),
             read_models=read_models,
             live=LiveQueries(hub, reader, read_models),
             products=ProductCommands(commands),
@@ -83,4 +94,5 @@ class Services:
         await self.appender.close()
         await self.snapshots.close()
         await self.documents.close()
+        await self.reads.close()
         await self.pool.close()

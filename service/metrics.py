@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as redis
@@ -149,6 +149,18 @@ def pool_state(pools: Iterable[Pool]) -> list[Metric]:
         "eventgraph_db_pool_waiters", "Requests of this process waiting for a pooled connection", value=waiting
     )
     return [family, waiters]
+
+
+def replica_state(lags: Mapping[str, float]) -> list[Metric]:
+    """Each replica's lag as this process measures it (+Inf: unreachable); none without replicas."""
+    if not lags:
+        return []
+    family = GaugeMetricFamily(
+        "eventgraph_replica_lag_seconds", "How far a read replica is behind the primary", labels=["replica"]
+    )
+    for name, lag in lags.items():
+        family.add_metric([name], lag)
+    return [family]
 
 
 class _Families(Collector):

@@ -13,6 +13,7 @@ from domain.aggregate import aggregate_id_of
 from domain.errors import InvalidInput
 from domain.ids import check_id
 from domain.order import Order, order_stream
+from service.aggregates import Aggregates
 from service.context import Principal, RequestContext
 from service.errors import Forbidden, NotFound
 from service.stream_commands import Command, CommandResult, StreamCommands, input_fingerprint
@@ -31,8 +32,9 @@ def new_order_id() -> str:
 
 
 class OrderCommands:
-    def __init__(self, commands: StreamCommands) -> None:
+    def __init__(self, commands: StreamCommands, history: Aggregates | None = None) -> None:
         self._commands = commands
+        self._history = history or commands.aggregates  # orderAt's reads (replicas, where configured)
 
     async def create_order(
         self,
@@ -122,7 +124,7 @@ class OrderCommands:
         if version is not None and version < 1:
             raise InvalidInput("version must be at least 1")
         check_id(order_id, "order id")
-        order = await self._commands.aggregates.load(
+        order = await self._history.load(
             order_stream(order_id), lambda: Order(order_id), to_version=version, until=at
         )
         require_visible(order, ctx.principal)

@@ -67,6 +67,9 @@ class Settings:
     jwks_url: str | None = None  # a JSON Web Key Set for RS256 and ES256 tokens
     jwks_refetch_interval: float = 10.0  # seconds between fetches for unknown `kid`s (contract: 10)
     jwks_timeout: float = 5.0  # seconds a fetch of the key set may take
+    read_urls: tuple[str, ...] = ()  # streaming replicas for read-only queries (CONTRACT 7.9)
+    read_pool_size: int = 10  # connections per replica
+    replica_max_lag: float = 2.0  # seconds: a replica further behind gets no reads
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -104,6 +107,9 @@ class Settings:
             read_timeout=_float("EVENTGRAPH_READ_TIMEOUT", 10.0),
             keep_alive_timeout=_float("EVENTGRAPH_KEEP_ALIVE_TIMEOUT", 5.0),
             shutdown_timeout=_float("EVENTGRAPH_SHUTDOWN_TIMEOUT", 10.0),
+            read_urls=tuple(u.strip() for u in env.get("DATABASE_READ_URL", "").split(",") if u.strip()),
+            read_pool_size=_int("EVENTGRAPH_READ_POOL_SIZE", 10),
+            replica_max_lag=_float("EVENTGRAPH_REPLICA_MAX_LAG", 2.0),
             allowed_origins=tuple(
                 o.strip() for o in env.get("EVENTGRAPH_ALLOWED_ORIGINS", "*").split(",") if o.strip()
             ),
