@@ -39,6 +39,16 @@ def current_traceparent() -> str | None:
     return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
 
 
+def sampled(traceparent: Any) -> bool:
+    """Whether a W3C traceparent says its trace is sampled (only those get spans downstream)."""
+    if not isinstance(traceparent, str) or len(traceparent) != 55:
+        return False
+    try:
+        return int(traceparent[-2:], 16) & 1 == 1
+    except ValueError:
+        return False
+
+
 def context_of(carrier: Mapping[str, Any] | None) -> Context | None:
     """The trace context of a `traceparent` in headers or event metadata, if any."""
     if not carrier or not isinstance(carrier.get(TRACEPARENT), str):

@@ -33,7 +33,7 @@ import asyncpg
 
 from eventstore import NOTIFY_CHANNEL, UpcasterRegistry
 from eventstore.pool import connect
-from eventstore.tracing import continued, recording
+from eventstore.tracing import continued, recording, sampled
 from eventstore.waiting import honour_cancellation
 from readmodels.checkpoints import (
     advance,
@@ -106,14 +106,17 @@ class Follower:
         return Batch(len(events), before, after, head)
 
     async def _trace(self, conn: asyncpg.Connection, events: Sequence[LogEvent]) -> None:
-        """A span in each applied event's trace (read only while tracing: batches skip metadata)."""
+        """A span in the trace of each applied event that was sampled (read only while
+        tracing: batches skip metadata)."""
         rows = await conn.fetch(
-            "SELECT metadata FROM events WHERE position = ANY($1::bigint[]) AND metadata ? 'traceparent'",
+            "SELECT metadata->>'traceparent' AS traceparent FROM events"
+            " WHERE position = ANY($1::bigint[]) AND metadata->>'traceparent' LIKE '%-_1'",
             [e.position for e in events],
         )
         for row in rows:
-            with continued(f"projection {self.projection.name}", row["metadata"]):
-                pass
+            if sampled(row["traceparent"]):
+                with continued(f"projection {self.projection.name}", row):
+                    pass
 
     async def read(
         self, conn: asyncpg.Connection, after: int, limit: int

@@ -45,7 +45,7 @@ from eventstore.outbox import (
     republish_after,
     unpublished,
 )
-from eventstore.tracing import continued, recording
+from eventstore.tracing import TRACEPARENT, continued, recording, sampled
 from eventstore.tracking import purge_processed
 from eventstore.waiting import wait_set
 from readmodels.leases import name_session
@@ -264,8 +264,10 @@ class OutboxRelay:
         OUTBOX_PUBLISHED.inc(len(entries))
         if recording():
             for entry in entries:
-                with continued(f"{self.stream_key} publish", orjson.loads(entry.metadata), kind=SpanKind.PRODUCER):
-                    pass
+                metadata = orjson.loads(entry.metadata) if TRACEPARENT in entry.metadata else {}
+                if sampled(metadata.get(TRACEPARENT)):
+                    with continued(f"{self.stream_key} publish", metadata, kind=SpanKind.PRODUCER):
+                        pass
         return len(entries)
 
     async def _publish(self, payloads: list[bytes | str], through: int) -> bool:
