@@ -1,0 +1,101 @@
+"""Start the app and stop it again: in this process (uvicorn on the running event loop) or
+as an `eventgraph serve` process. The one way the tests and the benchmarks start servers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+
+@contextlib.asynccontextmanager
+async def in_process(app: Any, **config: Any) -> AsyncIterator[int]:
+    """`app` (an ASGI app, or a whole `uvicorn.Config`) served by uvicorn on a free port
+    of 127.0.0.1 (yielded) for the block; stopped gracefully afterwards."""
+    if not isinstance(app, uvicorn.Config):
+        app = uvicorn.Config(app, **{"host": "127.0.0.1", "port": 0, "log_level": "warning", **config})
+    server = uvicorn.Server(app)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # it failed to start: its error
+        await asyncio.sleep(0.01)
+    try:
+        yield server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        await task
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_healthy(base: str, server: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"eventgraph serve exited with {server.returncode}")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("eventgraph serve did not become healthy")
+
+
+class ServeProcess:
+    """`python -m service.cli serve` on a free port with the given environment, its
+    output in `log_path` (a file, not a pipe: a full pipe stalls the server)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, *args: str, cwd: Path | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        command = [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port), *args]
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_healthy(self, within: float = 180) -> None:
+        try:
+            wait_healthy(self.url, self.process, within)
+        except SystemExit as failed:
+            raise AssertionError(f"{failed}:\n{self.output()[-3000:]}") from None
+
+    def terminate(self, stop_signal: int = signal.SIGTERM, within: float = 60) -> int:
+        """Sends `stop_signal`; waits for the exit and returns the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(stop_signal)
+        return self.process.wait(within)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+
+    def stop(self, within: float = 15) -> None:
+        """SIGTERM, then SIGKILL if it has not exited `within` seconds."""
+        try:
+            self.terminate(within=within)
+        except subprocess.TimeoutExpired:
+            self.kill()
