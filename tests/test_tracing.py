@@ -20,11 +20,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from api.auth import mint_token
-from benchmarks._serve import wait_healthy
 from eventstore.tracing import enable_recording
+from service.serving import free_port, wait_healthy
 from service.tracing import configure_tracing
 from tests.conftest import Api
-from tests.test_api_serve import free_port
 from tests.test_saga_serve import SECRET, gql, order_status, served  # noqa: F401 - the fixture
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
