@@ -88,6 +88,17 @@ class ServeProcess:
             self.process.send_signal(stop_signal)
         return self.process.wait(within)
 
+    async def started(self, within: float = 180) -> None:
+        """`wait_healthy` for async code (the event loop keeps running meanwhile)."""
+        await asyncio.to_thread(self.wait_healthy, within)
+
+    async def exit_status(self, within: float) -> int | None:
+        """The exit status, or None if it still runs after `within` seconds (a hang)."""
+        try:
+            return await asyncio.to_thread(self.process.wait, within)
+        except subprocess.TimeoutExpired:
+            return None
+
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
