@@ -59,15 +59,21 @@ def wait_healthy(base: str, server: subprocess.Popen[bytes], timeout: float = 60
 
 class ServeProcess:
     """`python -m service.cli serve` on a free port with the given environment, its
-    output in `log_path` (a file, not a pipe: a full pipe stalls the server)."""
+    output in `log_path` (a file, not a pipe: a full pipe stalls the server); with
+    `log_only`, only its log (stderr), without what it prints for people on stdout."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, *args: str, cwd: Path | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], log_path: Path, *args: str, cwd: Path | None = None, log_only: bool = False
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         command = [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port), *args]
         with open(log_path, "wb") as log:
-            self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                command, cwd=cwd, env=env,
+                stdout=subprocess.DEVNULL if log_only else log, stderr=log if log_only else subprocess.STDOUT,
+            )
 
     @property
     def pid(self) -> int:
