@@ -3,12 +3,15 @@ exactly the test naming it (see compat/__init__.py)."""
 
 from __future__ import annotations
 
+import inspect
+
 import asyncpg
 import strawberry
 from graphql import GraphQLError, GraphQLSchema
 from graphql.pyutils import Path
 
 from compat.asyncpg import is_cancelling
+from compat.embedded_postgres import postgres_bin
 from compat.graphql import CollectedErrors
 from compat.strawberry import RESOLVE_INFO_FIELDS, graphql_schema, is_plain_attribute, resolve_info
 
@@ -55,3 +58,17 @@ async def test_asyncpg_connection_tells_whether_it_is_cancelling(dsn: str) -> No
         assert is_cancelling(conn) is False
     finally:
         await conn.close()
+
+
+def test_strawberry_websocket_handler_sends_each_result_stream_through_one_hook() -> None:
+    """api/websocket.py overrides this hook to span and count each operation."""
+    from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+        BaseGraphQLTransportWSHandler,
+    )
+
+    hook = BaseGraphQLTransportWSHandler._send_result_stream
+    assert list(inspect.signature(hook).parameters) == ["self", "operation", "result_source"]
+
+
+def test_embedded_postgres_ships_its_binaries_in_one_folder() -> None:
+    assert (postgres_bin() / "pg_ctl").exists()
