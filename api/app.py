@@ -16,7 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
 from api.auth import TokenVerifier, Unauthenticated
@@ -187,7 +187,7 @@ def create_app(settings: Settings, services: Services | None = None) -> GraphQLF
     ]
     # Frontends on another origin: the only credential is the bearer token, never a cookie.
     cors = Middleware(
-        CORSMiddleware,
+        Cors,
         allow_origins=list(settings.allowed_origins),
         allow_methods=["GET", "POST"],
         allow_headers=["Authorization", "Content-Type", "Accept", "X-Correlation-ID"],
@@ -196,6 +196,24 @@ def create_app(settings: Settings, services: Services | None = None) -> GraphQLF
     )
     site = Starlette(routes=routes, lifespan=lifespan_closing_limits, middleware=[cors])
     return GraphQLFirst(over_http, site)
+
+
+class Cors(CORSMiddleware):
+    """Starlette's CORS. A request without an Origin (no browser: most API traffic) gets
+    only what Starlette's would add, `Vary: Origin`, without parsing every request and
+    response header first (~10 µs a request)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or any(name == b"origin" for name, _ in scope["headers"]):
+            await super().__call__(scope, receive, send)
+            return
+
+        async def varying(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), (b"vary", b"Origin")]
+            await send(message)
+
+        await self.app(scope, receive, varying)
 
 
 class GraphQLFirst:
