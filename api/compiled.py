@@ -47,7 +47,6 @@ from graphql import (
     is_leaf_type,
     located_error,
 )
-from graphql.execution.executor import CollectedErrors
 from graphql.execution.get_variable_signature import (
     GraphQLVariableSignature,
     get_variable_signature,
@@ -62,8 +61,10 @@ from graphql.execution.values import (
 from graphql.language import Visitor, visit
 from graphql.pyutils import Path, gather_with_cancel, inspect, is_iterable
 from graphql.utilities import coerce_input_value, type_from_ast
-from strawberry.schema.schema import _OperationContextAwareGraphQLResolveInfo
 from strawberry.schema.schema_converter import GraphQLCoreConverter
+
+from compat.graphql import CollectedErrors
+from compat.strawberry import is_plain_attribute, resolve_info
 
 IsAwaitable = Callable[[Any], TypeGuard[Awaitable[Any]]]
 
@@ -202,8 +203,14 @@ class _Compiler:
         if definition is None:  # validation would have refused it
             raise NotCompiled(name)
         sub_selections = [n.selection_set for n in nodes if n.selection_set]
-        plain = name != "__typename" and getattr(definition.resolve, "_is_default", False)
         strawberry_field = (definition.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+        # A field with permission classes or field extensions is read through its resolver,
+        # which runs them (strawberry marks it "default" all the same when it has no resolver).
+        plain = (
+            name != "__typename"
+            and is_plain_attribute(definition.resolve)
+            and not (strawberry_field is not None and strawberry_field.extensions)
+        )
         completion = self.completion(definition.type, sub_selections)
         attribute = strawberry_field.python_name if plain and strawberry_field is not None else None
         return FieldPlan(
@@ -358,7 +365,7 @@ class Run:
 
     def info(self, plan: FieldPlan, path: Path) -> Any:
         compiled = self.compiled
-        return _OperationContextAwareGraphQLResolveInfo(  # as strawberry's executor builds it
+        return resolve_info(  # as strawberry's executor builds it
             plan.nodes[0].name.value, plan.nodes, plan.definition.type, plan.parent, path, compiled.schema,
             compiled.fragments, None, compiled.operation, self.variables.coerced, self.context,
             self.is_awaitable, None, None, {},

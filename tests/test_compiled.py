@@ -13,6 +13,7 @@ from graphql import execute, parse
 
 from api.compiled import compile_operation, execute_compiled
 from api.operations import is_awaitable
+from compat.strawberry import graphql_schema
 
 
 @strawberry.interface
@@ -124,14 +125,14 @@ def formatted(result: Any) -> tuple[Any, Any]:
 
 async def run_compiled(query: str, variables: dict[str, Any] | None = None) -> tuple[Any, Any]:
     document = parse(query)
-    compiled = compile_operation(schema._schema, document, document.definitions[0])  # type: ignore[arg-type]
+    compiled = compile_operation(graphql_schema(schema), document, document.definitions[0])  # type: ignore[arg-type]
     assert compiled is not None, "expected the document to compile"
     result = execute_compiled(compiled, None, variables, is_awaitable)
     return formatted(await result if is_awaitable(result) else result)
 
 
 async def run_core(query: str, variables: dict[str, Any] | None = None) -> tuple[Any, Any]:
-    result = execute(schema._schema, parse(query), variable_values=variables)
+    result = execute(graphql_schema(schema), parse(query), variable_values=variables)
     return formatted(await result if is_awaitable(result) else result)  # type: ignore[arg-type]
 
 
@@ -232,4 +233,4 @@ async def test_mutation_fields_run_one_after_another() -> None:
 )
 def test_what_only_graphql_core_can_run_is_not_compiled(query: str) -> None:
     document = parse(query)
-    assert compile_operation(schema._schema, document, document.definitions[0]) is None  # type: ignore[arg-type]
+    assert compile_operation(graphql_schema(schema), document, document.definitions[0]) is None  # type: ignore[arg-type]

@@ -41,7 +41,7 @@ def start(data_dir: Path) -> Iterator[Start]:
     started: list[ServeProcess] = []
 
     def start_one() -> ServeProcess:
-        served = ServeProcess(environment_without_servers(), data_dir.parent, data_dir.parent / f"serve-{len(started)}.log")
+        served = ServeProcess(environment_without_servers(), data_dir.parent / f"serve-{len(started)}.log", cwd=data_dir.parent)
         started.append(served)
         served.wait_healthy()
         return served

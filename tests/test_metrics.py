@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +15,11 @@ import pytest
 import redis.asyncio as redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks._serve import wait_healthy
+from service.serving import ServeProcess
 from service.settings import Settings
 from tests.conftest import Api
 from tests.relay_support import private_stream_key
 from tests.test_api_orders import ADD, CREATE, data
-from tests.test_api_serve import free_port
 
 METRICS_TOKEN = "scrape-me-0123456789"
 STREAM_KEY = private_stream_key()
@@ -170,7 +167,6 @@ async def test_websocket_and_subscription_gauges(api: Api) -> None:
 
 def test_counters_are_summed_over_workers(database_url: str, redis_url: str, tmp_path: Path) -> None:
     """`serve --workers 2`: every scrape, whichever worker answers it, counts all requests."""
-    port = free_port()
     env: dict[str, Any] = {
         **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
         "DATABASE_URL": database_url,
@@ -181,14 +177,10 @@ def test_counters_are_summed_over_workers(database_url: str, redis_url: str, tmp
         "EVENTGRAPH_RUN_RELAY": "0",
         "EVENTGRAPH_RUN_SAGA": "0",
     }
-    cli = str(Path(sys.executable).parent / "eventgraph")
-    server = subprocess.Popen(
-        [cli, "serve", "--port", str(port), "--workers", "2", "--log-level", "warning"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
+    server = ServeProcess(env, tmp_path / "serve.log", "--workers", "2", "--log-level", "warning")
+    base = server.url
     try:
-        wait_healthy(base, server)
+        server.wait_healthy()
         for _ in range(40):  # a new connection each: the kernel spreads them over the workers
             with httpx.Client(base_url=base, timeout=10) as http:
                 assert http.post("/graphql", json={"query": "{ __typename }"}).status_code == 200
@@ -199,6 +191,5 @@ def test_counters_are_summed_over_workers(database_url: str, redis_url: str, tmp
             totals.add(value(samples, "eventgraph_graphql_requests_total", operation_type="query", code="OK"))
         assert totals == {40.0}
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.terminate(within=30)
 

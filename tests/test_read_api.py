@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 
 import asyncpg
@@ -211,26 +210,16 @@ async def test_listing_orders_with_lines_costs_constant_statements(
 async def test_the_served_app_runs_the_projections_itself(dsn: str) -> None:
     """`create_app` without injected services starts the background workers, projections first."""
     import httpx
-    import uvicorn
 
     from api.app import create_app
+    from service.serving import in_process
 
     settings = Settings(
         database_url=dsn, jwt_secret="test-secret-0123456789abcdef0123456789abcdef", run_projections=True, run_relay=False, run_saga=False
     )
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
+    async with in_process(create_app(settings)) as port:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
             api = Api(http, "test-secret-0123456789abcdef0123456789abcdef", port)
             created = await _create(api)
             read = await api.gql(ORDER, {"id": created["order"]["id"], "after": created["position"]})
             assert "extensions" not in read and read["data"]["order"] == created["order"]
-    finally:
-        server.should_exit = True
-        await task

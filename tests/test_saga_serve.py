@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import redis.asyncio as redis
-import uvicorn
 
 from api.app import create_app
 from api.auth import mint_token
+from service.serving import in_process
 from service.settings import Settings
 from tests.relay_support import private_stream_key
 
@@ -25,17 +25,9 @@ async def served(dsn: str, redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
     settings = dataclasses.replace(
         Settings(jwt_secret=SECRET), database_url=dsn, redis_url=redis_url, broker_stream=key
     )
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-        yield http
-    server.should_exit = True
-    await task
+    async with in_process(create_app(settings)) as port:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            yield http
     client = redis.from_url(redis_url)
     await client.delete(key)
     await client.aclose()

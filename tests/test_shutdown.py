@@ -21,10 +21,11 @@ import pytest
 import redis.asyncio as redis
 
 from api.auth import mint_token
+from service import serving
+from service.serving import ServeProcess
 from tests.relay_support import private_stream_key
 from tests.subscription_support import EVENTS, GraphQLWS
 
-CLI = str(Path(sys.executable).parent / "eventgraph")
 SECRET = "shutdown-test-secret-0123456789abcdef01234567"
 SHUTDOWN_TIMEOUT = 4.0
 HANG_BOUND = 3 * SHUTDOWN_TIMEOUT  # a hang check, not a speed check
@@ -32,15 +33,9 @@ STUCK_REQUESTS = 15  # more than the pool's 10 connections
 EVENTS_QUERY = '{"query":"{ events(first: 1) { edges { node { position } } } }"}'
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Serve:
-    process: asyncio.subprocess.Process
+    process: ServeProcess
     port: int
     log: Path
 
@@ -51,7 +46,6 @@ class Serve:
 @pytest.fixture
 async def serve(dsn: str, redis_url: str, tmp_path: Path) -> AsyncIterator[Serve]:
     """`eventgraph serve` on the test database, publishing to a stream of its own."""
-    port = free_port()
     stream = private_stream_key()
     env = {
         **os.environ,
@@ -63,27 +57,12 @@ async def serve(dsn: str, redis_url: str, tmp_path: Path) -> AsyncIterator[Serve
         "EVENTGRAPH_DATA_DIR": str(tmp_path / "data"),
     }
     log = tmp_path / "serve.log"
-    with log.open("wb") as out:  # a file, not a pipe: a full pipe stalls the server
-        process = await asyncio.create_subprocess_exec(
-            CLI, "serve", "--port", str(port), "--log-level", "info", env=env, stdout=out, stderr=out
-        )
+    process = ServeProcess(env, log, "--log-level", "info")
     try:
-        async with httpx.AsyncClient(timeout=2) as http:
-            for _ in range(600):
-                assert process.returncode is None, log.read_text()
-                try:
-                    if (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.1)
-            else:
-                pytest.fail("serve did not become healthy:\n" + log.read_text())
-        yield Serve(process, port, log)
+        await process.started(60)
+        yield Serve(process, process.port, log)
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await asyncio.to_thread(process.kill)
         client = redis.from_url(redis_url)
         await client.delete(stream)
         await client.aclose()
@@ -156,7 +135,7 @@ async def test_sigterm_under_load_closes_sockets_finishes_the_request_in_flight_
         await asyncio.sleep(0.3)  # the server has read the headers and started the request
 
         sent = time.monotonic()
-        serve.process.send_signal(signal.SIGTERM)
+        serve.process.process.send_signal(signal.SIGTERM)
         await asyncio.sleep(0.3)  # it is shutting down now
         writer.write(body[10:])
         await writer.drain()
@@ -164,7 +143,7 @@ async def test_sigterm_under_load_closes_sockets_finishes_the_request_in_flight_
         writer.close()
 
         closes = [await asyncio.wait_for(ws.closed(), HANG_BOUND) for _, ws in sockets]
-        code = await wait_exit(serve.process, HANG_BOUND)
+        code = await serve.process.exit_status(HANG_BOUND)
         took = time.monotonic() - sent
         print(f"\nSIGTERM to exit under load: {took:.2f} s (exit status {code})")
         await admin.execute("ROLLBACK")
@@ -210,7 +189,7 @@ STUCK_APP = textwrap.dedent(
 
 
 async def test_a_shutdown_that_never_finishes_ends_at_the_bound_with_one_line() -> None:
-    port = free_port()
+    port = serving.free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-c", STUCK_APP, str(port), stderr=asyncio.subprocess.PIPE
     )

@@ -9,13 +9,13 @@ import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
-import uvicorn
 
 from api.app import create_app
 from api.auth import mint_token
 from service.container import Services
 from service.context import Principal, RequestContext, Role
 from service.server import ServerConfig
+from service.serving import in_process
 from service.settings import Settings
 from tests.subscription_support import EVENTS, GraphQLWS
 
@@ -37,15 +37,8 @@ async def port(services: Services, settings: Settings) -> AsyncIterator[int]:
     config = ServerConfig(
         create_app(timeouts, services), timeouts, host="127.0.0.1", port=0, log_level="warning"
     )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    yield server.servers[0].sockets[0].getsockname()[1]
-    server.should_exit = True
-    await task
+    async with in_process(config) as port:
+        yield port
 
 
 async def trickle(port: int, head: bytes, pieces: list[bytes], every: float) -> tuple[bytes, int]:

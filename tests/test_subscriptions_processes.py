@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
-import subprocess
-import sys
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,17 +13,12 @@ from pathlib import Path
 import httpx
 
 from api.auth import mint_token
+from service.serving import ServeProcess
 from tests.subscription_support import CREATE, EVENTS, GraphQLWS
 
 SECRET = "test-secret-long-enough-for-hs256-keys"
 ORDER_CHANGED = "subscription($id: ID!) { orderChanged(id: $id) { id version status lines { sku quantity } total { amount } } }"
 ORDER = "query($id: ID!) { order(id: $id) { id version status lines { sku quantity } total { amount } } }"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Served:
@@ -43,8 +36,9 @@ class Served:
         return body["data"]  # type: ignore[no-any-return]
 
 
-async def spawn_serve(dsn: str, redis_url: str, data_dir: Path, port: int) -> asyncio.subprocess.Process:
-    """`eventgraph serve` on `port`, without the relay and the saga (they need a private stream)."""
+@asynccontextmanager
+async def serve(dsn: str, redis_url: str, data_dir: Path) -> AsyncIterator[Served]:
+    """`eventgraph serve`, without the relay and the saga (they need a private stream)."""
     env = {
         **os.environ,
         "DATABASE_URL": dsn,
@@ -54,31 +48,16 @@ async def spawn_serve(dsn: str, redis_url: str, data_dir: Path, port: int) -> as
         "EVENTGRAPH_RUN_RELAY": "0",
         "EVENTGRAPH_RUN_SAGA": "0",
     }
-    cli = Path(sys.executable).parent / "eventgraph"
-    return await asyncio.create_subprocess_exec(
-        str(cli), "serve", "--port", str(port), "--log-level", "warning", env=env, stdout=subprocess.DEVNULL
-    )
-
-
-@asynccontextmanager
-async def serve(dsn: str, redis_url: str, data_dir: Path) -> AsyncIterator[Served]:
-    port = free_port()
-    process = await spawn_serve(dsn, redis_url, data_dir, port)
-    served = Served(port)
+    process = ServeProcess(env, data_dir / f"serve-{uuid.uuid4().hex[:8]}.log", "--log-level", "warning")
     try:
-        for _ in range(600):
-            assert process.returncode is None, "eventgraph serve exited"
-            try:
-                if (await served.http.get("/healthz")).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.05)
-        yield served
+        await asyncio.to_thread(process.wait_healthy)
+        served = Served(process.port)
+        try:
+            yield served
+        finally:
+            await served.http.aclose()
     finally:
-        await served.http.aclose()
-        process.terminate()
-        await asyncio.wait_for(process.wait(), 20)
+        await asyncio.to_thread(process.terminate, within=20)
 
 
 async def test_a_subscription_on_one_process_sees_writes_made_through_another(

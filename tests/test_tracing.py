@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,11 +18,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from api.auth import mint_token
-from benchmarks._serve import wait_healthy
 from eventstore.tracing import enable_recording
+from service.serving import ServeProcess
 from service.tracing import configure_tracing
 from tests.conftest import Api
-from tests.test_api_serve import free_port
 from tests.test_saga_serve import SECRET, gql, order_status, served  # noqa: F401 - the fixture
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -107,7 +104,6 @@ def test_spans_go_out_over_otlp_http_and_json_logs_carry_the_ids(
 ) -> None:
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
-    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -121,16 +117,11 @@ def test_spans_go_out_over_otlp_http_and_json_logs_carry_the_ids(
         "OTEL_BSP_SCHEDULE_DELAY": "100",
         "EVENTGRAPH_LOG_FORMAT": "json",
     }
-    cli = str(Path(sys.executable).parent / "eventgraph")
     log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log_file:
-        server = subprocess.Popen(
-            [cli, "serve", "--port", str(port), "--log-level", "info"],
-            env=env, stdout=subprocess.DEVNULL, stderr=log_file,
-        )
-    base = f"http://127.0.0.1:{port}"
+    server = ServeProcess(env, log_path, "--log-level", "info", log_only=True)
+    base = server.url
     try:
-        wait_healthy(base, server)
+        server.wait_healthy()
         token = mint_token(SECRET, "cus_1", "customer")
         response = httpx.post(
             f"{base}/graphql",
@@ -140,8 +131,7 @@ def test_spans_go_out_over_otlp_http_and_json_logs_carry_the_ids(
         )
         assert "errors" not in response.json(), response.text
     finally:
-        server.terminate()  # a stopping process flushes what it batched
-        server.wait(timeout=30)
+        server.terminate(within=30)  # a stopping process flushes what it batched
         receiver.shutdown()
     spans = {
         span.name: (span, resource)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import redis
 
-from benchmarks._serve import free_port
+from compat.embedded_postgres import postgres_bin
+from service.serving import free_port
 from tests.relay_support import RedisProcess
 
 DEBIAN_PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -21,9 +22,7 @@ DEBIAN_PG_BIN = Path("/usr/lib/postgresql/15/bin")
 def _pg_bin() -> Path:
     if (DEBIAN_PG_BIN / "pg_ctl").exists():
         return DEBIAN_PG_BIN
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-    return Path(POSTGRES_BIN_PATH)
+    return postgres_bin()
 
 
 def _server_user() -> str | None:

@@ -79,7 +79,7 @@ class FaultRun:
             data = self.work / f"node-{n}"
             data.mkdir()
             node_env = {**env, "EVENTGRAPH_DATA_DIR": str(data)}
-            self.nodes.append(ServeProcess(node_env, data, self.work / f"node-{n}.log", "--log-level", "warning"))
+            self.nodes.append(ServeProcess(node_env, self.work / f"node-{n}.log", "--log-level", "warning", cwd=data))
         for node in self.nodes:
             node.wait_healthy()
 
