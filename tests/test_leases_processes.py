@@ -18,7 +18,8 @@ import httpx
 
 from api.auth import mint_token
 from readmodels.registry import PROJECTIONS
-from tests.test_subscriptions_processes import SECRET, free_port, spawn_serve
+from service.serving import ServeProcess
+from tests.test_subscriptions_processes import SECRET, serve_process
 
 HANG_BOUND = 60.0  # seconds: only against a hang; the figures are printed, not asserted
 STATUS = "{ projections { name owner } }"
@@ -27,9 +28,9 @@ STATUS = "{ projections { name owner } }"
 class Node:
     """One `eventgraph serve` process: its HTTP client and its "<host>:<pid>"."""
 
-    def __init__(self, process: asyncio.subprocess.Process, port: int) -> None:
+    def __init__(self, process: ServeProcess) -> None:
         self.process = process
-        self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        self.http = httpx.AsyncClient(base_url=process.url, timeout=30)
         self.name = f"{socket.gethostname()}:{process.pid}"
 
     async def owners(self) -> dict[str, str | None]:
@@ -41,25 +42,14 @@ class Node:
 
     async def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         await self.http.aclose()
-        if self.process.returncode is None:
-            self.process.send_signal(sig)
-            await asyncio.wait_for(self.process.wait(), 20)
+        await asyncio.to_thread(self.process.terminate, sig, 20)
 
 
 async def start_node(dsn: str, redis_url: str, data_dir: Path) -> Node:
-    port = free_port()
-    process = await spawn_serve(dsn, redis_url, data_dir, port)
-    node = Node(process, port)
-    deadline = time.monotonic() + HANG_BOUND
-    while time.monotonic() < deadline:
-        assert process.returncode is None, "eventgraph serve exited"
-        try:
-            if (await node.http.get("/healthz")).status_code == 200:
-                return node
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.05)
-    raise AssertionError("eventgraph serve did not start")
+    process = serve_process(dsn, redis_url, data_dir)
+    node = Node(process)
+    await process.started(HANG_BOUND)
+    return node
 
 
 def spread_fairly(owners: dict[str, str | None], live: list[Node]) -> bool:

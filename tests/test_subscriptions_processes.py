@@ -36,8 +36,7 @@ class Served:
         return body["data"]  # type: ignore[no-any-return]
 
 
-@asynccontextmanager
-async def serve(dsn: str, redis_url: str, data_dir: Path) -> AsyncIterator[Served]:
+def serve_process(dsn: str, redis_url: str, data_dir: Path) -> ServeProcess:
     """`eventgraph serve`, without the relay and the saga (they need a private stream)."""
     env = {
         **os.environ,
@@ -48,7 +47,12 @@ async def serve(dsn: str, redis_url: str, data_dir: Path) -> AsyncIterator[Serve
         "EVENTGRAPH_RUN_RELAY": "0",
         "EVENTGRAPH_RUN_SAGA": "0",
     }
-    process = ServeProcess(env, data_dir / f"serve-{uuid.uuid4().hex[:8]}.log", "--log-level", "warning")
+    return ServeProcess(env, data_dir / f"serve-{uuid.uuid4().hex[:8]}.log", "--log-level", "warning")
+
+
+@asynccontextmanager
+async def serve(dsn: str, redis_url: str, data_dir: Path) -> AsyncIterator[Served]:
+    process = serve_process(dsn, redis_url, data_dir)
     try:
         await asyncio.to_thread(process.wait_healthy)
         served = Served(process.port)
