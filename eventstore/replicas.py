@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
+from eventstore.errors import StoreUnavailable
 from eventstore.pool import DROPPED, Pool, create_pool, fetch_read
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,16 @@ CHECK_TIMEOUT = 1.0  # seconds a lag check may take before the replica counts as
 REPLICA_READ_TIMEOUT = 5.0
 SAMPLES_KEPT = 30.0  # seconds of the primary's WAL positions kept to date a replica's lag
 
-# A replica that stopped, restarted, or cancelled our read to replay WAL (a recovery conflict).
-REPLICA_FAILED = (*DROPPED, OSError, TimeoutError, asyncpg.CannotConnectNowError, asyncpg.SerializationError)
+# A replica that stopped, restarted, or cancelled our read to replay WAL (a recovery conflict);
+# its pool reports a server it cannot reach as StoreUnavailable.
+REPLICA_FAILED = (
+    *DROPPED,
+    OSError,
+    TimeoutError,
+    StoreUnavailable,
+    asyncpg.CannotConnectNowError,
+    asyncpg.SerializationError,
+)
 
 _PRIMARY_WAL = "SELECT (pg_current_wal_flush_lsn() - '0/0'::pg_lsn)::bigint"
 _REPLAYED_WAL = "SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint"  # NULL: not a standby
