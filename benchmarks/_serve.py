@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import re
@@ -214,3 +215,20 @@ def _latency(text: str, percentile: str) -> float:
         return float("nan")
     value, unit = float(match.group(1)), match.group(2)
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def wrk_arguments(description: str | None, *, seconds: int, connections: int = 32, connections_help: str | None = None) -> argparse.ArgumentParser:
+    """The command line every wrk benchmark starts from: `--seconds` and `--connections`."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=seconds)
+    parser.add_argument("--connections", type=int, default=connections, help=connections_help)
+    return parser
+
+
+def wrk_installed() -> bool:
+    """Whether wrk is on the PATH; says how to get it when not."""
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
+        return False
+    return True
+

@@ -15,12 +15,9 @@ Needs wrk (`apt-get install -y wrk`).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
-import shutil
-import sys
 
 import httpx
 
@@ -33,6 +30,8 @@ from benchmarks._serve import (
     profiled,
     run_wrk,
     served,
+    wrk_arguments,
+    wrk_installed,
 )
 
 ORDERS = 1000
@@ -70,14 +69,11 @@ async def create_orders(base: str, token: str, count: int) -> list[str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=32)
+    parser = wrk_arguments(__doc__, seconds=10, connections=32)
     parser.add_argument("--with-workers", action="store_true", help="keep projections, relay and saga on")
     parser.add_argument("--profile", metavar="OUT", help="py-spy record the server during the addItem run (OUT.svg/.txt)")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
+    if not wrk_installed():
         return 2
 
     env = {} if args.with_workers else {

@@ -14,12 +14,9 @@ machine's terms. Prints req/s, latencies, server CPU per request and the ratios.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
-import shutil
-import sys
 import time
 
 import httpx
@@ -33,6 +30,8 @@ from benchmarks._serve import (
     profiled,
     run_wrk,
     served,
+    wrk_arguments,
+    wrk_installed,
 )
 from eventstore import Appender, AppendRequest, NewEvent, StreamWrite
 from eventstore.pool import create_pool
@@ -107,14 +106,11 @@ def wait_projected(base: str, token: str, timeout: float = 120) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=32)
+    parser = wrk_arguments(__doc__, seconds=10, connections=32)
     parser.add_argument("--orders", type=int, default=2000)
     parser.add_argument("--profile", metavar="OUT", help="py-spy record the server during the order(id) run (OUT.svg/.txt)")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
+    if not wrk_installed():
         return 2
 
     load_before = os.getloadavg()[0]

@@ -13,10 +13,8 @@ Needs wrk (`apt-get install -y wrk`).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -26,7 +24,7 @@ from contextlib import contextmanager
 import httpx
 
 from api.auth import mint_token
-from benchmarks._serve import free_port, run_wrk, served
+from benchmarks._serve import free_port, run_wrk, served, wrk_arguments, wrk_installed
 from benchmarks.http_mutations import ADD_ITEM, LUA, create_orders
 from benchmarks.http_reads import ORDER, ORDER_LUA
 
@@ -85,14 +83,11 @@ def measure(env: dict[str, str], seconds: int, connections: int) -> dict[str, di
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--connections", type=int, default=32)
+    parser = wrk_arguments(__doc__, seconds=5, connections=32)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--sampler-ratio", type=float, default=1.0, help="parent-based trace-id ratio")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
+    if not wrk_installed():
         return 2
     totals: dict[str, dict[str, list[float]]] = {"off": {}, "on": {}}
     cpu: dict[str, dict[str, list[float]]] = {"off": {}, "on": {}}

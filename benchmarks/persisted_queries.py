@@ -11,17 +11,14 @@ latencies and the server's CPU per request. Needs wrk (`apt-get install -y wrk`)
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
-import shutil
-import sys
 
 import httpx
 
 from api.auth import mint_token
-from benchmarks._serve import run_wrk, served
+from benchmarks._serve import run_wrk, served, wrk_arguments, wrk_installed
 
 QUERY = "query Bench { headPosition }"
 
@@ -52,12 +49,9 @@ end
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--connections", type=int, default=32)
+    parser = wrk_arguments(__doc__, seconds=5, connections=32)
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
+    if not wrk_installed():
         return 2
 
     sha256 = hashlib.sha256(QUERY.encode()).hexdigest()

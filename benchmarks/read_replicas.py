@@ -22,9 +22,7 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import statistics
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -34,7 +32,7 @@ from pathlib import Path
 import psutil
 
 from api.auth import mint_token
-from benchmarks._serve import Served, run_wrk, served
+from benchmarks._serve import Served, run_wrk, served, wrk_arguments, wrk_installed
 from benchmarks.http_mutations import ADD_ITEM, create_orders
 from benchmarks.http_mutations import LUA as ADD_ITEM_LUA
 from benchmarks.http_reads import LIST_LUA, ORDER, ORDER_LUA, ORDERS, seed, wait_projected
@@ -107,15 +105,12 @@ def phase(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=int, default=8)
-    parser.add_argument("--connections", type=int, default=16, help="wrk connections for the reads")
+    parser = wrk_arguments(__doc__, seconds=8, connections=16, connections_help="wrk connections for the reads")
     parser.add_argument("--write-connections", type=int, default=8, help="wrk connections for addItem")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--orders", type=int, default=2000)
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
+    if not wrk_installed():
         return 2
 
     load_before = os.getloadavg()[0]

@@ -17,20 +17,25 @@ Needs wrk (`apt-get install -y wrk`).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
 import os
-import shutil
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
 from api.auth import mint_token
-from benchmarks._serve import TYPENAME_LUA, cpu_seconds, profiled, run_wrk, served
+from benchmarks._serve import (
+    TYPENAME_LUA,
+    cpu_seconds,
+    profiled,
+    run_wrk,
+    served,
+    wrk_arguments,
+    wrk_installed,
+)
 from benchmarks.http_mutations import ADD_ITEM, create_orders
 from benchmarks.http_mutations import LUA as ADD_ITEM_LUA
 from benchmarks.http_mutations import ORDERS as ORDER_COUNT
@@ -69,14 +74,11 @@ def scripts(work: Path, token: str, orders: list[str], listed: bool) -> dict[str
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=32)
+    parser = wrk_arguments(__doc__, seconds=10, connections=32)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--profile", metavar="OUT", help="py-spy record the workers-on server during its first addItem run")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
+    if not wrk_installed():
         return 2
 
     load_before = os.getloadavg()[0]
