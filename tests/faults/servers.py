@@ -12,28 +12,9 @@ from pathlib import Path
 
 import redis
 
-from compat.embedded_postgres import postgres_bin
 from service.serving import free_port
+from tests.private_postgres import cluster_binaries, cluster_user
 from tests.relay_support import RedisProcess
-
-DEBIAN_PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def _pg_bin() -> Path:
-    if (DEBIAN_PG_BIN / "pg_ctl").exists():
-        return DEBIAN_PG_BIN
-    return postgres_bin()
-
-
-def _server_user() -> str | None:
-    """initdb refuses root: as root, run the cluster as an unprivileged user."""
-    if os.geteuid() != 0:
-        return None
-    for name in ("postgres", "embedded_postgres"):
-        with contextlib.suppress(KeyError):
-            pwd.getpwnam(name)
-            return name
-    raise RuntimeError("running as root needs a `postgres` or `embedded_postgres` user")
 
 
 def _wait_for_port(port: int, within: float = 15) -> None:
@@ -49,8 +30,8 @@ class PrivatePostgres:
     """A PostgreSQL 15 cluster in ``work/pg`` on a free 127.0.0.1 port (trust auth)."""
 
     def __init__(self, work: Path) -> None:
-        self.bin = _pg_bin()
-        self.user = _server_user()
+        self.bin = cluster_binaries()
+        self.user = cluster_user()
         self.pgdata = work / "pg"
         self.port = free_port()
         self.log = self.pgdata / "server.log"
