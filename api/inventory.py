@@ -9,18 +9,21 @@ from typing import TypeVar
 import strawberry
 from strawberry.dataloader import DataLoader
 
+from api.commands import command_mutation
 from api.context import Context, Info
 from api.types import Money, Node
+from domain.commands import DepositFunds, RegisterProduct, RestockProduct
 from domain.ids import check_id
 from domain.product import Product as ProductAggregate
 from domain.product import product_stream
-from domain.wallet import Wallet as WalletAggregate
 from eventstore.pool import Pool
 from readmodels.consistency import pinned_source
 from readmodels.products import ProductProjection, ProductView
 from readmodels.wallets import WalletProjection, WalletView
 from service.errors import NotFound
 from service.events import parse_position
+from service.inventory import ProductResult
+from service.payments import WalletResult
 
 PRODUCT_ID_PREFIX = product_stream("")  # a Product's Node id is its stream id
 K = TypeVar("K")
@@ -169,36 +172,27 @@ class InventoryQuery:
         return Wallet.of(view)
 
 
-def _wallet_payload(wallet: WalletAggregate, position: int) -> WalletPayload:
+def _product_payload(result: ProductResult) -> ProductPayload:
+    return ProductPayload(product=Product.of_aggregate(result.aggregate), position=str(result.position))
+
+
+def _wallet_payload(result: WalletResult) -> WalletPayload:
+    wallet = result.aggregate
     balance = Money.of(wallet.balance, wallet.currency or "USD")
-    return WalletPayload(wallet=Wallet(customer_id=strawberry.ID(wallet.customer_id), balance=balance), position=str(position))
+    return WalletPayload(
+        wallet=Wallet(customer_id=strawberry.ID(wallet.customer_id), balance=balance), position=str(result.position)
+    )
 
 
 @strawberry.type
 class InventoryMutation:
-    @strawberry.mutation(description="Staff: a new product with its price and initial stock.")
-    async def register_product(self, info: Info, input: RegisterProductInput) -> ProductPayload:
-        c = info.context
-        result = await c.services.products.register_product(
-            c.ctx,
-            sku=input.sku,
-            name=input.name,
-            price=input.price,
-            currency=input.currency or "USD",
-            initial_stock=0 if input.initial_stock is None else input.initial_stock,
-        )
-        return ProductPayload(product=Product.of_aggregate(result.aggregate), position=str(result.position))
-
-    @strawberry.mutation(description="Staff: more units of a product.")
-    async def restock_product(self, info: Info, input: RestockProductInput) -> ProductPayload:
-        c = info.context
-        result = await c.services.products.restock_product(c.ctx, sku=input.sku, quantity=input.quantity)
-        return ProductPayload(product=Product.of_aggregate(result.aggregate), position=str(result.position))
-
-    @strawberry.mutation(description="Staff: funds into a customer's wallet.")
-    async def deposit_funds(self, info: Info, input: DepositFundsInput) -> WalletPayload:
-        c = info.context
-        result = await c.services.wallets.deposit_funds(
-            c.ctx, customer_id=input.customer_id, amount=input.amount, currency=input.currency or "USD"
-        )
-        return _wallet_payload(result.aggregate, result.position)
+    register_product = command_mutation(
+        RegisterProductInput, RegisterProduct, _product_payload,
+        description="Staff: a new product with its price and initial stock.",
+    )
+    restock_product = command_mutation(
+        RestockProductInput, RestockProduct, _product_payload, description="Staff: more units of a product."
+    )
+    deposit_funds = command_mutation(
+        DepositFundsInput, DepositFunds, _wallet_payload, description="Staff: funds into a customer's wallet."
+    )

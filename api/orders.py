@@ -7,9 +7,11 @@ from decimal import Decimal
 
 import strawberry
 
+from api.commands import command_mutation
 from api.context import Info
 from api.inputs import flat_input
 from api.types import Order, OrderPayload
+from domain.commands import AddItem, CancelOrder, CreateOrder, RemoveItem, SubmitOrder
 from readmodels.views import order_view
 from service.orders import OrderResult
 
@@ -72,72 +74,11 @@ class CancelOrderInput:
 
 @strawberry.type
 class OrderMutation:
-    @strawberry.mutation
-    async def create_order(self, info: Info, input: CreateOrderInput) -> OrderPayload:
-        c = info.context
-        return payload(
-            await c.services.orders.create_order(
-                c.ctx,
-                customer_id=input.customer_id,
-                currency=input.currency or "USD",
-                order_id=input.order_id,
-                idempotency_key=input.idempotency_key,
-            )
-        )
-
-    @strawberry.mutation
-    async def add_item(self, info: Info, input: AddItemInput) -> OrderPayload:
-        c = info.context
-        return payload(
-            await c.services.orders.add_item(
-                c.ctx,
-                order_id=input.order_id,
-                sku=input.sku,
-                quantity=input.quantity,
-                unit_price=input.unit_price,
-                discount=input.discount if input.discount is not None else Decimal(0),
-                expected_version=input.expected_version,
-                idempotency_key=input.idempotency_key,
-            )
-        )
-
-    @strawberry.mutation
-    async def remove_item(self, info: Info, input: RemoveItemInput) -> OrderPayload:
-        c = info.context
-        return payload(
-            await c.services.orders.remove_item(
-                c.ctx,
-                order_id=input.order_id,
-                sku=input.sku,
-                expected_version=input.expected_version,
-                idempotency_key=input.idempotency_key,
-            )
-        )
-
-    @strawberry.mutation
-    async def submit_order(self, info: Info, input: SubmitOrderInput) -> OrderPayload:
-        c = info.context
-        return payload(
-            await c.services.orders.submit_order(
-                c.ctx,
-                order_id=input.order_id,
-                expected_version=input.expected_version,
-                idempotency_key=input.idempotency_key,
-            )
-        )
-
-    @strawberry.mutation
-    async def cancel_order(self, info: Info, input: CancelOrderInput) -> OrderPayload:
-        c = info.context
-        return payload(
-            await c.services.orders.cancel_order(
-                c.ctx,
-                order_id=input.order_id,
-                reason=input.reason,
-                expected_version=input.expected_version,
-                idempotency_key=input.idempotency_key,
-            )
-        )
+    create_order = command_mutation(CreateOrderInput, CreateOrder, payload)
+    add_item = command_mutation(AddItemInput, AddItem, payload)
+    remove_item = command_mutation(RemoveItemInput, RemoveItem, payload)
+    submit_order = command_mutation(SubmitOrderInput, SubmitOrder, payload)
+    cancel_order = command_mutation(CancelOrderInput, CancelOrder, payload)
 
 
 @strawberry.type

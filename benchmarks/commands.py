@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import uvloop
 
 from benchmarks._db import drop_database, scratch_database
+from domain.commands import AddItem, CreateOrder
 from eventstore.pool import create_pool
 from service.container import Services
 from service.context import Principal, RequestContext, Role
@@ -56,8 +57,8 @@ async def command_rate(services: Services, orders: list[str], callers: int, seco
         n = 0
         while time.perf_counter() < deadline:
             order_id = orders[(index + n * callers) % len(orders)]
-            await services.orders.add_item(
-                STAFF, order_id=order_id, sku=f"S{index % 50}", quantity=1, unit_price="1.00"
+            await services.execute(
+                STAFF, AddItem(order_id=order_id, sku=f"S{index % 50}", quantity=1, unit_price="1.00")
             )
             n += 1
             done += 1
@@ -110,7 +111,7 @@ async def main(seconds: float) -> None:
         orders = [f"bench-{uuid.uuid4().hex[:8]}-{i}" for i in range(1000)]
         for chunk in range(0, len(orders), 100):
             await asyncio.gather(*(
-                services.orders.create_order(STAFF, customer_id="cus_bench", order_id=o)
+                services.execute(STAFF, CreateOrder(customer_id="cus_bench", order_id=o))
                 for o in orders[chunk : chunk + 100]
             ))
         many = await command_rate(services, orders, 8, seconds)

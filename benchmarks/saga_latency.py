@@ -22,6 +22,7 @@ import uuid
 import redis.asyncio as redis
 
 from benchmarks._redis import run_on_scratch_servers
+from domain.commands import AddItem, CreateOrder, DepositFunds, RegisterProduct, SubmitOrder
 from service.container import Services, build_upcasters
 from service.context import Principal, RequestContext, Role
 from service.relay import OutboxRelay
@@ -37,18 +38,18 @@ CUSTOMERS = 200
 
 async def prepare(services: Services, orders: int) -> list[str]:
     for n in range(PRODUCTS):
-        await services.products.register_product(
-            STAFF, sku=f"P{n}", name=f"Product {n}", price="1.00", initial_stock=1_000_000
+        await services.execute(
+            STAFF, RegisterProduct(sku=f"P{n}", name=f"Product {n}", price="1.00", initial_stock=1_000_000)
         )
     for n in range(CUSTOMERS):
-        await services.wallets.deposit_funds(STAFF, customer_id=f"cus_{n}", amount="1000000.00")
+        await services.execute(STAFF, DepositFunds(customer_id=f"cus_{n}", amount="1000000.00"))
     rng = random.Random(1)
     ids = []
     for n in range(orders):
         order_id = f"ord_bench_{n}"
-        await services.orders.create_order(STAFF, customer_id=f"cus_{n % CUSTOMERS}", order_id=order_id)
+        await services.execute(STAFF, CreateOrder(customer_id=f"cus_{n % CUSTOMERS}", order_id=order_id))
         for sku in rng.sample(range(PRODUCTS), 2):
-            await services.orders.add_item(STAFF, order_id=order_id, sku=f"P{sku}", quantity=1, unit_price="2.50")
+            await services.execute(STAFF, AddItem(order_id=order_id, sku=f"P{sku}", quantity=1, unit_price="2.50"))
         ids.append(order_id)
     return ids
 
@@ -102,7 +103,7 @@ async def measure(args: argparse.Namespace, url: str, redis_url: str) -> None:
         for n, order_id in enumerate(ids):
             await asyncio.sleep(max(0.0, start + n / args.rate - time.perf_counter()))
             submitted[order_id] = time.time()
-            pending.add(asyncio.create_task(services.orders.submit_order(STAFF, order_id=order_id)))
+            pending.add(asyncio.create_task(services.execute(STAFF, SubmitOrder(order_id=order_id))))
         await asyncio.gather(*pending)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # polled: `done` is filled by the watcher

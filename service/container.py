@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from domain.upcasters import UPCASTERS
 from eventstore import NOTIFY_CHANNEL, Appender, EventReader, UpcasterRegistry
@@ -12,15 +13,17 @@ from eventstore.replicas import ReadPools
 from eventstore.snapshots import SnapshotStore
 from readmodels.read_models import ReadModels
 from service.aggregates import Aggregates
+from service.context import RequestContext
 from service.events import EventQueries
-from service.inventory import ProductCommands
+from service.handlers import CommandHandlers, handler_table
+from service.inventory import PRODUCT_HANDLERS
 from service.live import LiveQueries
-from service.orders import OrderCommands
-from service.payments import WalletCommands
+from service.orders import ORDER_HANDLERS, OrderHistory
+from service.payments import WALLET_HANDLERS
 from service.persisted_documents import DocumentStore, document_store
 from service.settings import Settings
 from service.snapshots import Snapshots
-from service.stream_commands import StreamCommands
+from service.stream_commands import CommandResult, StreamCommands
 
 
 def build_upcasters() -> UpcasterRegistry:
@@ -39,12 +42,11 @@ class Services:
     reader: EventReader  # commands' reads: always the primary
     appender: Appender
     commands: StreamCommands
-    orders: OrderCommands
+    handlers: CommandHandlers  # `execute`: every command, by its type
+    orders: OrderHistory
     events: EventQueries
     read_models: ReadModels
     live: LiveQueries
-    products: ProductCommands
-    wallets: WalletCommands
     snapshots: Snapshots
     documents: DocumentStore  # automatic persisted queries' documents
 
@@ -78,15 +80,18 @@ class Services:
             reader=reader,
             appender=appender,
             commands=commands,
-            orders=OrderCommands(commands, history=Aggregates(query_reader, snapshots)),
+            handlers=CommandHandlers(commands, handler_table((*ORDER_HANDLERS, *PRODUCT_HANDLERS, *WALLET_HANDLERS))),
+            orders=OrderHistory(Aggregates(query_reader, snapshots)),
             events=EventQueries(query_reader),
             read_models=read_models,
             live=LiveQueries(hub, reader, read_models),
-            products=ProductCommands(commands),
-            wallets=WalletCommands(commands),
             snapshots=snapshots,
             documents=document_store(settings, pool),
         )
+
+    async def execute(self, ctx: RequestContext, command: Any) -> CommandResult[Any]:
+        """Run a command (domain/commands.py) through the handler registered for its type."""
+        return await self.handlers.execute(ctx, command)
 
     async def close(self) -> None:
         await self.live.hub.close()

@@ -1,22 +1,21 @@
-"""Order command handlers: authorize, build the decision, run it on the order's stream."""
+"""Order command handlers (authorize, say how to decide) and the order's history."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from decimal import Decimal
-from typing import Any
 
 from ulid import ULID
 
-from domain.aggregate import aggregate_id_of
+from domain.commands import AddItem, CancelOrder, CreateOrder, RemoveItem, SubmitOrder
 from domain.errors import InvalidInput
 from domain.ids import check_id
 from domain.order import Order, order_stream
 from service.aggregates import Aggregates
 from service.context import Principal, RequestContext
 from service.errors import Forbidden, NotFound
-from service.stream_commands import Command, CommandResult, StreamCommands, input_fingerprint
+from service.handlers import Handler, Plan
+from service.stream_commands import CommandResult
 
 OrderResult = CommandResult[Order]
 
@@ -31,91 +30,50 @@ def new_order_id() -> str:
     return f"ord_{ULID()}"
 
 
-class OrderCommands:
-    def __init__(self, commands: StreamCommands, history: Aggregates | None = None) -> None:
-        self._commands = commands
-        self._history = history or commands.aggregates  # orderAt's reads (replicas, where configured)
+def create_order(ctx: RequestContext, command: CreateOrder) -> Plan[Order]:
+    if not ctx.principal.can_see_customer(command.customer_id):
+        raise Forbidden("a customer can only create its own orders")
+    order_id = check_id(command.order_id, "orderId") if command.order_id is not None else new_order_id()
 
-    async def create_order(
-        self,
-        ctx: RequestContext,
-        *,
-        customer_id: str,
-        currency: str = "USD",
-        order_id: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> OrderResult:
-        if not ctx.principal.can_see_customer(customer_id):
-            raise Forbidden("a customer can only create its own orders")
-        inputs = {"orderId": order_id, "customerId": customer_id, "currency": currency}
-        order_id = check_id(order_id, "orderId") if order_id is not None else new_order_id()
+    def decide(order: Order) -> None:
+        order.create(command.customer_id, command.currency)
 
-        def decide(order: Order) -> None:
-            order.create(customer_id, currency)
+    return Plan(order_stream(order_id), Order, decide)
 
-        return await self._run(
-            ctx, "createOrder", inputs, order_id, decide, None, idempotency_key, must_exist=False
-        )
 
-    async def add_item(
-        self,
-        ctx: RequestContext,
-        *,
-        order_id: str,
-        sku: str,
-        quantity: int,
-        unit_price: Decimal | str,
-        discount: Decimal | str = "0",
-        expected_version: int | None = None,
-        idempotency_key: str | None = None,
-    ) -> OrderResult:
-        return await self._run(
-            ctx,
-            "addItem",
-            {"sku": sku, "quantity": quantity, "unitPrice": unit_price, "discount": discount},
-            order_id,
-            lambda order: order.add_item(sku, quantity, unit_price, discount),
-            expected_version,
-            idempotency_key,
-        )
+def _on_visible_order(ctx: RequestContext, order_id: str, decide: Callable[[Order], None]) -> Plan[Order]:
+    """A command on an existing order the caller may see (others' read as missing)."""
+    check_id(order_id, "orderId")
+    principal = ctx.principal
+    return Plan(order_stream(order_id), Order, decide, authorize=lambda order: require_visible(order, principal))
 
-    async def remove_item(
-        self,
-        ctx: RequestContext,
-        *,
-        order_id: str,
-        sku: str,
-        expected_version: int | None = None,
-        idempotency_key: str | None = None,
-    ) -> OrderResult:
-        return await self._run(
-            ctx, "removeItem", {"sku": sku}, order_id, lambda order: order.remove_item(sku),
-            expected_version, idempotency_key,
-        )
 
-    async def submit_order(
-        self,
-        ctx: RequestContext,
-        *,
-        order_id: str,
-        expected_version: int | None = None,
-        idempotency_key: str | None = None,
-    ) -> OrderResult:
-        return await self._run(ctx, "submitOrder", {}, order_id, Order.submit, expected_version, idempotency_key)
+def add_item(ctx: RequestContext, command: AddItem) -> Plan[Order]:
+    return _on_visible_order(
+        ctx,
+        command.order_id,
+        lambda order: order.add_item(command.sku, command.quantity, command.unit_price, command.discount),
+    )
 
-    async def cancel_order(
-        self,
-        ctx: RequestContext,
-        *,
-        order_id: str,
-        reason: str,
-        expected_version: int | None = None,
-        idempotency_key: str | None = None,
-    ) -> OrderResult:
-        return await self._run(
-            ctx, "cancelOrder", {"reason": reason}, order_id, lambda order: order.cancel(reason),
-            expected_version, idempotency_key,
-        )
+
+def remove_item(ctx: RequestContext, command: RemoveItem) -> Plan[Order]:
+    return _on_visible_order(ctx, command.order_id, lambda order: order.remove_item(command.sku))
+
+
+def submit_order(ctx: RequestContext, command: SubmitOrder) -> Plan[Order]:
+    return _on_visible_order(ctx, command.order_id, Order.submit)
+
+
+def cancel_order(ctx: RequestContext, command: CancelOrder) -> Plan[Order]:
+    return _on_visible_order(ctx, command.order_id, lambda order: order.cancel(command.reason))
+
+
+ORDER_HANDLERS: tuple[Handler, ...] = (create_order, add_item, remove_item, submit_order, cancel_order)
+
+
+class OrderHistory:
+    def __init__(self, aggregates: Aggregates) -> None:
+        self._aggregates = aggregates  # orderAt's reads (replicas, where configured)
 
     async def order_at(
         self, ctx: RequestContext, order_id: str, *, version: int | None = None, at: datetime | None = None
@@ -124,47 +82,8 @@ class OrderCommands:
         if version is not None and version < 1:
             raise InvalidInput("version must be at least 1")
         check_id(order_id, "order id")
-        order = await self._history.load(
+        order = await self._aggregates.load(
             order_stream(order_id), lambda: Order(order_id), to_version=version, until=at
         )
         require_visible(order, ctx.principal)
         return order
-
-    async def _run(
-        self,
-        ctx: RequestContext,
-        name: str,  # the mutation, and its `inputs` besides the order id and expected version:
-        inputs: dict[str, Any],  # what a reused idempotency key is compared on
-        order_id: str,
-        decide: Callable[[Order], None],
-        expected_version: int | None,
-        idempotency_key: str | None,
-        *,
-        must_exist: bool = True,
-    ) -> OrderResult:
-        check_id(order_id, "orderId")
-        if expected_version is not None and expected_version < 0:
-            raise InvalidInput("expectedVersion must be 0 or more")
-        if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
-            raise InvalidInput("idempotencyKey must be 1-200 characters")
-        principal = ctx.principal
-
-        def authorize(order: Order) -> None:
-            if must_exist:
-                require_visible(order, principal)
-
-        return await self._commands.execute(
-            Command(
-                stream_id=order_stream(order_id),
-                new_aggregate=lambda stream_id: Order(aggregate_id_of(stream_id)),
-                decide=decide,
-                authorize=authorize,
-                metadata=ctx.event_metadata(),
-                expected_version=expected_version,
-                idempotency=(ctx.idempotency_scope, idempotency_key) if idempotency_key else None,
-                # inputs first-hand: createOrder's is the client's orderId, not the one drawn
-                fingerprint=input_fingerprint(
-                    name, **{"orderId": order_id, "expectedVersion": expected_version, **inputs}
-                ) if idempotency_key else None,
-            )
-        )

@@ -6,6 +6,7 @@ import random
 
 import asyncpg
 
+from domain.commands import AddItem, CancelOrder, CreateOrder, RemoveItem, SubmitOrder
 from eventstore.pool import connect
 from readmodels.orders import OrderProjection
 from readmodels.projection import Projection
@@ -26,8 +27,8 @@ async def random_orders(services: Services, count: int, seed: int = 7) -> list[s
     rng = random.Random(seed)
     ids = []
     for i in range(count):
-        result = await services.orders.create_order(
-            STAFF, customer_id=f"cus_{i % 3}", currency=rng.choice(["USD", "JPY", "EUR"])
+        result = await services.execute(
+            STAFF, CreateOrder(customer_id=f"cus_{i % 3}", currency=rng.choice(["USD", "JPY", "EUR"]))
         )
         ids.append(result.aggregate.id)
     for _ in range(count * 5):
@@ -41,15 +42,15 @@ async def random_orders(services: Services, count: int, seed: int = 7) -> list[s
             sku = f"SKU{rng.randrange(4)}"
             if sku in order.lines:
                 price = str(order.lines[sku].unit_price)
-            await services.orders.add_item(
-                STAFF, order_id=order_id, sku=sku, quantity=rng.randrange(1, 4), unit_price=price
+            await services.execute(
+                STAFF, AddItem(order_id=order_id, sku=sku, quantity=rng.randrange(1, 4), unit_price=price)
             )
         elif roll < 0.75:
-            await services.orders.remove_item(STAFF, order_id=order_id, sku=rng.choice(list(order.lines)))
+            await services.execute(STAFF, RemoveItem(order_id=order_id, sku=rng.choice(list(order.lines))))
         elif roll < 0.9:
-            await services.orders.submit_order(STAFF, order_id=order_id)
+            await services.execute(STAFF, SubmitOrder(order_id=order_id))
         else:
-            await services.orders.cancel_order(STAFF, order_id=order_id, reason="changed my mind")
+            await services.execute(STAFF, CancelOrder(order_id=order_id, reason="changed my mind"))
     return ids
 
 

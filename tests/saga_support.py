@@ -9,13 +9,12 @@ from decimal import Decimal
 
 import redis.asyncio as redis
 
+from domain.commands import AddItem, CreateOrder, DepositFunds, RegisterProduct, SubmitOrder
 from domain.order import Order, OrderStatus, order_stream
 from domain.product import Product, product_stream
 from domain.wallet import Wallet, wallet_stream
 from service.container import Services, build_upcasters
 from service.context import Principal, RequestContext, Role
-from service.inventory import ProductCommands
-from service.payments import WalletCommands
 from service.relay import OutboxRelay
 from service.saga.consumer import StreamConsumer
 from service.saga.reactions import ALL_REACTIONS, Reactions
@@ -65,13 +64,14 @@ async def saga(services: Services, client: redis.Redis, key: str) -> AsyncIterat
 
 
 async def stock(services: Services, **products: int) -> None:
-    commands = ProductCommands(services.commands)
     for sku, quantity in products.items():
-        await commands.register_product(staff(), sku=sku, name=f"Product {sku}", price="1.00", initial_stock=quantity)
+        await services.execute(
+            staff(), RegisterProduct(sku=sku, name=f"Product {sku}", price="1.00", initial_stock=quantity)
+        )
 
 
 async def deposit(services: Services, customer_id: str, amount: str) -> None:
-    await WalletCommands(services.commands).deposit_funds(staff(), customer_id=customer_id, amount=amount)
+    await services.execute(staff(), DepositFunds(customer_id=customer_id, amount=amount))
 
 
 async def place_order(
@@ -79,11 +79,12 @@ async def place_order(
     correlation_id: str | None = None,
 ) -> None:
     """Create, fill and submit an order; the submit runs under `correlation_id`."""
-    orders = services.orders
-    await orders.create_order(customer(customer_id), customer_id=customer_id, order_id=order_id)
+    await services.execute(customer(customer_id), CreateOrder(customer_id=customer_id, order_id=order_id))
     for sku, (quantity, price) in lines.items():
-        await orders.add_item(customer(customer_id), order_id=order_id, sku=sku, quantity=quantity, unit_price=price)
-    await orders.submit_order(customer(customer_id, correlation_id), order_id=order_id)
+        await services.execute(
+            customer(customer_id), AddItem(order_id=order_id, sku=sku, quantity=quantity, unit_price=price)
+        )
+    await services.execute(customer(customer_id, correlation_id), SubmitOrder(order_id=order_id))
 
 
 async def order(services: Services, order_id: str) -> Order:

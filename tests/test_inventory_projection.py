@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncpg
 
+from domain.commands import RestockProduct
 from readmodels.products import ProductProjection
 from readmodels.rebuild import rebuild
 from readmodels.wallets import WalletProjection
 from service.container import Services, build_upcasters
-from service.inventory import ProductCommands
 from service.saga.reactions import Inventory
 from service.saga.tracked import TrackedAppends
 from tests.projection_helpers import run_to_head
@@ -46,7 +46,7 @@ async def _history(services: Services, broker) -> None:  # type: ignore[no-untyp
             return (a.available, a.reserved) == (8, 0)
 
         await eventually(settled_stock)
-    await ProductCommands(services.commands).restock_product(staff(), sku="C", quantity=4)
+    await services.execute(staff(), RestockProduct(sku="C", quantity=4))
 
 
 async def _rows(dsn: str) -> tuple[list[asyncpg.Record], ...]:

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from domain.commands import AddItem, CancelOrder, CreateOrder, SubmitOrder
 from domain.errors import InvalidInput, RuleViolation
 from domain.order import Order, OrderStatus
 from eventstore import ConcurrencyConflict
@@ -20,16 +21,16 @@ STAFF = RequestContext.new(Principal("staff_1", Role.STAFF))
 
 
 async def create(services: Services, order_id: str = "o1") -> None:
-    await services.orders.create_order(CUSTOMER, customer_id="cus_1", order_id=order_id)
+    await services.execute(CUSTOMER, CreateOrder(customer_id="cus_1", order_id=order_id))
 
 
 async def test_create_add_submit_with_exact_total(services: Services) -> None:
-    created = await services.orders.create_order(CUSTOMER, customer_id="cus_1")
+    created = await services.execute(CUSTOMER, CreateOrder(customer_id="cus_1"))
     order_id = created.aggregate.id
     assert order_id.startswith("ord_") and len(order_id) == 30
-    await services.orders.add_item(CUSTOMER, order_id=order_id, sku="A", quantity=1, unit_price="0.10")
-    await services.orders.add_item(CUSTOMER, order_id=order_id, sku="B", quantity=1, unit_price="0.20")
-    submitted = await services.orders.submit_order(CUSTOMER, order_id=order_id)
+    await services.execute(CUSTOMER, AddItem(order_id=order_id, sku="A", quantity=1, unit_price="0.10"))
+    await services.execute(CUSTOMER, AddItem(order_id=order_id, sku="B", quantity=1, unit_price="0.20"))
+    submitted = await services.execute(CUSTOMER, SubmitOrder(order_id=order_id))
     assert submitted.aggregate.status is OrderStatus.SUBMITTED
     assert submitted.events[-1].data == {"total": "0.30"}
     assert submitted.stream_version == 4 and submitted.position == 4
@@ -42,7 +43,7 @@ async def test_forty_concurrent_add_items_lose_nothing(services: Services) -> No
     await create(services)
     results = await asyncio.gather(
         *(
-            services.orders.add_item(CUSTOMER, order_id="o1", sku=f"SKU{i}", quantity=1, unit_price="1.00")
+            services.execute(CUSTOMER, AddItem(order_id="o1", sku=f"SKU{i}", quantity=1, unit_price="1.00"))
             for i in range(40)
         )
     )
@@ -59,8 +60,8 @@ async def test_concurrent_writers_in_two_processes_lose_nothing(services: Servic
     try:
         await create(services)
         calls = [
-            (services if i % 2 else other).orders.add_item(
-                CUSTOMER, order_id="o1", sku=f"SKU{i}", quantity=1, unit_price="1.00"
+            (services if i % 2 else other).execute(
+                CUSTOMER, AddItem(order_id="o1", sku=f"SKU{i}", quantity=1, unit_price="1.00")
             )
             for i in range(60)
         ]
@@ -74,10 +75,10 @@ async def test_concurrent_writers_in_two_processes_lose_nothing(services: Servic
 
 async def test_stale_expected_version_is_a_typed_conflict_and_appends_nothing(services: Services) -> None:
     await create(services)
-    await services.orders.add_item(CUSTOMER, order_id="o1", sku="A", quantity=1, unit_price="1.00", expected_version=1)
+    await services.execute(CUSTOMER, AddItem(order_id="o1", sku="A", quantity=1, unit_price="1.00", expected_version=1))
     with pytest.raises(ConcurrencyConflict) as caught:
-        await services.orders.add_item(
-            CUSTOMER, order_id="o1", sku="B", quantity=1, unit_price="1.00", expected_version=1
+        await services.execute(
+            CUSTOMER, AddItem(order_id="o1", sku="B", quantity=1, unit_price="1.00", expected_version=1)
         )
     assert (caught.value.expected_version, caught.value.actual_version) == (1, 2)
     assert await services.reader.head_position() == 2
@@ -86,8 +87,8 @@ async def test_stale_expected_version_is_a_typed_conflict_and_appends_nothing(se
 async def test_same_idempotency_key_twice_appends_once_and_returns_the_first_result(services: Services) -> None:
     await create(services)
     first, second = [
-        await services.orders.add_item(
-            CUSTOMER, order_id="o1", sku="A", quantity=1, unit_price="1.00", idempotency_key="k-1"
+        await services.execute(
+            CUSTOMER, AddItem(order_id="o1", sku="A", quantity=1, unit_price="1.00", idempotency_key="k-1")
         )
         for _ in range(2)
     ]
@@ -96,8 +97,8 @@ async def test_same_idempotency_key_twice_appends_once_and_returns_the_first_res
     assert [e.event_id for e in second.events] == [e.event_id for e in first.events]
     assert await services.reader.head_position() == 2
     # Keys are per caller: another caller's same key is a new command.
-    await services.orders.add_item(
-        STAFF, order_id="o1", sku="B", quantity=1, unit_price="1.00", idempotency_key="k-1"
+    await services.execute(
+        STAFF, AddItem(order_id="o1", sku="B", quantity=1, unit_price="1.00", idempotency_key="k-1")
     )
     assert await services.reader.head_position() == 3
 
@@ -106,8 +107,8 @@ async def test_concurrent_repeats_of_one_key_append_once(services: Services) -> 
     await create(services)
     results = await asyncio.gather(
         *(
-            services.orders.add_item(
-                CUSTOMER, order_id="o1", sku="A", quantity=1, unit_price="1.00", idempotency_key="k-2"
+            services.execute(
+                CUSTOMER, AddItem(order_id="o1", sku="A", quantity=1, unit_price="1.00", idempotency_key="k-2")
             )
             for _ in range(10)
         )
@@ -128,27 +129,27 @@ async def test_concurrent_repeats_of_one_key_append_once(services: Services) -> 
 async def test_bad_input_appends_nothing(services: Services, kwargs: dict, error: type) -> None:  # type: ignore[type-arg]
     await create(services)
     with pytest.raises(error):
-        await services.orders.add_item(CUSTOMER, order_id="o1", sku="A", **kwargs)
+        await services.execute(CUSTOMER, AddItem(order_id="o1", sku="A", **kwargs))
     assert await services.reader.head_position() == 1
 
 
 async def test_unknown_or_foreign_order_is_not_found(services: Services) -> None:
     with pytest.raises(NotFound):
-        await services.orders.submit_order(CUSTOMER, order_id="missing")
+        await services.execute(CUSTOMER, SubmitOrder(order_id="missing"))
     await create(services)
     with pytest.raises(NotFound):
-        await services.orders.add_item(OTHER, order_id="o1", sku="A", quantity=1, unit_price="1.00")
+        await services.execute(OTHER, AddItem(order_id="o1", sku="A", quantity=1, unit_price="1.00"))
     with pytest.raises(InvalidInput):
-        await services.orders.submit_order(CUSTOMER, order_id="not a valid id!")
+        await services.execute(CUSTOMER, SubmitOrder(order_id="not a valid id!"))
     with pytest.raises(Forbidden):
-        await services.orders.create_order(OTHER, customer_id="cus_1")
+        await services.execute(OTHER, CreateOrder(customer_id="cus_1"))
     assert await services.reader.head_position() == 1
 
 
 async def test_rule_violations_append_nothing(services: Services) -> None:
     await create(services)
     with pytest.raises(RuleViolation):
-        await services.orders.submit_order(CUSTOMER, order_id="o1")
+        await services.execute(CUSTOMER, SubmitOrder(order_id="o1"))
     with pytest.raises(RuleViolation):
         await create(services)
     assert await services.reader.head_position() == 1
@@ -156,8 +157,8 @@ async def test_rule_violations_append_nothing(services: Services) -> None:
 
 async def test_staff_commands_any_order_and_order_at_time_travels(services: Services) -> None:
     await create(services)
-    await services.orders.add_item(STAFF, order_id="o1", sku="A", quantity=2, unit_price="3.00")
-    await services.orders.cancel_order(STAFF, order_id="o1", reason="fraud check")
+    await services.execute(STAFF, AddItem(order_id="o1", sku="A", quantity=2, unit_price="3.00"))
+    await services.execute(STAFF, CancelOrder(order_id="o1", reason="fraud check"))
     then = await services.orders.order_at(CUSTOMER, "o1", version=2)
     assert then.status is OrderStatus.DRAFT and then.total == Decimal("6.00") and then.version == 2
     now = await services.orders.order_at(CUSTOMER, "o1")
@@ -168,8 +169,8 @@ async def test_staff_commands_any_order_and_order_at_time_travels(services: Serv
 
 
 async def test_repeated_create_without_an_order_id_returns_the_first_order(services: Services) -> None:
-    first = await services.orders.create_order(CUSTOMER, customer_id="cus_1", idempotency_key="new-order")
-    again = await services.orders.create_order(CUSTOMER, customer_id="cus_1", idempotency_key="new-order")
+    first = await services.execute(CUSTOMER, CreateOrder(customer_id="cus_1", idempotency_key="new-order"))
+    again = await services.execute(CUSTOMER, CreateOrder(customer_id="cus_1", idempotency_key="new-order"))
     assert again.repeated and again.aggregate.id == first.aggregate.id
     assert again.aggregate.customer_id == "cus_1" and again.stream_version == 1
     assert [e.event_id for e in again.events] == [e.event_id for e in first.events]
@@ -193,7 +194,7 @@ async def test_commands_recover_after_the_database_drops_every_connection(servic
     failures = 0
     for i in range(5):
         try:
-            await services.orders.add_item(CUSTOMER, order_id="o1", sku=f"S{i}", quantity=1, unit_price="1.00")
+            await services.execute(CUSTOMER, AddItem(order_id="o1", sku=f"S{i}", quantity=1, unit_price="1.00"))
         except StoreUnavailable:
             failures += 1
     assert failures <= 1
@@ -208,9 +209,9 @@ async def test_a_command_postgres_refuses_fails_alone_in_its_stream_batch(servic
 
     await create(services)
     added, cancelled, added_too = await asyncio.gather(
-        services.orders.add_item(CUSTOMER, order_id="o1", sku="A", quantity=1, unit_price="1.00"),
-        services.orders.cancel_order(CUSTOMER, order_id="o1", reason="x\x00y"),
-        services.orders.add_item(CUSTOMER, order_id="o1", sku="B", quantity=1, unit_price="2.00"),
+        services.execute(CUSTOMER, AddItem(order_id="o1", sku="A", quantity=1, unit_price="1.00")),
+        services.execute(CUSTOMER, CancelOrder(order_id="o1", reason="x\x00y")),
+        services.execute(CUSTOMER, AddItem(order_id="o1", sku="B", quantity=1, unit_price="2.00")),
         return_exceptions=True,
     )
     assert isinstance(cancelled, InvalidInput | UnstorableData)
@@ -226,7 +227,7 @@ async def test_a_decision_that_raises_after_emitting_leaves_the_kept_order_as_it
     from service.stream_commands import Command
 
     await create(services)
-    await services.orders.add_item(CUSTOMER, order_id="o1", sku="A", quantity=1, unit_price="1.00")
+    await services.execute(CUSTOMER, AddItem(order_id="o1", sku="A", quantity=1, unit_price="1.00"))
 
     def add_then_fail(order: Order) -> None:
         order.add_item("B", 1, "2.00")
@@ -238,6 +239,6 @@ async def test_a_decision_that_raises_after_emitting_leaves_the_kept_order_as_it
         )
     kept = services.commands.aggregates.kept("order-o1")
     assert kept is not None and kept.version == 2 and list(kept.lines) == ["A"]  # type: ignore[attr-defined]
-    added = await services.orders.add_item(CUSTOMER, order_id="o1", sku="C", quantity=1, unit_price="3.00")
+    added = await services.execute(CUSTOMER, AddItem(order_id="o1", sku="C", quantity=1, unit_price="3.00"))
     assert added.stream_version == 3 and list(added.aggregate.lines) == ["A", "C"]
     assert added.aggregate.total == Decimal("4.00")

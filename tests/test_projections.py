@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import asyncpg
 import pytest
 
+from domain.commands import AddItem
 from eventstore import AppendRequest, NewEvent, StreamWrite
 from eventstore.pool import connect
 from readmodels.log import read_batch
@@ -42,7 +43,7 @@ async def test_incremental_batches_equal_a_rebuild_from_scratch(
     ids += await random_orders(services, 8, seed=2)  # more writes on top of applied state
     for order_id in ids:
         if (await services.orders.order_at(STAFF, order_id)).status.value == "DRAFT":
-            await services.orders.add_item(STAFF, order_id=order_id, sku="LATE", quantity=1, unit_price="1")
+            await services.execute(STAFF, AddItem(order_id=order_id, sku="LATE", quantity=1, unit_price="1"))
     await run_to_head(dsn, batch=3)
     incremental = await table_rows(dsn)
     assert len(incremental[0]) == 16 and incremental[1]

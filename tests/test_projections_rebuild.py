@@ -7,6 +7,7 @@ import asyncio
 import asyncpg
 import pytest
 
+from domain.commands import AddItem, CreateOrder
 from eventstore import NOTIFY_CHANNEL
 from eventstore.pool import Pool
 from readmodels.checkpoints import LEASE_NAMESPACE, PROJECTIONS_CHANNEL
@@ -43,8 +44,8 @@ async def test_rebuild_swaps_in_fresh_tables_while_reads_and_writes_go_on(servic
         while writing:
             page = await services.read_models.orders.page(customer_id=None, status=None, first=5, after=None)
             reads.append(len(page.items))
-            order = await services.orders.create_order(STAFF, customer_id="cus_9")
-            await services.orders.add_item(STAFF, order_id=order.aggregate.id, sku=f"S{n}", quantity=1, unit_price="1")
+            order = await services.execute(STAFF, CreateOrder(customer_id="cus_9"))
+            await services.execute(STAFF, AddItem(order_id=order.aggregate.id, sku=f"S{n}", quantity=1, unit_price="1"))
             ids.append(order.aggregate.id)
             n += 1
 
@@ -58,7 +59,7 @@ async def test_rebuild_swaps_in_fresh_tables_while_reads_and_writes_go_on(servic
         assert final.done and final.events > 0 and len(progress) > 2
         assert all(n == 5 for n in reads)  # the live tables answered throughout
         # The live runner carries on from the swapped-in checkpoint.
-        late = await services.orders.create_order(STAFF, customer_id="cus_9")
+        late = await services.execute(STAFF, CreateOrder(customer_id="cus_9"))
         waited = await services.read_models.consistent_with("orders", late.position, within=10)
         assert not waited.stale
         ids.append(late.aggregate.id)

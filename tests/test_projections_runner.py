@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 import asyncpg
 import pytest
 
+from domain.commands import CreateOrder
 from eventstore import NOTIFY_CHANNEL
 from readmodels.checkpoints import PROJECTIONS_CHANNEL
 from readmodels.notices import Notices
@@ -120,7 +121,7 @@ async def test_notify_wakes_the_runner_long_before_its_poll(services: Services, 
     try:
         await _until(lambda: _leased(process))
         await asyncio.sleep(0.2)  # let it reach its wait
-        created = await services.orders.create_order(STAFF, customer_id="cus_1")
+        created = await services.execute(STAFF, CreateOrder(customer_id="cus_1"))
         waited = await services.read_models.consistent_with("orders", created.position, within=10.0)
         assert not waited.stale
     finally:

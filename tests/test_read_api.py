@@ -7,6 +7,7 @@ import base64
 import asyncpg
 import pytest
 
+from domain.commands import AddItem, CreateOrder, SubmitOrder
 from eventstore.pool import create_pool
 from readmodels.leases import PROCESS
 from readmodels.order_queries import OrderReadModel
@@ -110,7 +111,7 @@ async def test_customers_see_only_their_own_orders(api: Api, projections: None) 
 async def test_status_filter_and_bad_page_arguments(api: Api, services: Services, projections: None) -> None:
     first = await _create(api)
     await _add(api, first["order"]["id"], "A", "1.00")
-    await services.orders.submit_order(STAFF, order_id=first["order"]["id"])
+    await services.execute(STAFF, SubmitOrder(order_id=first["order"]["id"]))
     second = await _create(api)
     head = str(await services.events.head_position())
     query = "query($s: OrderStatus, $p: String, $f: Int, $a: String) { orders(status: $s, first: $f, after: $a, consistentWith: $p) { edges { node { id status } } } }"
@@ -127,7 +128,7 @@ async def test_status_filter_and_bad_page_arguments(api: Api, services: Services
 async def test_pages_have_no_duplicates_or_gaps_while_orders_change(
     api: Api, services: Services, projections: None
 ) -> None:
-    initial = [(await services.orders.create_order(STAFF, customer_id="cus_1")).aggregate.id for _ in range(23)]
+    initial = [(await services.execute(STAFF, CreateOrder(customer_id="cus_1"))).aggregate.id for _ in range(23)]
     page_query = """query($after: String, $p: String) { orders(first: 5, after: $after, consistentWith: $p) {
       edges { cursor node { id } } pageInfo { hasNextPage endCursor } } }"""
     seen: list[str] = []
@@ -135,9 +136,9 @@ async def test_pages_have_no_duplicates_or_gaps_while_orders_change(
     created_meanwhile = []
     for turn in range(20):
         # Between pages: new orders, and changes to orders already listed and not yet listed.
-        created_meanwhile.append((await services.orders.create_order(STAFF, customer_id="cus_1")).aggregate.id)
+        created_meanwhile.append((await services.execute(STAFF, CreateOrder(customer_id="cus_1"))).aggregate.id)
         for order_id in (initial[turn % 23], initial[-1 - turn % 23]):
-            await services.orders.add_item(STAFF, order_id=order_id, sku=f"S{turn}", quantity=1, unit_price="2")
+            await services.execute(STAFF, AddItem(order_id=order_id, sku=f"S{turn}", quantity=1, unit_price="2"))
         head = str(await services.events.head_position())
         page = (await api.gql(page_query, {"after": after, "p": head}))["data"]["orders"]
         seen += [edge["node"]["id"] for edge in page["edges"]]
@@ -178,9 +179,9 @@ async def test_listing_orders_with_lines_costs_constant_statements(
 ) -> None:
     ids = []
     for i in range(50):
-        order = (await services.orders.create_order(STAFF, customer_id="cus_1")).aggregate.id
+        order = (await services.execute(STAFF, CreateOrder(customer_id="cus_1"))).aggregate.id
         for sku in ("A", "B", "C"):
-            await services.orders.add_item(STAFF, order_id=order, sku=f"{sku}{i}", quantity=1, unit_price="1")
+            await services.execute(STAFF, AddItem(order_id=order, sku=f"{sku}{i}", quantity=1, unit_price="1"))
         ids.append(order)
     await run_to_head(dsn)
     counter = _StatementCounter()

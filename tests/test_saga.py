@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import redis.asyncio as redis
 
+from domain.commands import CancelOrder
 from domain.order import OrderStatus
 from domain.wallet import Wallet
 from eventstore import RecordedEvent, Tracking
@@ -302,7 +303,7 @@ async def test_a_customer_cancelling_mid_flow_gets_the_stock_back_and_pays_nothi
     async with running(relay, *inventory):
         await place_order(services, "ord_1", {"A": (2, "1.00")})
         await eventually(lambda: _reserved_is(services, A=2))
-        await services.orders.cancel_order(customer(), order_id="ord_1", reason="changed my mind")
+        await services.execute(customer(), CancelOrder(order_id="ord_1", reason="changed my mind"))
         await eventually(lambda: _reserved_is(services, A=0))
     assert (await product(services, "A")).available == 5
     async with running(relay_for(services, client, key), *consumers_for(services, client, key)):
@@ -321,7 +322,7 @@ async def test_an_order_cancelled_before_its_reservation_holds_nothing(services:
     client, key = broker
     await stock(services, A=5)
     await place_order(services, "ord_1", {"A": (2, "1.00")})
-    await services.orders.cancel_order(customer(), order_id="ord_1", reason="too slow")
+    await services.execute(customer(), CancelOrder(order_id="ord_1", reason="too slow"))
     async with saga(services, client, key) as consumers:
         await eventually(lambda: _handled_is(consumers, 3 * 5))  # every group saw all five events
     a = await product(services, "A")
@@ -339,7 +340,7 @@ async def test_an_order_cancelled_after_its_charge_is_refunded(services: Service
     async with running(relay_for(services, client, key), *no_ordering):
         await place_order(services, "ord_1", {"A": (2, "10.00")})
         await eventually(lambda: _charged(services, "cus_1", "ord_1"))
-        await services.orders.cancel_order(customer("cus_1"), order_id="ord_1", reason="changed my mind")
+        await services.execute(customer("cus_1"), CancelOrder(order_id="ord_1", reason="changed my mind"))
         await eventually(lambda: _refunded(services, "cus_1"))
         await eventually(lambda: _released(services, "A", 10))
     async with running(relay_for(services, client, key), *consumers_for(services, client, key)):

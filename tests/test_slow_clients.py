@@ -12,6 +12,7 @@ import pytest
 
 from api.app import create_app
 from api.auth import mint_token
+from domain.commands import CreateOrder
 from service.container import Services
 from service.context import Principal, RequestContext, Role
 from service.server import ServerConfig
@@ -113,5 +114,5 @@ async def test_a_websocket_quiet_for_longer_than_the_read_timeout_stays_open(
         assert (await ws.init(token))["type"] == "connection_ack"
         await asyncio.sleep(READ_TIMEOUT * 2)
         await ws.subscribe("1", EVENTS)
-        await services.orders.create_order(STAFF, customer_id="cus_1")
+        await services.execute(STAFF, CreateOrder(customer_id="cus_1"))
         assert len(await ws.data("1", 1)) == 1

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from domain.commands import AddItem, CreateOrder
 from eventstore import RecordedEvent, StoreUnavailable
 from eventstore.listener import DATABASE_DOWN, EventFilter, EventHub
 from eventstore.subscription import subscribe
@@ -39,14 +40,14 @@ async def all_positions(services: Services) -> list[int]:
 
 
 async def new_order(services: Services, customer: str = "cus_1") -> str:
-    result = await services.orders.create_order(STAFF, customer_id=customer)
+    result = await services.execute(STAFF, CreateOrder(customer_id=customer))
     return result.aggregate.id
 
 
 async def add_items(services: Services, order_id: str, count: int) -> None:
     for i in range(count):
-        await services.orders.add_item(
-            STAFF, order_id=order_id, sku=f"SKU{i % 5}", quantity=1, unit_price="1.00"
+        await services.execute(
+            STAFF, AddItem(order_id=order_id, sku=f"SKU{i % 5}", quantity=1, unit_price="1.00")
         )
 
 
