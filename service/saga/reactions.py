@@ -6,8 +6,10 @@ event, or one the relay published twice, changes nothing the second time.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, TypeVar
 
+from domain.aggregate import DomainEvent
 from domain.order import (
     Order,
     OrderCancelled,
@@ -34,25 +36,51 @@ from service.saga.tracked import Extra, TrackedAppends, reaction_metadata
 PAYMENT_FAILED_REASON = "payment_failed"
 
 
+Reaction = Callable[[Any, RecordedEvent, Tracking, dict[str, Any]], Awaitable[None]]
+R = TypeVar("R", bound=Reaction)
+
+
+def reacts_to(*event_types: type[DomainEvent]) -> Callable[[R], R]:
+    """Marks a `Reactions` method as the reaction to these event classes."""
+
+    def mark(method: R) -> R:
+        method.__reacts_to__ = event_types  # type: ignore[attr-defined]
+        return method
+
+    return mark
+
+
 class Reactions:
-    """One context's consumer: its group name and the event types it reacts to."""
+    """One context's consumer: its group name, and a method per event type it reacts to
+    (`@reacts_to`); `handles`, the types its consumer reads, is derived from them."""
 
     group: ClassVar[str]
     handles: ClassVar[frozenset[str]]
+    _reactions: ClassVar[dict[str, Reaction]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        reactions: dict[str, Reaction] = {}
+        for method in vars(cls).values():
+            for event_type in getattr(method, "__reacts_to__", ()):
+                if event_type.TYPE in reactions:
+                    raise TypeError(f"{cls.__name__} reacts to {event_type.__name__} twice")
+                reactions[event_type.TYPE] = method
+        if reactions:
+            cls._reactions = reactions
+            cls.handles = frozenset(reactions)
 
     def __init__(self, tracked: TrackedAppends) -> None:
         self._tracked = tracked
 
     async def handle(self, event: RecordedEvent) -> bool:
         """React once in effect; a message processed before is a no-op (False)."""
+        react = self._reactions[event.type]
         try:
-            await self._react(event, Tracking(self.group, str(event.event_id)), reaction_metadata(event, self.group))
+            await react(self, event, Tracking(self.group, str(event.event_id)), reaction_metadata(event, self.group))
         except AlreadyProcessed:
             return False
         return True
-
-    async def _react(self, event: RecordedEvent, tracking: Tracking, metadata: dict[str, Any]) -> None:
-        raise NotImplementedError
 
     async def _order(self, order_id: str, to_version: int | None = None) -> Order:
         return await self._tracked.aggregates.load(order_stream(order_id), lambda: Order(order_id), to_version=to_version)
@@ -63,14 +91,10 @@ class Inventory(Reactions):
     fails or the order is cancelled; lets them go (consumed) when the order completes."""
 
     group = "inventory"
-    handles = frozenset(
-        {OrderSubmitted.TYPE, PaymentFailed.TYPE, OrderCancelled.TYPE, OrderCompleted.TYPE}
-    )
 
-    async def _react(self, event: RecordedEvent, tracking: Tracking, metadata: dict[str, Any]) -> None:
-        order_id = event.data.get("order_id") or order_id_of(event.stream_id)
-        order = await self._order(order_id)
-        lines = {sku: line.quantity for sku, line in order.lines.items()}
+    @reacts_to(OrderSubmitted)
+    async def _reserve(self, event: RecordedEvent, tracking: Tracking, metadata: dict[str, Any]) -> None:
+        order_id, order, lines = await self._order_lines(event)
 
         def reserve(aggregates: dict[str, Any]) -> list[Extra]:
             if order.status is not OrderStatus.SUBMITTED:
@@ -79,13 +103,35 @@ class Inventory(Reactions):
             failure = reserve_order(products, order_id, lines)
             return [Extra(reservation_stream(order_id), failure, order.owner)] if failure else []
 
+        await self._tracked.react(tracking, metadata, _products(lines), reserve)
+
+    @reacts_to(PaymentFailed, OrderCancelled)
+    async def _release(self, event: RecordedEvent, tracking: Tracking, metadata: dict[str, Any]) -> None:
+        await self._let_go(event, tracking, metadata, release_order)
+
+    @reacts_to(OrderCompleted)
+    async def _consume(self, event: RecordedEvent, tracking: Tracking, metadata: dict[str, Any]) -> None:
+        await self._let_go(event, tracking, metadata, consume_order)
+
+    async def _let_go(
+        self,
+        event: RecordedEvent,
+        tracking: Tracking,
+        metadata: dict[str, Any],
+        settle: Callable[[dict[str, Product], str], None],
+    ) -> None:
+        order_id, _, lines = await self._order_lines(event)
+
         def let_go(aggregates: dict[str, Any]) -> list[Extra]:
-            settle = consume_order if event.type == OrderCompleted.TYPE else release_order
             settle({sku: aggregates[product_stream(sku)] for sku in lines}, order_id)
             return []
 
-        decide = reserve if event.type == OrderSubmitted.TYPE else let_go
-        await self._tracked.react(tracking, metadata, _products(lines), decide)
+        await self._tracked.react(tracking, metadata, _products(lines), let_go)
+
+    async def _order_lines(self, event: RecordedEvent) -> tuple[str, Order, dict[str, int]]:
+        order_id = event.data.get("order_id") or order_id_of(event.stream_id)
+        order = await self._order(order_id)
+        return order_id, order, {sku: line.quantity for sku, line in order.lines.items()}
 
 
 class Payments(Reactions):
@@ -93,12 +139,9 @@ class Payments(Reactions):
     an order cancelled after its charge (a customer's cancel that beat the completion)."""
 
     group = "payments"
-    handles = frozenset({InventoryReserved.TYPE, OrderCancelled.TYPE})
 
-    async def _react(self, event: RecordedEvent, tracking: Tracking, metadata: dict[str, Any]) -> None:
-        if event.type == OrderCancelled.TYPE:
-            await self._close(event, tracking, metadata)
-            return
+    @reacts_to(InventoryReserved)
+    async def _charge(self, event: RecordedEvent, tracking: Tracking, metadata: dict[str, Any]) -> None:
         reserved = InventoryReserved.from_data(event.data)
         if not reserved.is_lead(event.stream_id):
             return  # the reservation's other products: the lead event stands for them
@@ -115,6 +158,7 @@ class Payments(Reactions):
 
         await self._tracked.react(tracking, metadata, {stream: lambda: Wallet(order.customer_id)}, pay)
 
+    @reacts_to(OrderCancelled)
     async def _close(self, event: RecordedEvent, tracking: Tracking, metadata: dict[str, Any]) -> None:
         order = await self._order(order_id_of(event.stream_id))
         if not order.submitted:
@@ -132,21 +176,29 @@ class Ordering(Reactions):
     """Settles a submitted order: completed when paid, rejected or cancelled otherwise."""
 
     group = "ordering"
-    handles = frozenset({PaymentCharged.TYPE, PaymentFailed.TYPE, InventoryReservationFailed.TYPE})
 
-    async def _react(self, event: RecordedEvent, tracking: Tracking, metadata: dict[str, Any]) -> None:
+    @reacts_to(PaymentCharged)
+    async def _complete(self, event: RecordedEvent, tracking: Tracking, metadata: dict[str, Any]) -> None:
+        await self._settle(event, tracking, metadata, lambda order: order.complete(payment_id=str(event.event_id)))
+
+    @reacts_to(PaymentFailed)
+    async def _cancel(self, event: RecordedEvent, tracking: Tracking, metadata: dict[str, Any]) -> None:
+        await self._settle(event, tracking, metadata, lambda order: order.cancel(PAYMENT_FAILED_REASON))
+
+    @reacts_to(InventoryReservationFailed)
+    async def _reject(self, event: RecordedEvent, tracking: Tracking, metadata: dict[str, Any]) -> None:
+        await self._settle(event, tracking, metadata, lambda order: order.reject(event.data["reason"]))
+
+    async def _settle(
+        self, event: RecordedEvent, tracking: Tracking, metadata: dict[str, Any], decide: Callable[[Order], None]
+    ) -> None:
         order_id = event.data["order_id"]
 
         def settle(aggregates: dict[str, Any]) -> list[Extra]:
             order: Order = aggregates[order_stream(order_id)]
             if order.status is not OrderStatus.SUBMITTED:
                 return []  # settled already (a customer's cancellation, say): nothing to do
-            if event.type == PaymentCharged.TYPE:
-                order.complete(payment_id=str(event.event_id))
-            elif event.type == PaymentFailed.TYPE:
-                order.cancel(PAYMENT_FAILED_REASON)
-            else:
-                order.reject(event.data["reason"])
+            decide(order)
             return []
 
         await self._tracked.react(tracking, metadata, {order_stream(order_id): lambda: Order(order_id)}, settle)
