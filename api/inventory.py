@@ -11,19 +11,22 @@ from strawberry.dataloader import DataLoader
 
 from api.commands import command_mutation
 from api.context import Context, Info
+from api.readmodels import read_your_writes
 from api.types import Money, Node
 from domain.commands import DepositFunds, RegisterProduct, RestockProduct
 from domain.ids import check_id
+from domain.product import PRODUCT_EVENTS, product_stream
 from domain.product import Product as ProductAggregate
-from domain.product import product_stream
+from domain.wallet import WALLET_EVENTS
 from eventstore.pool import Pool
 from readmodels.consistency import pinned_source
 from readmodels.products import ProductProjection, ProductView
 from readmodels.wallets import WalletProjection, WalletView
 from service.errors import NotFound
-from service.events import parse_position
-from service.inventory import ProductResult
-from service.payments import WalletResult
+from service.inventory import PRODUCT_HANDLERS, ProductResult
+from service.module import Module
+from service.payments import WALLET_HANDLERS, WalletResult
+from service.saga.reactions import Inventory, Payments
 
 PRODUCT_ID_PREFIX = product_stream("")  # a Product's Node id is its stream id
 K = TypeVar("K")
@@ -122,18 +125,6 @@ def _loader(
     return loader
 
 
-async def _consistent_with(context: Context, projection: str, consistent_with: str | None) -> None:
-    """Wait (bounded) until `projection` has applied the position: read-your-writes."""
-    if consistent_with is None:
-        return
-    position = parse_position(consistent_with, "consistentWith")
-    services = context.services
-    outcome = await services.read_models.consistent_with(
-        projection, position, services.settings.consistency_timeout
-    )
-    context.consistency.append(outcome)
-
-
 async def product_node(info: Info, node_id: str) -> Product | None:
     """The product whose Node id (its stream id) this is; None if there is none."""
     sku = node_id.removeprefix(PRODUCT_ID_PREFIX)
@@ -152,7 +143,7 @@ class InventoryQuery:
         c = info.context
         c.principal  # noqa: B018 - authenticate before waiting
         check_id(sku, "sku")
-        await _consistent_with(c, ProductProjection.name, consistent_with)
+        await read_your_writes(c, consistent_with, ProductProjection.name)
         view = await _loader(c, ProductProjection.name, c.services.read_models.products.by_skus).load(sku)
         if view is None:
             raise NotFound(f"product {sku} not found")
@@ -165,7 +156,7 @@ class InventoryQuery:
         c = info.context
         c.principal.require_customer(customer_id)
         check_id(customer_id, "customerId")
-        await _consistent_with(c, WalletProjection.name, consistent_with)
+        await read_your_writes(c, consistent_with, WalletProjection.name)
         view = await _loader(c, WalletProjection.name, c.services.read_models.wallets.by_customers).load(customer_id)
         if view is None:
             raise NotFound(f"no wallet for {customer_id}")
@@ -196,3 +187,22 @@ class InventoryMutation:
     deposit_funds = command_mutation(
         DepositFundsInput, DepositFunds, _wallet_payload, description="Staff: funds into a customer's wallet."
     )
+
+
+INVENTORY = Module(
+    name="inventory",
+    events=PRODUCT_EVENTS,
+    handlers=PRODUCT_HANDLERS,
+    projections=(ProductProjection,),
+    reactions=(Inventory,),
+    queries=(InventoryQuery,),  # products' fields and wallets': one type each, as published
+    mutations=(InventoryMutation,),
+)
+
+PAYMENTS = Module(
+    name="payments",
+    events=WALLET_EVENTS,
+    handlers=WALLET_HANDLERS,
+    projections=(WalletProjection,),
+    reactions=(Payments,),
+)

@@ -15,10 +15,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from readmodels.registry import PROJECTIONS
 from service import broker
 from service.container import Services
 from service.metrics import exposition, pool_state, replica_state, shared_state
+from service.module import load_modules
 from service.settings import Settings
 
 REQUESTS = Counter(
@@ -62,7 +62,7 @@ def first_code(body: dict[str, Any]) -> str:
 def metrics_endpoint(settings: Settings, services: Callable[[], Services]) -> Callable[[Request], Any]:
     expected = f"Bearer {settings.metrics_token}".encode() if settings.metrics_token else None
     redis_client = broker.redis_client(settings.redis_url) if settings.redis_url else None
-    projections = [cls.name for cls in PROJECTIONS]
+    projections = [cls.name for cls in load_modules(settings.modules).projections]
 
     async def metrics(request: Request) -> Response:
         if expected is not None:

@@ -10,10 +10,15 @@ import strawberry
 from api.commands import command_mutation
 from api.context import Info
 from api.inputs import flat_input
+from api.readmodels import ReadModelQuery
 from api.types import Order, OrderPayload
 from domain.commands import AddItem, CancelOrder, CreateOrder, RemoveItem, SubmitOrder
+from domain.order import ORDER_EVENTS
+from readmodels.orders import OrderProjection
 from readmodels.views import order_view
-from service.orders import OrderResult
+from service.module import Module
+from service.orders import ORDER_HANDLERS, OrderResult
+from service.saga.reactions import Ordering
 
 
 def payload(result: OrderResult) -> OrderPayload:
@@ -90,3 +95,15 @@ class OrderHistoryQuery:
         c = info.context
         order = await c.services.orders.order_at(c.ctx, id, version=version, at=at)
         return Order.of(order_view(order))
+
+
+ORDERS = Module(
+    name="orders",
+    events=ORDER_EVENTS,
+    handlers=ORDER_HANDLERS,
+    projections=(OrderProjection,),
+    reactions=(Ordering,),
+    queries=(OrderHistoryQuery, ReadModelQuery),
+    mutations=(OrderMutation,),
+    node_types=(Order,),
+)

@@ -57,14 +57,14 @@ def orders_loader(context: Context) -> DataLoader[str, OrderView | None]:
     return loader
 
 
-async def read_your_writes(context: Context, consistent_with: str | None) -> None:
-    """Wait (bounded) until the orders projection has applied `consistent_with`."""
+async def read_your_writes(context: Context, consistent_with: str | None, projection: str = ORDERS) -> None:
+    """Wait (bounded) until `projection` has applied `consistent_with` (a mutation's position)."""
     if consistent_with is None:
         return
     position = parse_position(consistent_with, "consistentWith")
     services = context.services
     outcome = await services.read_models.consistent_with(
-        ORDERS, position, services.settings.consistency_timeout
+        projection, position, services.settings.consistency_timeout
     )
     context.consistency.append(outcome)
 

@@ -1,4 +1,4 @@
-"""The schema: feature modules' Query/Mutation/Subscription types merged into one."""
+"""The schema: the core's and each module's Query/Mutation/Subscription types merged into one."""
 
 from __future__ import annotations
 
@@ -24,21 +24,20 @@ from strawberry.tools import merge_types
 
 from api.errors import ErrorCodes
 from api.events import EventQuery
-from api.inventory import InventoryMutation, InventoryQuery
 from api.limits import QueryGuard
-from api.orders import OrderHistoryQuery, OrderMutation
-from api.readmodels import ConsistencyReport, ReadModelQuery
+from api.readmodels import ConsistencyReport
 from api.strings import refuse_unstorable_strings
 from api.subscriptions import LiveSubscription
-from api.types import BOUNDED_DATETIME, STRICT_DECIMAL, Event, Order
+from api.types import BOUNDED_DATETIME, STRICT_DECIMAL, Event
 from compat.strawberry import graphql_schema
+from service.module import load_modules
 from service.settings import Settings
 
-# A feature adds its types here, and nowhere else.
-QUERIES: tuple[type, ...] = (EventQuery, OrderHistoryQuery, ReadModelQuery, InventoryQuery)
-MUTATIONS: tuple[type, ...] = (OrderMutation, InventoryMutation)
-SUBSCRIPTIONS: tuple[type, ...] = (LiveSubscription,)
-NODE_TYPES: list[type] = [Order, Event]
+# What every app has, whatever its modules: the event log. A bounded context adds its types
+# in its service.module.Module (listed in Settings.modules), and nowhere else.
+CORE_QUERIES: tuple[type, ...] = (EventQuery,)
+CORE_SUBSCRIPTIONS: tuple[type, ...] = (LiveSubscription,)
+CORE_NODE_TYPES: tuple[type, ...] = (Event,)
 
 
 @dataclass(frozen=True)
@@ -95,15 +94,17 @@ def refuse_unreplicated(extensions: Iterable[Callable[[], SchemaExtension]]) -> 
 def build_schema(
     settings: Settings,
     extensions: Sequence[Callable[[], SchemaExtension]] = EXTENSIONS,
-    queries: tuple[type, ...] = QUERIES,  # tests add a type of their own
+    queries: tuple[type, ...] = (),  # tests add a type of their own
 ) -> ApiSchema:
     refuse_unreplicated(extensions)
     refuse_unstorable_strings()
+    modules = load_modules(settings.modules)
+    subscriptions = (*CORE_SUBSCRIPTIONS, *modules.subscriptions)
     schema = strawberry.Schema(
-        query=merge_types("Query", queries),
-        mutation=merge_types("Mutation", MUTATIONS),
-        subscription=merge_types("Subscription", SUBSCRIPTIONS) if SUBSCRIPTIONS else None,
-        types=NODE_TYPES,
+        query=merge_types("Query", (*CORE_QUERIES, *modules.queries, *queries)),
+        mutation=merge_types("Mutation", modules.mutations) if modules.mutations else None,
+        subscription=merge_types("Subscription", subscriptions),
+        types=[*modules.node_types, *CORE_NODE_TYPES],
         extensions=list(extensions),
         config=StrawberryConfig(
             name_converter=RememberedNames(),

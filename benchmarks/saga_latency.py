@@ -27,7 +27,6 @@ from service.container import Services, build_upcasters
 from service.context import Principal, RequestContext, Role
 from service.relay import OutboxRelay
 from service.saga.consumer import StreamConsumer
-from service.saga.reactions import ALL_REACTIONS
 from service.saga.tracked import TrackedAppends
 from service.settings import Settings
 
@@ -89,7 +88,7 @@ async def measure(args: argparse.Namespace, url: str, redis_url: str) -> None:
         ids = await prepare(services, total)
         tracked = TrackedAppends(services.appender, services.reader)
         runnables = [OutboxRelay(url, client, build_upcasters(), stream_key=key, poll_interval=0.5)] + [
-            StreamConsumer(client, r(tracked), stream_key=key) for r in ALL_REACTIONS
+            StreamConsumer(client, r(tracked), stream_key=key) for r in services.modules.reactions
         ]
         stop = asyncio.Event()
         tasks = [asyncio.create_task(r.run(stop)) for r in runnables]

@@ -8,7 +8,7 @@ order projection compares stream versions), so a retried batch is harmless.
 
 Adding one: subclass `Projection`, name its event types and tables, write
 `apply`, create the tables in a migration, and list the class in
-`readmodels.registry.PROJECTIONS`.
+its context's `service.module.Module`.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from eventstore import NOTIFY_CHANNEL
@@ -12,7 +13,6 @@ from readmodels.consistency import Consistency, ConsistencyWaiter
 from readmodels.notices import Notices
 from readmodels.order_queries import OrderReadModel
 from readmodels.products import ProductReadModel
-from readmodels.registry import PROJECTIONS
 from readmodels.status import ProjectionStatus, projection_statuses
 from readmodels.wallets import WalletReadModel
 
@@ -21,8 +21,9 @@ class ReadModels:
     """Queries read from replicas where configured (`reads`); waits, statuses and the
     LISTEN connection stay on the primary."""
 
-    def __init__(self, pool: Pool, dsn: str, reads: ReadPools | None = None) -> None:
+    def __init__(self, pool: Pool, dsn: str, reads: ReadPools | None = None, projections: Sequence[str] = ()) -> None:
         self._pool = pool
+        self._projections = list(projections)  # the names `statuses` reports
         self._reads = reads = reads or read_pools(pool)
         # One LISTEN connection per process, shared by waiters and the runner.
         self.notices = Notices(dsn, [NOTIFY_CHANNEL, PROJECTIONS_CHANNEL])
@@ -46,7 +47,7 @@ class ReadModels:
         return replace(outcome, source=source)
 
     async def statuses(self) -> list[ProjectionStatus]:
-        return await projection_statuses(self._pool, [cls.name for cls in PROJECTIONS])
+        return await projection_statuses(self._pool, self._projections)
 
     async def close(self) -> None:
         await self.notices.close()

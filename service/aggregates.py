@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from domain.aggregate import Aggregate
-from domain.events import decode_event
+from domain.events import EVENT_TYPES, EventTypes
 from eventstore import EventReader
 from service.metrics import EVENTS_REPLAYED
 from service.snapshots import Snapshots
@@ -25,8 +25,16 @@ CACHE_SIZE = 10_000  # aggregates kept; the least recently used go first
 
 
 class Aggregates:
-    def __init__(self, reader: EventReader, snapshots: Snapshots | None = None, size: int = CACHE_SIZE) -> None:
+    def __init__(
+        self,
+        reader: EventReader,
+        snapshots: Snapshots | None = None,
+        size: int = CACHE_SIZE,
+        *,
+        events: EventTypes = EVENT_TYPES,  # what stored events decode to: the app's modules' types
+    ) -> None:
         self._reader = reader
+        self._decode = events.decode
         self.snapshots = snapshots
         self._size = size
         self._kept: OrderedDict[str, Aggregate] = OrderedDict()
@@ -60,7 +68,7 @@ class Aggregates:
             stream_id, aggregate.version + 1, to_version=to_version, until=until
         )
         for event in events:
-            aggregate.replay(decode_event(event.type, event.data), event.version, event.recorded_at)
+            aggregate.replay(self._decode(event.type, event.data), event.version, event.recorded_at)
         EVENTS_REPLAYED.observe(len(events))
         if self.snapshots is not None and to_version is None and until is None:
             self.snapshots.loaded(aggregate, stream_id, len(events))

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from domain.aggregate import Aggregate, DomainEvent
+from domain.events import EVENT_TYPES, EventTypes
 from eventstore import AppendResult, EventReader, NewEvent
 from service.aggregates import Aggregates
 from service.metrics import COMMAND_RETRIES
@@ -25,8 +26,10 @@ A = TypeVar("A", bound=Aggregate)
 
 
 class CommandRunner:
-    def __init__(self, reader: EventReader, snapshots: Snapshots | None = None) -> None:
-        self.aggregates = Aggregates(reader, snapshots)  # also for reads: `aggregates.load`
+    def __init__(
+        self, reader: EventReader, snapshots: Snapshots | None = None, *, events: EventTypes = EVENT_TYPES
+    ) -> None:
+        self.aggregates = Aggregates(reader, snapshots, events=events)  # also for reads: `aggregates.load`
 
     async def committed_state(
         self, stream_id: str, new_aggregate: Callable[[], A], *, verify: bool

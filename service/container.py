@@ -15,11 +15,10 @@ from readmodels.read_models import ReadModels
 from service.aggregates import Aggregates
 from service.context import RequestContext
 from service.events import EventQueries
-from service.handlers import CommandHandlers, handler_table
-from service.inventory import PRODUCT_HANDLERS
+from service.handlers import CommandHandlers
 from service.live import LiveQueries
-from service.orders import ORDER_HANDLERS, OrderHistory
-from service.payments import WALLET_HANDLERS
+from service.module import Modules, load_modules
+from service.orders import OrderHistory
 from service.persisted_documents import DocumentStore, document_store
 from service.settings import Settings
 from service.snapshots import Snapshots
@@ -36,6 +35,7 @@ def build_upcasters() -> UpcasterRegistry:
 @dataclass
 class Services:
     settings: Settings
+    modules: Modules  # the app's contexts: their handlers, events, projections, reactions
     dsn: str
     pool: Pool
     reads: ReadPools  # read-only queries: replicas within the lag bound, else `pool`
@@ -56,13 +56,17 @@ class Services:
         reads = await ReadPools.open(
             pool, dsn, settings.read_urls, pool_size=settings.read_pool_size, max_lag=settings.replica_max_lag
         )
+        modules = load_modules(settings.modules)
+        if modules.tables:
+            async with pool.acquire() as conn:
+                await modules.create_tables(conn)
         upcasters = build_upcasters()
         reader = EventReader(pool, upcasters)
         query_reader = EventReader(reads, upcasters)
         appender = Appender(pool)
         snapshots = Snapshots(SnapshotStore(pool))
-        commands = StreamCommands(appender, reader, snapshots)
-        read_models = ReadModels(pool, dsn, reads)
+        commands = StreamCommands(appender, reader, snapshots, events=modules.event_types)
+        read_models = ReadModels(pool, dsn, reads, [cls.name for cls in modules.projections])
         notices = read_models.notices  # the process's one LISTEN connection
         # The primary's notification says how far the log is: a replica read must reach it.
         notices.on(NOTIFY_CHANNEL, query_reader.notified)
@@ -74,14 +78,15 @@ class Services:
         )
         return cls(
             settings=settings,
+            modules=modules,
             dsn=dsn,
             pool=pool,
             reads=reads,
             reader=reader,
             appender=appender,
             commands=commands,
-            handlers=CommandHandlers(commands, handler_table((*ORDER_HANDLERS, *PRODUCT_HANDLERS, *WALLET_HANDLERS))),
-            orders=OrderHistory(Aggregates(query_reader, snapshots)),
+            handlers=CommandHandlers(commands, modules.handlers),
+            orders=OrderHistory(Aggregates(query_reader, snapshots, events=modules.event_types)),
             events=EventQueries(query_reader),
             read_models=read_models,
             live=LiveQueries(hub, reader, read_models),

@@ -12,11 +12,11 @@ from eventstore.pool import create_pool
 from readmodels.checkpoints import PROJECTIONS_CHANNEL
 from readmodels.notices import Notices
 from readmodels.rebuild import RebuildBusy, RebuildProgress, rebuild
-from readmodels.registry import PROJECTIONS, projection_class
 from readmodels.status import projection_statuses
 from service.cli import SUBCOMMANDS
 from service.container import build_upcasters
 from service.database import asyncpg_dsn
+from service.module import Modules, load_modules
 from service.projections import projection_runner
 from service.settings import Settings
 
@@ -28,7 +28,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     rebuild_parser = actions.add_parser(
         "rebuild", help="rebuild from position 0 into new tables, then swap them in (no downtime)"
     )
-    rebuild_parser.add_argument("name", help=", ".join(cls.name for cls in PROJECTIONS))
+    known = load_modules(Settings.from_env().modules).projections
+    rebuild_parser.add_argument("name", help=", ".join(cls.name for cls in known))
     rebuild_parser.add_argument("--batch-size", type=int, default=5000)
 
 
@@ -41,18 +42,19 @@ def _dsn(settings: Settings) -> str:
 
 
 def _command(args: argparse.Namespace, settings: Settings) -> int:
+    modules = load_modules(settings.modules)
     if args.action == "rebuild":
         try:
-            projection_class(args.name)
+            modules.projection(args.name)
         except LookupError as error:
             print(f"eventgraph: {error}", file=sys.stderr)
             return 2
     dsn = _dsn(settings)
     action = {"run": _run, "status": _status, "rebuild": _rebuild}[args.action]
-    return asyncio.run(action(dsn, args))
+    return asyncio.run(action(dsn, args, modules))
 
 
-async def _run(dsn: str, args: argparse.Namespace) -> int:
+async def _run(dsn: str, args: argparse.Namespace, modules: Modules) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -60,16 +62,16 @@ async def _run(dsn: str, args: argparse.Namespace) -> int:
     notices = Notices(dsn, [NOTIFY_CHANNEL, PROJECTIONS_CHANNEL])
     try:
         print("eventgraph: following projections (Ctrl-C stops)", flush=True)
-        await projection_runner(dsn, notices).run(stop)
+        await projection_runner(dsn, notices, modules.projections).run(stop)
     finally:
         await notices.close()
     return 0
 
 
-async def _status(dsn: str, args: argparse.Namespace) -> int:
+async def _status(dsn: str, args: argparse.Namespace, modules: Modules) -> int:
     pool = await create_pool(dsn, min_size=1, max_size=1)
     try:
-        statuses = await projection_statuses(pool, [cls.name for cls in PROJECTIONS])
+        statuses = await projection_statuses(pool, [cls.name for cls in modules.projections])
     finally:
         await pool.close()
     print(f"{'NAME':<24} {'POSITION':>12} {'LAG':>10}  {'STATE':<12} OWNER")
@@ -92,10 +94,10 @@ def _bar(progress: RebuildProgress) -> None:
     sys.stderr.flush()
 
 
-async def _rebuild(dsn: str, args: argparse.Namespace) -> int:
+async def _rebuild(dsn: str, args: argparse.Namespace, modules: Modules) -> int:
     try:
         final = await rebuild(
-            dsn, projection_class(args.name), build_upcasters(), batch_size=args.batch_size, on_progress=_bar
+            dsn, modules.projection(args.name), build_upcasters(), batch_size=args.batch_size, on_progress=_bar
         )
     except RebuildBusy as error:
         print(f"eventgraph: {error}", file=sys.stderr)

@@ -17,8 +17,13 @@ def _int(name: str, default: int) -> int:
     return int(value) if value else default
 
 
+# The app's bounded contexts (service/module.py), in the order the schema lists their fields.
+BUILT_IN_MODULES = ("api.orders:ORDERS", "api.inventory:INVENTORY", "api.inventory:PAYMENTS")
+
+
 @dataclass(frozen=True)
 class Settings:
+    modules: tuple[str, ...] = BUILT_IN_MODULES  # "package.module:NAME" of each service.module.Module
     database_url: str | None = None  # None: the embedded PostgreSQL under data_dir
     redis_url: str | None = None  # None: an embedded Redis where one can be had
     jwt_secret: str | None = None  # None: generated once and kept under data_dir
@@ -75,6 +80,7 @@ class Settings:
     def from_env(cls) -> Settings:
         env = os.environ
         return cls(
+            modules=BUILT_IN_MODULES + tuple(m.strip() for m in env.get("EVENTGRAPH_MODULES", "").split(",") if m.strip()),
             database_url=env.get("DATABASE_URL") or None,
             redis_url=env.get("REDIS_URL") or None,
             jwt_secret=env.get("EVENTGRAPH_JWT_SECRET") or None,

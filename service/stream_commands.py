@@ -23,6 +23,7 @@ from typing import Any, Generic, TypeVar
 
 from domain.aggregate import Aggregate
 from domain.errors import InvalidInput, quoted
+from domain.events import EVENT_TYPES, EventTypes
 from eventstore import (
     Appender,
     AppendRequest,
@@ -111,10 +112,13 @@ class _Queued:
 
 
 class StreamCommands:
-    def __init__(self, appender: Appender, reader: EventReader, snapshots: Snapshots | None = None) -> None:
+    def __init__(
+        self, appender: Appender, reader: EventReader, snapshots: Snapshots | None = None, *,
+        events: EventTypes = EVENT_TYPES,  # what stored events decode to
+    ) -> None:
         self._appender = appender
         self._reader = reader
-        self._runner = CommandRunner(reader, snapshots)
+        self._runner = CommandRunner(reader, snapshots, events=events)
         self.aggregates = self._runner.aggregates  # also for reads: `aggregates.load`
         self._queues: dict[str, list[_Queued]] = {}
         self._workers: set[asyncio.Task[None]] = set()

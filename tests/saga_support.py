@@ -17,7 +17,7 @@ from service.container import Services, build_upcasters
 from service.context import Principal, RequestContext, Role
 from service.relay import OutboxRelay
 from service.saga.consumer import StreamConsumer
-from service.saga.reactions import ALL_REACTIONS, Reactions
+from service.saga.reactions import Reactions
 from service.saga.tracked import TrackedAppends
 from tests.relay_support import eventually
 
@@ -37,7 +37,7 @@ def consumers_for(
     reactions: list[Reactions] | None = None,
 ) -> list[StreamConsumer]:
     tracked = TrackedAppends(services.appender, services.reader)
-    chosen = reactions if reactions is not None else [r(tracked) for r in ALL_REACTIONS]
+    chosen = reactions if reactions is not None else [r(tracked) for r in services.modules.reactions]
     return [StreamConsumer(client, r, stream_key=key, claim_idle=claim_idle, block_ms=100) for r in chosen]
 
 

@@ -13,7 +13,7 @@ from strawberry.permission import BasePermission
 
 from api.context import Context
 from api.operations import GraphQLRequest, Operations
-from api.schema import EXTENSIONS, QUERIES, ApiSchema, ExtensionNotOnHTTP, build_schema
+from api.schema import EXTENSIONS, ApiSchema, ExtensionNotOnHTTP, build_schema
 from service.settings import Settings
 
 
@@ -45,7 +45,7 @@ class GuardedQuery:
 
 @pytest.fixture
 def schema(settings: Settings) -> ApiSchema:
-    return build_schema(settings, queries=(*QUERIES, GuardedQuery))
+    return build_schema(settings, queries=(GuardedQuery,))
 
 
 def context() -> Context:

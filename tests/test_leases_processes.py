@@ -17,8 +17,9 @@ from pathlib import Path
 import httpx
 
 from api.auth import mint_token
-from readmodels.registry import PROJECTIONS
+from service.module import load_modules
 from service.serving import ServeProcess
+from service.settings import Settings
 from tests.test_subscriptions_processes import SECRET, serve_process
 
 HANG_BOUND = 60.0  # seconds: only against a hang; the figures are printed, not asserted
@@ -59,7 +60,7 @@ def spread_fairly(owners: dict[str, str | None], live: list[Node]) -> bool:
     if any(owner not in names for owner in owners.values()):
         return False
     counts = [list(owners.values()).count(name) for name in names]
-    return max(counts) <= math.ceil(len(PROJECTIONS) / len(live)) and max(counts) - min(counts) <= 1
+    return max(counts) <= math.ceil(len(load_modules(Settings().modules).projections) / len(live)) and max(counts) - min(counts) <= 1
 
 
 async def settle(live: list[Node], asked: Node) -> tuple[float, dict[str, str | None]]:

@@ -207,5 +207,3 @@ class Ordering(Reactions):
 def _products(lines: dict[str, int]) -> dict[str, Any]:
     return {product_stream(sku): (lambda sku=sku: Product(sku)) for sku in lines}
 
-
-ALL_REACTIONS: tuple[type[Reactions], ...] = (Inventory, Payments, Ordering)

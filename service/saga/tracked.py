@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from domain.aggregate import Aggregate, DomainEvent
+from domain.events import EVENT_TYPES, EventTypes
 from eventstore import (
     Appender,
     AppendRequest,
@@ -60,9 +61,12 @@ def reaction_metadata(cause: RecordedEvent, service: str) -> dict[str, Any]:
 
 
 class TrackedAppends:
-    def __init__(self, appender: Appender, reader: EventReader, snapshots: Snapshots | None = None) -> None:
+    def __init__(
+        self, appender: Appender, reader: EventReader, snapshots: Snapshots | None = None, *,
+        events: EventTypes = EVENT_TYPES,  # what stored events decode to
+    ) -> None:
         self._appender = appender
-        self._runner = CommandRunner(reader, snapshots)
+        self._runner = CommandRunner(reader, snapshots, events=events)
         self.aggregates = self._runner.aggregates  # also for reads: `aggregates.load`
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 

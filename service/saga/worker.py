@@ -8,7 +8,6 @@ import logging
 from service import broker
 from service.container import Services
 from service.saga.consumer import StreamConsumer
-from service.saga.reactions import ALL_REACTIONS
 from service.saga.tracked import TrackedAppends
 
 log = logging.getLogger(__name__)
@@ -22,10 +21,10 @@ async def saga_worker(services: Services, stop: asyncio.Event, claim_idle: float
         log.warning("saga consumers off: no REDIS_URL and no embedded Redis")
         return
     client = broker.redis_client(settings.redis_url)
-    tracked = TrackedAppends(services.appender, services.reader, services.snapshots)
+    tracked = TrackedAppends(services.appender, services.reader, services.snapshots, events=services.modules.event_types)
     consumers = [
         StreamConsumer(client, r(tracked), stream_key=settings.broker_stream, claim_idle=claim_idle)
-        for r in ALL_REACTIONS
+        for r in services.modules.reactions
     ]
     try:
         await asyncio.gather(*(c.run(stop) for c in consumers))

@@ -1,0 +1,1 @@
+"""A counter aggregate added the documented way (README, "Adding an aggregate"): proof of the seams."""
