@@ -9,6 +9,7 @@ and how its result is shown, so a new command adds one line to a Mutation type.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -24,11 +25,16 @@ C = TypeVar("C")
 def command_of(input: object, command_type: type[C]) -> C:
     """The command `input` stands for: its fields by name, nulls left to the command's defaults."""
     values = {}
-    for field in dataclasses.fields(command_type):  # type: ignore[arg-type]
-        value = getattr(input, field.name, None)
+    for name in _field_names(typing.cast(type, command_type)):
+        value = getattr(input, name, None)
         if value is not None:
-            values[field.name] = value
+            values[name] = value
     return command_type(**values)
+
+
+@functools.cache
+def _field_names(command_type: type) -> tuple[str, ...]:
+    return tuple(field.name for field in dataclasses.fields(command_type))
 
 
 def command_mutation(

@@ -1,8 +1,9 @@
-"""The domain's event types, registered in one place: stored events decode by their type name.
+"""Event types by name: stored events decode by their type name.
 
-Registration is explicit (not a side effect of importing a module): a new kind of
-aggregate adds its tuple of event classes here, and a name registered twice is an
-error at import.
+Registration is explicit (not a side effect of importing a module), and a name
+registered twice is an error. The app decodes with the registry its modules build
+(service/module.py: each Module lists its event classes); `EVENT_TYPES`, the
+built-in aggregates' own, is the default for code that runs without modules.
 """
 
 from __future__ import annotations
