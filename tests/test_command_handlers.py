@@ -17,6 +17,7 @@ from service.context import Principal, RequestContext, Role
 from service.handlers import Plan, handler_table
 from service.orders import ORDER_HANDLERS, add_item
 from service.stream_commands import FINGERPRINT
+from tests.conftest import Api
 
 CUSTOMER = RequestContext.new(Principal("cus_1", Role.CUSTOMER))
 
@@ -84,3 +85,12 @@ def test_an_input_becomes_its_command_with_nulls_left_to_the_commands_defaults()
         AddItem,
     )
     assert added == AddItem(order_id="o1", sku="A", quantity=2, unit_price=Decimal("1.50"), idempotency_key="k")
+
+
+async def test_an_empty_currency_is_refused_like_any_unknown_code(api: Api) -> None:
+    """Contract 3: a code that is not ISO 4217 is BAD_USER_INPUT (the mutation once read "" as USD)."""
+    created = await api.gql('mutation { createOrder(input: {customerId: "cus_1", currency: ""}) { order { id } } }')
+    assert created["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "unknown currency" in created["errors"][0]["message"]
+    usd = await api.gql('mutation { createOrder(input: {customerId: "cus_1", currency: null}) { order { currency } } }')
+    assert usd["data"]["createOrder"]["order"]["currency"] == "USD"
