@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
-from domain.aggregate import DomainEvent, event_type
+from domain.aggregate import DomainEvent, domain_event
 from domain.events import EVENT_TYPES, EventTypes
 from domain.order import ItemAdded
 
@@ -23,8 +21,7 @@ def test_a_stored_event_decodes_by_its_type_name() -> None:
 
 
 def test_defining_an_event_class_registers_nothing_and_a_name_twice_is_refused() -> None:
-    @event_type(ItemAdded.TYPE)
-    @dataclass(frozen=True)
+    @domain_event(ItemAdded.TYPE)
     class Impostor(DomainEvent):
         item_id: str
 
