@@ -217,9 +217,29 @@ def _latency(text: str, percentile: str) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
+def benchmark_arguments(description: str | None) -> argparse.ArgumentParser:
+    """A benchmark's command line, with its docstring (layout kept) as the help."""
+    return argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def wait_caught_up(base: str, token: str, projection: str | None = None, timeout: float = 120) -> None:
+    """Until the projection's lag (every projection's, when None) is 0."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reply = httpx.post(
+            f"{base}/graphql", json={"query": "{ projections { name lag } }"},
+            headers={"Authorization": f"Bearer {token}"}, timeout=10,
+        ).json()
+        lags = [p["lag"] for p in reply["data"]["projections"] if projection in (None, p["name"])]
+        if lags and all(lag == 0 for lag in lags):
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"the {projection} projection did not catch up" if projection else "the projections did not catch up")
+
+
 def wrk_arguments(description: str | None, *, seconds: int, connections: int = 32, connections_help: str | None = None) -> argparse.ArgumentParser:
     """The command line every wrk benchmark starts from: `--seconds` and `--connections`."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_arguments(description)
     parser.add_argument("--seconds", type=int, default=seconds)
     parser.add_argument("--connections", type=int, default=connections, help=connections_help)
     return parser

@@ -17,9 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
-
-import httpx
 
 from api.auth import mint_token
 from benchmarks._serve import (
@@ -30,6 +27,7 @@ from benchmarks._serve import (
     profiled,
     run_wrk,
     served,
+    wait_caught_up,
     wrk_arguments,
     wrk_installed,
 )
@@ -91,20 +89,6 @@ async def seed(dsn: str, count: int) -> list[str]:
     return ids
 
 
-def wait_projected(base: str, token: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        reply = httpx.post(
-            f"{base}/graphql", json={"query": "{ projections { name lag } }"},
-            headers={"Authorization": f"Bearer {token}"}, timeout=10,
-        ).json()
-        lag = {p["name"]: p["lag"] for p in reply["data"]["projections"]}
-        if lag.get("orders") == 0:
-            return
-        time.sleep(0.2)
-    raise SystemExit("the orders projection did not catch up")
-
-
 def main() -> int:
     parser = wrk_arguments(__doc__, seconds=10, connections=32)
     parser.add_argument("--orders", type=int, default=2000)
@@ -117,7 +101,7 @@ def main() -> int:
     with served(EVENTGRAPH_RUN_PROJECTIONS="1", EVENTGRAPH_RUN_RELAY="0", EVENTGRAPH_RUN_SAGA="0") as server:
         ids = asyncio.run(seed(server.dsn, args.orders))
         token = mint_token(server.secret, "bench", "staff")
-        wait_projected(server.base, token)
+        wait_caught_up(server.base, token, "orders")
         work = server.work
         (work / "orders.txt").write_text("\n".join(ids) + "\n")
         scripts = {

@@ -21,10 +21,7 @@ import asyncio
 import contextlib
 import json
 import os
-import time
 from pathlib import Path
-
-import httpx
 
 from api.auth import mint_token
 from benchmarks._serve import (
@@ -33,6 +30,7 @@ from benchmarks._serve import (
     profiled,
     run_wrk,
     served,
+    wait_caught_up,
     wrk_arguments,
     wrk_installed,
 )
@@ -44,20 +42,6 @@ from benchmarks.http_reads import ORDERS as LIST_QUERY
 
 WORKERS_OFF = {"EVENTGRAPH_RUN_PROJECTIONS": "0", "EVENTGRAPH_RUN_RELAY": "0", "EVENTGRAPH_RUN_SAGA": "0"}
 LISTED_ORDERS = 200
-
-
-def wait_caught_up(base: str, token: str, timeout: float = 120) -> None:
-    """Until every projection's lag is 0."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        reply = httpx.post(
-            f"{base}/graphql", json={"query": "{ projections { lag } }"},
-            headers={"Authorization": f"Bearer {token}"}, timeout=10,
-        ).json()
-        if all(p["lag"] == 0 for p in reply["data"]["projections"]):
-            return
-        time.sleep(0.1)
-    raise SystemExit("the projections did not catch up")
 
 
 def scripts(work: Path, token: str, orders: list[str], listed: bool) -> dict[str, Path]:
