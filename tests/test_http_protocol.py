@@ -8,21 +8,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
 
-from tests.conftest import Api
+from tests.conftest import Api, count_rows
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 CREATE = "mutation { createOrder(input: {customerId: \"cus_1\"}) { position } }"
 
 
 async def event_count(dsn: str) -> int:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return int(await conn.fetchval("SELECT count(*) FROM events"))
-    finally:
-        await conn.close()
+    return await count_rows(dsn, "SELECT count(*) FROM events")
 
 
 def auth(api: Api, sub: str = "cus_1", role: str = "customer") -> dict[str, str]:
