@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import redis.asyncio as redis
 import uvloop
 
 from benchmarks._db import drop_database, scratch_database
+from service.container import Services
 from service.serving import redis_for_run
+from service.settings import Settings
 
 
 def benchmark_redis() -> contextlib.AbstractContextManager[str]:
@@ -24,3 +28,18 @@ def run_on_scratch_servers(measure: Callable[[Any, str, str], Awaitable[None]], 
             uvloop.run(measure(args, url, redis_url))
     finally:
         drop_database(server, url)
+
+
+@contextlib.asynccontextmanager
+async def services_and_stream(url: str, redis_url: str) -> AsyncIterator[tuple[Services, redis.Redis, str]]:
+    """The services (projections off), a Redis client and a stream key of the run's own;
+    afterwards the key is deleted and all is closed."""
+    services = await Services.start(Settings(run_projections=False), url)
+    client = redis.from_url(redis_url)
+    key = f"eventgraph:bench:{uuid.uuid4().hex}"
+    try:
+        yield services, client, key
+    finally:
+        await client.delete(key)
+        await client.aclose()
+        await services.close()

@@ -163,7 +163,7 @@ def calibration_lines(rate: float, goal: float, what: str, references: dict[str,
 
 
 @contextlib.contextmanager
-def profiled(pid: int, seconds: int, out: str | None) -> Iterator[None]:
+def _profiled(pid: int, seconds: int, out: str | None) -> Iterator[None]:
     """py-spy records `pid` for `seconds` while the block runs (nothing when `out` is None):
     `out` ending in .txt gets raw collapsed stacks, else a flame graph."""
     if out is None:
@@ -186,13 +186,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_wrk(url: str, script: Path, connections: int, seconds: int, server_pid: int) -> dict[str, float]:
-    cpu_before = cpu_seconds(server_pid)
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-        capture_output=True, text=True, check=True,
-    )
-    cpu = cpu_seconds(server_pid) - cpu_before
+def run_wrk(
+    url: str, script: Path, connections: int, seconds: int, server_pid: int, profile: str | None = None
+) -> dict[str, float]:
+    """One wrk run; py-spy records the server meanwhile into `profile`, when given."""
+    with _profiled(server_pid, seconds, profile):
+        cpu_before = cpu_seconds(server_pid)
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+            capture_output=True, text=True, check=True,
+        )
+        cpu = cpu_seconds(server_pid) - cpu_before
     text = out.stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
     errors = int(re.search(r"^errors (\d+)$", text, re.M).group(1))  # type: ignore[union-attr]
@@ -217,18 +221,58 @@ def _latency(text: str, percentile: str) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
-def wrk_arguments(description: str | None, *, seconds: int, connections: int = 32, connections_help: str | None = None) -> argparse.ArgumentParser:
-    """The command line every wrk benchmark starts from: `--seconds` and `--connections`."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+def benchmark_arguments(description: str | None) -> argparse.ArgumentParser:
+    """A benchmark's command line, with its docstring (layout kept) as the help."""
+    return argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def wait_caught_up(base: str, token: str, projection: str | None = None, timeout: float = 120) -> None:
+    """Until the projection's lag (every projection's, when None) is 0."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reply = httpx.post(
+            f"{base}/graphql", json={"query": "{ projections { name lag } }"},
+            headers={"Authorization": f"Bearer {token}"}, timeout=10,
+        ).json()
+        lags = [p["lag"] for p in reply["data"]["projections"] if projection in (None, p["name"])]
+        if lags and all(lag == 0 for lag in lags):
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"the {projection} projection did not catch up" if projection else "the projections did not catch up")
+
+
+def wrk_arguments(
+    description: str | None, *, seconds: int, connections: int = 32, connections_help: str | None = None,
+    profiled_run: str | None = None,
+) -> argparse.ArgumentParser:
+    """The command line every wrk benchmark starts from: `--seconds` and `--connections`,
+    and `--profile OUT` when the benchmark names the run it would profile."""
+    parser = benchmark_arguments(description)
     parser.add_argument("--seconds", type=int, default=seconds)
     parser.add_argument("--connections", type=int, default=connections, help=connections_help)
+    if profiled_run is not None:
+        parser.add_argument("--profile", metavar="OUT", help=f"py-spy record {profiled_run} (OUT.svg/.txt)")
     return parser
 
 
-def wrk_installed() -> bool:
-    """Whether wrk is on the PATH; says how to get it when not."""
+def parse_wrk_arguments(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """The parsed command line, once wrk is known to be on the PATH (else exit 2, saying how
+    to get it: before any server starts)."""
+    args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
-        return False
-    return True
+        raise SystemExit(2)
+    return args
 
+
+
+def print_results(results: dict[str, dict[str, float]], name_width: int) -> None:
+    """A line per wrk run: req/s, latencies, the server's CPU per request, counts; its first errors."""
+    for name, result in results.items():
+        print(
+            f"  {name:<{name_width}} {result['rate']:8.0f} req/s  p50 {result['p50_ms']:.1f} ms  "
+            f"p99 {result['p99_ms']:.1f} ms  server CPU {result['cpu_ms']:.2f} ms/req "
+            f"({int(result['requests'])} requests, {int(result['errors'])} errors)"
+        )
+        if result["stderr"]:
+            print(f"    first errors: {str(result['stderr'])[:500]}")

@@ -27,11 +27,11 @@ from benchmarks._serve import (
     calibration_lines,
     measure_references,
     orders_lua,
-    profiled,
+    parse_wrk_arguments,
+    print_results,
     run_wrk,
     served,
     wrk_arguments,
-    wrk_installed,
 )
 
 ORDERS = 1000
@@ -69,12 +69,9 @@ async def create_orders(base: str, token: str, count: int) -> list[str]:
 
 
 def main() -> int:
-    parser = wrk_arguments(__doc__, seconds=10, connections=32)
+    parser = wrk_arguments(__doc__, seconds=10, connections=32, profiled_run="the server during the addItem run")
     parser.add_argument("--with-workers", action="store_true", help="keep projections, relay and saga on")
-    parser.add_argument("--profile", metavar="OUT", help="py-spy record the server during the addItem run (OUT.svg/.txt)")
-    args = parser.parse_args()
-    if not wrk_installed():
-        return 2
+    args = parse_wrk_arguments(parser)
 
     env = {} if args.with_workers else {
         "EVENTGRAPH_RUN_PROJECTIONS": "0", "EVENTGRAPH_RUN_RELAY": "0", "EVENTGRAPH_RUN_SAGA": "0"
@@ -91,21 +88,13 @@ def main() -> int:
         typename_lua = work / "typename.lua"
         typename_lua.write_text(TYPENAME_LUA)
 
-        with profiled(server.pid, args.seconds, args.profile):
-            mutations = run_wrk(f"{server.base}/graphql", add_lua, args.connections, args.seconds, server.pid)
+        mutations = run_wrk(f"{server.base}/graphql", add_lua, args.connections, args.seconds, server.pid, args.profile)
         ceiling = run_wrk(f"{server.base}/graphql", typename_lua, args.connections, args.seconds, server.pid)
     references = measure_references(args.connections, args.seconds)
 
     workers = "with background workers" if args.with_workers else "API only (workers off)"
     print(f"eventgraph serve, 1 uvicorn worker, {workers}; wrk -t1 -c{args.connections} -d{args.seconds}s")
-    for name, result in (("addItem", mutations), ("{ __typename }", ceiling)):
-        print(
-            f"  {name:<15} {result['rate']:8.0f} req/s  p50 {result['p50_ms']:.1f} ms  "
-            f"p99 {result['p99_ms']:.1f} ms  server CPU {result['cpu_ms']:.2f} ms/req "
-            f"({int(result['requests'])} requests, {int(result['errors'])} errors)"
-        )
-        if result["stderr"]:
-            print(f"    first errors: {result['stderr'][:500]}")
+    print_results({"addItem": mutations, "{ __typename }": ceiling}, name_width=15)
     print(f"  ratio addItem / __typename: {mutations['rate'] / ceiling['rate']:.2f}")
     # the machine may be shared: CPU per request says what one free core would give
     print(f"  one free core would give ~{1000 / mutations['cpu_ms']:.0f} addItem/s (server CPU bound)")

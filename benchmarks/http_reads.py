@@ -17,9 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
-
-import httpx
 
 from api.auth import mint_token
 from benchmarks._serve import (
@@ -27,11 +24,12 @@ from benchmarks._serve import (
     calibration_lines,
     measure_references,
     orders_lua,
-    profiled,
+    parse_wrk_arguments,
+    print_results,
     run_wrk,
     served,
+    wait_caught_up,
     wrk_arguments,
-    wrk_installed,
 )
 from eventstore import Appender, AppendRequest, NewEvent, StreamWrite
 from eventstore.pool import create_pool
@@ -91,33 +89,16 @@ async def seed(dsn: str, count: int) -> list[str]:
     return ids
 
 
-def wait_projected(base: str, token: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        reply = httpx.post(
-            f"{base}/graphql", json={"query": "{ projections { name lag } }"},
-            headers={"Authorization": f"Bearer {token}"}, timeout=10,
-        ).json()
-        lag = {p["name"]: p["lag"] for p in reply["data"]["projections"]}
-        if lag.get("orders") == 0:
-            return
-        time.sleep(0.2)
-    raise SystemExit("the orders projection did not catch up")
-
-
 def main() -> int:
-    parser = wrk_arguments(__doc__, seconds=10, connections=32)
+    parser = wrk_arguments(__doc__, seconds=10, connections=32, profiled_run="the server during the order(id) run")
     parser.add_argument("--orders", type=int, default=2000)
-    parser.add_argument("--profile", metavar="OUT", help="py-spy record the server during the order(id) run (OUT.svg/.txt)")
-    args = parser.parse_args()
-    if not wrk_installed():
-        return 2
+    args = parse_wrk_arguments(parser)
 
     load_before = os.getloadavg()[0]
     with served(EVENTGRAPH_RUN_PROJECTIONS="1", EVENTGRAPH_RUN_RELAY="0", EVENTGRAPH_RUN_SAGA="0") as server:
         ids = asyncio.run(seed(server.dsn, args.orders))
         token = mint_token(server.secret, "bench", "staff")
-        wait_projected(server.base, token)
+        wait_caught_up(server.base, token, "orders")
         work = server.work
         (work / "orders.txt").write_text("\n".join(ids) + "\n")
         scripts = {
@@ -130,20 +111,13 @@ def main() -> int:
         for name, text in scripts.items():
             script = work / f"{len(results)}.lua"
             script.write_text(text)
-            with profiled(server.pid, args.seconds, args.profile if name == "order(id)" else None):
-                results[name] = run_wrk(f"{server.base}/graphql", script, args.connections, args.seconds, server.pid)
+            profile = args.profile if name == "order(id)" else None
+            results[name] = run_wrk(f"{server.base}/graphql", script, args.connections, args.seconds, server.pid, profile)
     references = measure_references(args.connections, args.seconds)
 
     print(f"eventgraph serve, 1 uvicorn worker, projections on; {args.orders} orders of 3 lines;"
           f" wrk -t1 -c{args.connections} -d{args.seconds}s, load average before {load_before:.2f}")
-    for name, result in results.items():
-        print(
-            f"  {name:<18} {result['rate']:8.0f} req/s  p50 {result['p50_ms']:.1f} ms  "
-            f"p99 {result['p99_ms']:.1f} ms  server CPU {result['cpu_ms']:.2f} ms/req "
-            f"({int(result['requests'])} requests, {int(result['errors'])} errors)"
-        )
-        if result["stderr"]:
-            print(f"    first errors: {str(result['stderr'])[:500]}")
+    print_results(results, name_width=18)
     ceiling = results["{ __typename }"]["rate"]
     single = results["order(id)"]
     print(f"  ratio order(id) / __typename: {single['rate'] / ceiling:.2f};"

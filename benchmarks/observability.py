@@ -24,7 +24,7 @@ from contextlib import contextmanager
 import httpx
 
 from api.auth import mint_token
-from benchmarks._serve import free_port, run_wrk, served, wrk_arguments, wrk_installed
+from benchmarks._serve import free_port, parse_wrk_arguments, run_wrk, served, wrk_arguments
 from benchmarks.http_mutations import ADD_ITEM, LUA, create_orders
 from benchmarks.http_reads import ORDER, ORDER_LUA
 
@@ -86,9 +86,7 @@ def main() -> int:
     parser = wrk_arguments(__doc__, seconds=5, connections=32)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--sampler-ratio", type=float, default=1.0, help="parent-based trace-id ratio")
-    args = parser.parse_args()
-    if not wrk_installed():
-        return 2
+    args = parse_wrk_arguments(parser)
     totals: dict[str, dict[str, list[float]]] = {"off": {}, "on": {}}
     cpu: dict[str, dict[str, list[float]]] = {"off": {}, "on": {}}
     with receiver() as endpoint:

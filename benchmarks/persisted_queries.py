@@ -18,7 +18,7 @@ import os
 import httpx
 
 from api.auth import mint_token
-from benchmarks._serve import run_wrk, served, wrk_arguments, wrk_installed
+from benchmarks._serve import parse_wrk_arguments, run_wrk, served, wrk_arguments
 
 QUERY = "query Bench { headPosition }"
 
@@ -50,9 +50,7 @@ end
 
 def main() -> int:
     parser = wrk_arguments(__doc__, seconds=5, connections=32)
-    args = parser.parse_args()
-    if not wrk_installed():
-        return 2
+    args = parse_wrk_arguments(parser)
 
     sha256 = hashlib.sha256(QUERY.encode()).hexdigest()
     persisted = {"persistedQuery": {"version": 1, "sha256Hash": sha256}}

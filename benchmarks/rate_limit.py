@@ -10,7 +10,6 @@ less (every check a script call), alone and 32 at once (coalesced), and Redis aw
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import shutil
@@ -23,6 +22,7 @@ from pathlib import Path
 import redis.asyncio as redis
 
 from api.ratelimit import RateLimited, RateLimiter
+from benchmarks._serve import benchmark_arguments
 from service.embedded_redis import start_embedded_redis, stop_embedded_redis
 from service.settings import Settings
 
@@ -80,7 +80,7 @@ async def measure(url: str, checks: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_arguments(__doc__)
     parser.add_argument("--checks", type=int, default=20000)
     args = parser.parse_args()
     url = os.environ.get("REDIS_URL")

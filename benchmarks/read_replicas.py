@@ -32,10 +32,17 @@ from pathlib import Path
 import psutil
 
 from api.auth import mint_token
-from benchmarks._serve import Served, run_wrk, served, wrk_arguments, wrk_installed
+from benchmarks._serve import (
+    Served,
+    parse_wrk_arguments,
+    run_wrk,
+    served,
+    wait_caught_up,
+    wrk_arguments,
+)
 from benchmarks.http_mutations import ADD_ITEM, create_orders
 from benchmarks.http_mutations import LUA as ADD_ITEM_LUA
-from benchmarks.http_reads import LIST_LUA, ORDER, ORDER_LUA, ORDERS, seed, wait_projected
+from benchmarks.http_reads import LIST_LUA, ORDER, ORDER_LUA, ORDERS, seed
 from service.database import migrate
 from tests.replica_support import Cluster, start_cluster
 
@@ -109,9 +116,7 @@ def main() -> int:
     parser.add_argument("--write-connections", type=int, default=8, help="wrk connections for addItem")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--orders", type=int, default=2000)
-    args = parser.parse_args()
-    if not wrk_installed():
-        return 2
+    args = parse_wrk_arguments(parser)
 
     load_before = os.getloadavg()[0]
     cluster = start_cluster()
@@ -122,7 +127,7 @@ def main() -> int:
             read_ids = asyncio.run(seed(cluster.primary_url, args.orders))
             token = mint_token(SHARED["EVENTGRAPH_JWT_SECRET"], "bench", "staff")
             write_ids = asyncio.run(create_orders(writer.base, token, 1000))
-            wait_projected(writer.base, token)
+            wait_caught_up(writer.base, token, "orders")
             work = writer.work
             (work / "read.txt").write_text("\n".join(read_ids) + "\n")
             (work / "write.txt").write_text("\n".join(write_ids) + "\n")

@@ -16,14 +16,12 @@ import asyncio
 import time
 import uuid
 
-import redis.asyncio as redis
-
-from benchmarks._redis import run_on_scratch_servers
+from benchmarks._redis import run_on_scratch_servers, services_and_stream
+from benchmarks._serve import benchmark_arguments
 from eventstore import AppendRequest, NewEvent, StreamWrite
 from eventstore.outbox import backlog
 from service.container import Services, build_upcasters
 from service.relay import OutboxRelay
-from service.settings import Settings
 
 CHUNK = 500  # events per append while filling
 
@@ -42,10 +40,7 @@ async def fill(services: Services, events: int) -> None:
 
 
 async def measure(args: argparse.Namespace, url: str, redis_url: str) -> None:
-    services = await Services.start(Settings(run_projections=False), url)
-    client = redis.from_url(redis_url)
-    key = f"eventgraph:bench:{uuid.uuid4().hex}"
-    try:
+    async with services_and_stream(url, redis_url) as (services, client, key):
         await fill(services, args.events)
         relay = OutboxRelay(url, client, build_upcasters(), stream_key=key, batch_size=args.batch)
         stop = asyncio.Event()
@@ -64,14 +59,10 @@ async def measure(args: argparse.Namespace, url: str, redis_url: str) -> None:
             f"relay: {args.events} events in {elapsed:.2f} s = {args.events / elapsed:,.0f} messages/s"
             f" (batch {args.batch})"
         )
-    finally:
-        await client.delete(key)
-        await client.aclose()
-        await services.close()
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_arguments(__doc__)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=2000)
     run_on_scratch_servers(measure, parser.parse_args())

@@ -17,18 +17,15 @@ import asyncio
 import random
 import statistics
 import time
-import uuid
 
-import redis.asyncio as redis
-
-from benchmarks._redis import run_on_scratch_servers
+from benchmarks._redis import run_on_scratch_servers, services_and_stream
+from benchmarks._serve import benchmark_arguments
 from domain.commands import AddItem, CreateOrder, DepositFunds, RegisterProduct, SubmitOrder
 from service.container import Services, build_upcasters
 from service.context import Principal, RequestContext, Role
 from service.relay import OutboxRelay
 from service.saga.consumer import StreamConsumer
 from service.saga.tracked import TrackedAppends
-from service.settings import Settings
 
 STAFF = RequestContext.new(Principal("bench", Role.STAFF))
 PRODUCTS = 50
@@ -80,11 +77,8 @@ async def hops(services: Services, after: int) -> dict[str, str]:
 
 
 async def measure(args: argparse.Namespace, url: str, redis_url: str) -> None:
-    services = await Services.start(Settings(run_projections=False), url)
-    client = redis.from_url(redis_url)
-    key = f"eventgraph:bench:{uuid.uuid4().hex}"
     total = int(args.rate * args.seconds)
-    try:
+    async with services_and_stream(url, redis_url) as (services, client, key):
         ids = await prepare(services, total)
         tracked = TrackedAppends(services.appender, services.reader)
         runnables = [OutboxRelay(url, client, build_upcasters(), stream_key=key, poll_interval=0.5)] + [
@@ -118,14 +112,10 @@ async def measure(args: argparse.Namespace, url: str, redis_url: str) -> None:
             f" p50 {p[49]:.1f} ms, p99 {p[98]:.1f} ms, max {latencies[-1]:.1f} ms"
         )
         print("median hop, cause committed -> effect committed:", await hops(services, first_position))
-    finally:
-        await client.delete(key)
-        await client.aclose()
-        await services.close()
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_arguments(__doc__)
     parser.add_argument("--rate", type=float, default=50.0, help="orders submitted per second")
     parser.add_argument("--seconds", type=float, default=20.0)
     run_on_scratch_servers(measure, parser.parse_args())

@@ -18,7 +18,6 @@ Redis with a private stream key, or the embedded Redis `serve` starts.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -39,6 +38,7 @@ from websockets.exceptions import ConnectionClosed
 
 from api.auth import mint_token
 from benchmarks._db import drop_database, scratch_database
+from benchmarks._serve import benchmark_arguments
 from service.embedded_redis import stop_embedded_redis
 from service.serving import ServeProcess
 
@@ -138,7 +138,7 @@ async def run_once(stuck_pool: bool, load: float, subscribers: int) -> dict[str,
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_arguments(__doc__)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--load", type=float, default=1.0, help="seconds of load before SIGTERM")
     parser.add_argument("--subscribers", type=int, default=20)

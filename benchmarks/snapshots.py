@@ -10,12 +10,12 @@ stream from its snapshot, and the short one.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import time
 
 from benchmarks._db import drop_database, scratch_database
+from benchmarks._serve import benchmark_arguments
 from domain.product import Product, product_stream
 from eventstore import Appender, AppendRequest, EventReader, NewEvent, StreamWrite
 from eventstore.pool import create_pool
@@ -78,7 +78,7 @@ async def measure(url: str, events: int, runs: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_arguments(__doc__)
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()

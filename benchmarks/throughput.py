@@ -21,20 +21,17 @@ import asyncio
 import contextlib
 import json
 import os
-import time
 from pathlib import Path
-
-import httpx
 
 from api.auth import mint_token
 from benchmarks._serve import (
     TYPENAME_LUA,
     cpu_seconds,
-    profiled,
+    parse_wrk_arguments,
     run_wrk,
     served,
+    wait_caught_up,
     wrk_arguments,
-    wrk_installed,
 )
 from benchmarks.http_mutations import ADD_ITEM, create_orders
 from benchmarks.http_mutations import LUA as ADD_ITEM_LUA
@@ -44,20 +41,6 @@ from benchmarks.http_reads import ORDERS as LIST_QUERY
 
 WORKERS_OFF = {"EVENTGRAPH_RUN_PROJECTIONS": "0", "EVENTGRAPH_RUN_RELAY": "0", "EVENTGRAPH_RUN_SAGA": "0"}
 LISTED_ORDERS = 200
-
-
-def wait_caught_up(base: str, token: str, timeout: float = 120) -> None:
-    """Until every projection's lag is 0."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        reply = httpx.post(
-            f"{base}/graphql", json={"query": "{ projections { lag } }"},
-            headers={"Authorization": f"Bearer {token}"}, timeout=10,
-        ).json()
-        if all(p["lag"] == 0 for p in reply["data"]["projections"]):
-            return
-        time.sleep(0.1)
-    raise SystemExit("the projections did not catch up")
 
 
 def scripts(work: Path, token: str, orders: list[str], listed: bool) -> dict[str, Path]:
@@ -74,12 +57,11 @@ def scripts(work: Path, token: str, orders: list[str], listed: bool) -> dict[str
 
 
 def main() -> int:
-    parser = wrk_arguments(__doc__, seconds=10, connections=32)
+    parser = wrk_arguments(
+        __doc__, seconds=10, connections=32, profiled_run="the workers-on server during its first addItem run"
+    )
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--profile", metavar="OUT", help="py-spy record the workers-on server during its first addItem run")
-    args = parser.parse_args()
-    if not wrk_installed():
-        return 2
+    args = parse_wrk_arguments(parser)
 
     load_before = os.getloadavg()[0]
     runs: dict[str, list[dict[str, float]]] = {}
@@ -99,8 +81,7 @@ def main() -> int:
             for name, server, token, workers_on, script in plans:
                 cpu_before = cpu_seconds(server.pid)
                 profile = args.profile if round_ == 0 and name == "addItem (workers on)" else None
-                with profiled(server.pid, args.seconds, profile):
-                    result = run_wrk(f"{server.base}/graphql", script, args.connections, args.seconds, server.pid)
+                result = run_wrk(f"{server.base}/graphql", script, args.connections, args.seconds, server.pid, profile)
                 if workers_on:
                     wait_caught_up(server.base, token)  # the background work this run caused
                 result["cpu_ms"] = (cpu_seconds(server.pid) - cpu_before) * 1000 / max(result["requests"], 1)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
 
-from domain.aggregate import Aggregate, DomainEvent, apply_step, event_type
+from domain.aggregate import Aggregate, DomainEvent, StreamKind, apply_step, domain_event
 from domain.errors import InvalidInput, RuleViolation
 from domain.ids import check_id
 from domain.money import check_currency, parse_amount
@@ -14,15 +14,9 @@ from domain.money import check_currency, parse_amount
 MAX_QUANTITY = 10_000
 MAX_LINES = 500
 
-ORDER_STREAM_PREFIX = "order-"  # an order's stream id: the prefix and the order id
-
-
-def order_stream(order_id: str) -> str:
-    return ORDER_STREAM_PREFIX + order_id
-
-
-def order_id_of(stream_id: str) -> str:
-    return stream_id.removeprefix(ORDER_STREAM_PREFIX)
+order_stream = StreamKind("order")  # an order's stream id: "order-" and the order id
+ORDER_STREAM_PREFIX = order_stream.prefix
+order_id_of = order_stream.id_of
 
 
 def line_total(quantity: int, unit_price: Decimal, discount: Decimal) -> Decimal:
@@ -30,15 +24,13 @@ def line_total(quantity: int, unit_price: Decimal, discount: Decimal) -> Decimal
     return quantity * unit_price - discount
 
 
-@event_type("order.created.v2")
-@dataclass(frozen=True)
+@domain_event("order.created.v2")
 class OrderCreated(DomainEvent):
     customer_id: str
     currency: str
 
 
-@event_type("item.added.v2")
-@dataclass(frozen=True)
+@domain_event("item.added.v2")
 class ItemAdded(DomainEvent):
     item_id: str  # the sku
     quantity: int
@@ -46,32 +38,27 @@ class ItemAdded(DomainEvent):
     discount: Decimal
 
 
-@event_type("item.removed.v1")
-@dataclass(frozen=True)
+@domain_event("item.removed.v1")
 class ItemRemoved(DomainEvent):
     item_id: str
 
 
-@event_type("order.submitted.v1")
-@dataclass(frozen=True)
+@domain_event("order.submitted.v1")
 class OrderSubmitted(DomainEvent):
     total: Decimal
 
 
-@event_type("order.completed.v1")
-@dataclass(frozen=True)
+@domain_event("order.completed.v1")
 class OrderCompleted(DomainEvent):
     payment_id: str
 
 
-@event_type("order.rejected.v1")
-@dataclass(frozen=True)
+@domain_event("order.rejected.v1")
 class OrderRejected(DomainEvent):
     reason: str
 
 
-@event_type("order.cancelled.v1")
-@dataclass(frozen=True)
+@domain_event("order.cancelled.v1")
 class OrderCancelled(DomainEvent):
     reason: str
 
@@ -203,9 +190,7 @@ class Order(Aggregate):
 
     # State changes: one apply step per event type, shared by commands and replay.
 
-    @apply_step
-    def apply(self, event: DomainEvent) -> None:
-        raise TypeError(f"Order cannot apply {type(event).__name__}")
+    apply = apply_step()
 
     @apply.register
     def _(self, event: OrderCreated) -> None:

@@ -14,11 +14,10 @@ reservation changes no product: it is recorded on `reservation-<order id>`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from domain.aggregate import Aggregate, DomainEvent, apply_step, event_type
+from domain.aggregate import Aggregate, DomainEvent, StreamKind, apply_step, domain_event
 from domain.errors import InvalidInput, RuleViolation
 from domain.ids import check_id
 from domain.money import parse_amount
@@ -30,17 +29,11 @@ OUT_OF_STOCK = "out_of_stock"
 UNKNOWN_PRODUCT = "unknown_product"
 
 
-def product_stream(sku: str) -> str:
-    return f"product-{sku}"
+product_stream = StreamKind("product")
+reservation_stream = StreamKind("reservation")  # an order's failed reservation: it changes no product
 
 
-def reservation_stream(order_id: str) -> str:
-    """Where an order's failed reservation is recorded: it changes no product."""
-    return f"reservation-{order_id}"
-
-
-@event_type("product.registered.v1")
-@dataclass(frozen=True)
+@domain_event("product.registered.v1")
 class ProductRegistered(DomainEvent):
     sku: str
     name: str
@@ -49,14 +42,12 @@ class ProductRegistered(DomainEvent):
     initial_stock: int
 
 
-@event_type("product.restocked.v1")
-@dataclass(frozen=True)
+@domain_event("product.restocked.v1")
 class ProductRestocked(DomainEvent):
     quantity: int
 
 
-@event_type("inventory.reserved.v1")
-@dataclass(frozen=True)
+@domain_event("inventory.reserved.v1")
 class InventoryReserved(DomainEvent):
     order_id: str
     items: list[dict[str, Any]]  # the whole reservation: [{"sku", "quantity"}], sorted by sku
@@ -70,22 +61,19 @@ class InventoryReserved(DomainEvent):
         return bool(self.items) and stream_id == product_stream(self.items[0]["sku"])
 
 
-@event_type("inventory.reservation.failed.v1")
-@dataclass(frozen=True)
+@domain_event("inventory.reservation.failed.v1")
 class InventoryReservationFailed(DomainEvent):
     order_id: str
     reason: str  # OUT_OF_STOCK or UNKNOWN_PRODUCT
     sku: str = ""  # the first line that could not be reserved
 
 
-@event_type("inventory.released.v1")
-@dataclass(frozen=True)
+@domain_event("inventory.released.v1")
 class InventoryReleased(DomainEvent):
     order_id: str
 
 
-@event_type("inventory.consumed.v1")
-@dataclass(frozen=True)
+@domain_event("inventory.consumed.v1")
 class InventoryConsumed(DomainEvent):
     """The completed order took the units it held: reserved goes down, available stays."""
 
@@ -160,9 +148,7 @@ class Product(Aggregate):
 
     # State changes: one apply step per event type, shared by commands and replay.
 
-    @apply_step
-    def apply(self, event: DomainEvent) -> None:
-        raise TypeError(f"Product cannot apply {type(event).__name__}")
+    apply = apply_step()
 
     @apply.register
     def _(self, event: ProductRegistered) -> None:

@@ -9,10 +9,9 @@ land afterwards (both decisions go through this aggregate's version).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 
-from domain.aggregate import Aggregate, DomainEvent, apply_step, event_type
+from domain.aggregate import Aggregate, DomainEvent, StreamKind, apply_step, domain_event
 from domain.errors import InvalidInput, RuleViolation
 from domain.ids import check_id
 from domain.money import parse_amount
@@ -22,33 +21,28 @@ CURRENCY_MISMATCH = "currency_mismatch"
 ORDER_NOT_PAYABLE = "order_not_payable"  # cancelled (or otherwise settled) before payment
 
 
-def wallet_stream(customer_id: str) -> str:
-    return f"wallet-{customer_id}"
+wallet_stream = StreamKind("wallet")
 
 
-@event_type("funds.deposited.v1")
-@dataclass(frozen=True)
+@domain_event("funds.deposited.v1")
 class FundsDeposited(DomainEvent):
     amount: Decimal
     currency: str
 
 
-@event_type("payment.charged.v1")
-@dataclass(frozen=True)
+@domain_event("payment.charged.v1")
 class PaymentCharged(DomainEvent):
     order_id: str
     amount: Decimal
 
 
-@event_type("payment.failed.v1")
-@dataclass(frozen=True)
+@domain_event("payment.failed.v1")
 class PaymentFailed(DomainEvent):
     order_id: str
     reason: str  # INSUFFICIENT_FUNDS, CURRENCY_MISMATCH or ORDER_NOT_PAYABLE
 
 
-@event_type("payment.refunded.v1")
-@dataclass(frozen=True)
+@domain_event("payment.refunded.v1")
 class PaymentRefunded(DomainEvent):
     order_id: str
     amount: Decimal
@@ -111,9 +105,7 @@ class Wallet(Aggregate):
 
     # State changes: one apply step per event type, shared by commands and replay.
 
-    @apply_step
-    def apply(self, event: DomainEvent) -> None:
-        raise TypeError(f"Wallet cannot apply {type(event).__name__}")
+    apply = apply_step()
 
     @apply.register
     def _(self, event: FundsDeposited) -> None:

@@ -216,8 +216,7 @@ class EventHub:
     def _offer(self, batch: Batch) -> None:
         """Hands each tap the batch's events it wants (indexed by stream and owner)."""
         events = batch.events
-        by_stream: dict[str, list[RecordedEvent]] | None = None
-        by_owner: dict[str | None, list[RecordedEvent]] | None = None
+        indexes: dict[str, dict[str | None, list[RecordedEvent]]] = {}
         for tap in self._taps:
             only = tap.only
             if only.everything:
@@ -225,17 +224,22 @@ class EventHub:
                 continue
             candidates: Sequence[RecordedEvent]
             if only.stream_id is not None:
-                if by_stream is None:
-                    by_stream = defaultdict(list)
-                    for event in events:
-                        by_stream[event.stream_id].append(event)
-                candidates = by_stream.get(only.stream_id, ())
+                candidates = _indexed(events, "stream_id", indexes).get(only.stream_id, ())
             elif only.owner is not None:
-                if by_owner is None:
-                    by_owner = defaultdict(list)
-                    for event in events:
-                        by_owner[event.owner].append(event)
-                candidates = by_owner.get(only.owner, ())
+                candidates = _indexed(events, "owner", indexes).get(only.owner, ())
             else:
                 candidates = events
             tap.offer(Batch(batch.before, batch.after, [e for e in candidates if only(e)]))
+
+
+def _indexed(
+    events: Sequence[RecordedEvent], attribute: str, indexes: dict[str, dict[str | None, list[RecordedEvent]]]
+) -> dict[str | None, list[RecordedEvent]]:
+    """A batch's events grouped by one attribute (stream id, owner): built once per batch,
+    when the first tap that filters on it asks."""
+    index = indexes.get(attribute)
+    if index is None:
+        index = indexes[attribute] = defaultdict(list)
+        for event in events:
+            index[getattr(event, attribute)].append(event)
+    return index

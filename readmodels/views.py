@@ -6,19 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from domain.order import Order, line_total
+from domain.order import Order, OrderLine
 
-
-@dataclass(frozen=True)
-class OrderLineView:
-    sku: str
-    quantity: int
-    unit_price: Decimal
-    discount: Decimal
-
-    @property
-    def line_total(self) -> Decimal:
-        return line_total(self.quantity, self.unit_price, self.discount)
+# A line as queries return it is the domain's own frozen line value: one source for its total.
+OrderLineView = OrderLine
 
 
 @dataclass(frozen=True)

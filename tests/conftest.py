@@ -82,6 +82,15 @@ async def truncate_all(dsn: str) -> None:
         await conn.close()
 
 
+async def count_rows(dsn: str, sql: str) -> int:
+    """The count a `SELECT count(*) ...` gives, on a connection of its own (not the app's pool)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval(sql))
+    finally:
+        await conn.close()
+
+
 @pytest.fixture
 async def dsn(database_url: str) -> str:
     """The test database, emptied before the test."""

@@ -57,8 +57,11 @@ def relay_for(services: Services, client: redis.Redis, key: str) -> OutboxRelay:
 
 
 @contextlib.asynccontextmanager
-async def saga(services: Services, client: redis.Redis, key: str) -> AsyncIterator[list[StreamConsumer]]:
-    consumers = consumers_for(services, client, key)
+async def saga(
+    services: Services, client: redis.Redis, key: str, *, reactions: list[Reactions] | None = None
+) -> AsyncIterator[list[StreamConsumer]]:
+    """The relay and a consumer per reaction (every reaction of the saga, by default), running."""
+    consumers = consumers_for(services, client, key, reactions=reactions)
     async with running(relay_for(services, client, key), *consumers):
         yield consumers
 

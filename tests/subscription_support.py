@@ -87,6 +87,17 @@ class GraphQLWS:
                 return closed
 
 
+@asynccontextmanager
+async def subscribed(
+    api: Any, id: str, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None
+) -> AsyncIterator[GraphQLWS]:
+    """A socket acknowledged (with `token`, else api's default token) and subscribed to `query` as `id`."""
+    async with GraphQLWS.connect(api.port) as ws:
+        await ws.init(token if token is not None else api.token())
+        await ws.subscribe(id, query, variables)
+        yield ws
+
+
 async def gql_ok(api: Any, query: str, variables: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
     body = await api.gql(query, variables, **kwargs)
     assert "errors" not in body, body

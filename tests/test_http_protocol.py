@@ -8,21 +8,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
 
-from tests.conftest import Api
+from tests.conftest import Api, count_rows
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 CREATE = "mutation { createOrder(input: {customerId: \"cus_1\"}) { position } }"
 
 
 async def event_count(dsn: str) -> int:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return int(await conn.fetchval("SELECT count(*) FROM events"))
-    finally:
-        await conn.close()
+    return await count_rows(dsn, "SELECT count(*) FROM events")
 
 
 def auth(api: Api, sub: str = "cus_1", role: str = "customer") -> dict[str, str]:
@@ -87,26 +82,34 @@ async def test_field_errors_stay_200_with_data_in_both_modes(api: Api) -> None:
         assert body["errors"][0]["path"] == ["headPosition"]
 
 
+# Bodies posted as application/json that are not a GraphQL request: 400, naming what is wrong.
+MALFORMED_JSON_BODIES = [
+    (b'{"query": "mutation', "not valid JSON"),
+    (b"", "empty"),
+    (b"   ", "empty"),
+    (b'"just a string"', "JSON object"),
+    (b"42", "JSON object"),
+    (b'{"variables": {}}', "No GraphQL query"),
+    (b'{"query": 7}', "query"),
+    (b'{"query": "{ __typename }", "variables": "x"}', "variables"),
+    (b'{"query": "{ __typename }", "operationName": 1}', "operationName"),
+    (b'{"query": "{ __typename }", "extensions": []}', "extensions"),
+    (b'[{"query": "{ __typename }"}]', "Batching"),
+    (b'{"query": "query A { __typename }", "operationName": "B"}', "B"),
+]
+# Bodies of another media type (or none): 415, naming application/json or what was sent.
+OTHER_MEDIA_TYPES = [
+    (CREATE.encode(), "application/graphql", "application/json"),
+    (b"query=%7B__typename%7D", "application/x-www-form-urlencoded", "application/json"),
+    (b'{"query": "{ __typename }"}', "text/plain", "text/plain"),
+    (b'{"query": "{ __typename }"}', None, "none"),
+]
+
+
 @pytest.mark.parametrize(
     ("content", "content_type", "status", "fragment"),
-    [
-        (b'{"query": "mutation', "application/json", 400, "not valid JSON"),
-        (b"", "application/json", 400, "empty"),
-        (b"   ", "application/json", 400, "empty"),
-        (b'"just a string"', "application/json", 400, "JSON object"),
-        (b"42", "application/json", 400, "JSON object"),
-        (b'{"variables": {}}', "application/json", 400, "No GraphQL query"),
-        (b'{"query": 7}', "application/json", 400, "query"),
-        (b'{"query": "{ __typename }", "variables": "x"}', "application/json", 400, "variables"),
-        (b'{"query": "{ __typename }", "operationName": 1}', "application/json", 400, "operationName"),
-        (b'{"query": "{ __typename }", "extensions": []}', "application/json", 400, "extensions"),
-        (b'[{"query": "{ __typename }"}]', "application/json", 400, "Batching"),
-        (b'{"query": "query A { __typename }", "operationName": "B"}', "application/json", 400, "B"),
-        (CREATE.encode(), "application/graphql", 415, "application/json"),
-        (b"query=%7B__typename%7D", "application/x-www-form-urlencoded", 415, "application/json"),
-        (b'{"query": "{ __typename }"}', "text/plain", 415, "text/plain"),
-        (b'{"query": "{ __typename }"}', None, 415, "none"),
-    ],
+    [(content, "application/json", 400, fragment) for content, fragment in MALFORMED_JSON_BODIES]
+    + [(content, content_type, 415, fragment) for content, content_type, fragment in OTHER_MEDIA_TYPES],
 )
 async def test_malformed_posts_are_coded_4xx_and_append_nothing(
     api: Api, dsn: str, content: bytes, content_type: str | None, status: int, fragment: str

@@ -14,12 +14,9 @@ from service.saga.tracked import TrackedAppends
 from tests.projection_helpers import run_to_head
 from tests.relay_support import eventually
 from tests.saga_support import (
-    consumers_for,
     deposit,
     place_order,
     product,
-    relay_for,
-    running,
     saga,
     settled,
     staff,
@@ -96,10 +93,8 @@ async def test_a_held_reservation_shows_as_reserved(services: Services, dsn: str
     await stock(services, A=5)
     await deposit(services, "cus_1", "100.00")
 
-    inventory_only = consumers_for(
-        services, client, key, reactions=[Inventory(TrackedAppends(services.appender, services.reader))]
-    )
-    async with running(relay_for(services, client, key), *inventory_only):
+    inventory_only = [Inventory(TrackedAppends(services.appender, services.reader))]
+    async with saga(services, client, key, reactions=inventory_only):
         await place_order(services, "ord_1", {"A": (3, "1.00")})
 
         async def held() -> bool:

@@ -25,7 +25,7 @@ from api.persisted import KnownDocuments
 from service.container import Services
 from service.persisted_documents import REDIS_PREFIX, DatabaseDocuments
 from service.settings import Settings
-from tests.conftest import Api
+from tests.conftest import Api, count_rows
 from tests.subscription_support import GraphQLWS
 from tests.test_api_failures import serving
 
@@ -199,11 +199,7 @@ async def test_a_document_that_fails_validation_is_not_stored(
 
 
 async def stored_rows(dsn: str) -> int:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return int(await conn.fetchval("SELECT count(*) FROM persisted_documents"))
-    finally:
-        await conn.close()
+    return await count_rows(dsn, "SELECT count(*) FROM persisted_documents")
 
 
 @contextlib.asynccontextmanager

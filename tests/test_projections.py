@@ -17,6 +17,7 @@ from readmodels.projection import LogEvent
 from readmodels.rebuild import rebuild
 from readmodels.runner import Follower
 from service.container import Services, build_upcasters
+from tests.conftest import count_rows
 from tests.projection_helpers import (
     STAFF,
     aggregate_views,
@@ -54,11 +55,7 @@ async def test_incremental_batches_equal_a_rebuild_from_scratch(
 
 
 async def _order_event_count(dsn: str) -> int:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return int(await conn.fetchval("SELECT count(*) FROM events WHERE stream_id LIKE 'order-%'"))
-    finally:
-        await conn.close()
+    return await count_rows(dsn, "SELECT count(*) FROM events WHERE stream_id LIKE 'order-%'")
 
 
 async def test_old_event_versions_are_projected_upcast(services: Services, dsn: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 import redis.asyncio as redis
 
 from domain.commands import CancelOrder
-from domain.order import OrderStatus
+from domain.order import Order, OrderStatus
 from domain.wallet import Wallet
 from eventstore import RecordedEvent, Tracking
 from readmodels.wallets import WalletProjection
@@ -44,20 +45,34 @@ def by_type(events: list[RecordedEvent]) -> dict[str, list[RecordedEvent]]:
     return grouped
 
 
-async def test_happy_path_reserves_charges_and_completes(services: Services, broker) -> None:
+async def _one_order(
+    services: Services, broker: tuple[redis.Redis, str], stocked: dict[str, int], funds: str | None,
+    lines: dict[str, tuple[int, str]], *, then: Callable[[], Awaitable[bool]] | None = None,
+) -> tuple[Order, list[RecordedEvent]]:
+    """Stocks the products, gives cus_1 `funds`, runs the saga until cus_1's order ord_1 of
+    `lines` has settled (and `then` holds); the order, and the events its submit caused."""
     client, key = broker
-    await stock(services, A=10, B=5)
-    await deposit(services, "cus_1", "100.00")
+    await stock(services, **stocked)
+    if funds is not None:
+        await deposit(services, "cus_1", funds)
     async with saga(services, client, key):
-        await place_order(services, "ord_1", {"A": (2, "10.00"), "B": (1, "5.00")}, correlation_id="flow-1")
+        await place_order(services, "ord_1", lines, correlation_id="flow-1")
         done = await settled(services, "ord_1")
-        await eventually(lambda: _consumed(services, "flow-1", 2))
+        if then is not None:
+            await eventually(then)
+    return done, await services.reader.read_correlation("flow-1")
+
+
+async def test_happy_path_reserves_charges_and_completes(services: Services, broker) -> None:
+    done, flow = await _one_order(
+        services, broker, {"A": 10, "B": 5}, "100.00", {"A": (2, "10.00"), "B": (1, "5.00")},
+        then=lambda: _consumed(services, "flow-1", 2),
+    )
     assert done.status is OrderStatus.COMPLETED
     a, b = await product(services, "A"), await product(services, "B")
     assert (a.available, a.reserved, a.held, b.available, b.reserved) == (8, 0, {}, 4, 0)
     assert (await wallet(services, "cus_1")).balance == money("75.00")
 
-    flow = await services.reader.read_correlation("flow-1")
     assert [(e.type, e.stream_id) for e in flow] == [
         ("order.submitted.v1", "order-ord_1"),
         ("inventory.reserved.v1", "product-A"),
@@ -92,17 +107,11 @@ def _uuid(value: str):  # type: ignore[no-untyped-def]
 
 
 async def test_out_of_stock_rejects_the_order_and_reserves_nothing(services: Services, broker) -> None:
-    client, key = broker
-    await stock(services, A=10, B=1)
-    await deposit(services, "cus_1", "100.00")
-    async with saga(services, client, key):
-        await place_order(services, "ord_1", {"A": (2, "1.00"), "B": (2, "1.00")}, correlation_id="flow-2")
-        done = await settled(services, "ord_1")
+    done, flow = await _one_order(services, broker, {"A": 10, "B": 1}, "100.00", {"A": (2, "1.00"), "B": (2, "1.00")})
     assert done.status is OrderStatus.REJECTED and done.rejection_reason == "out_of_stock"
     assert (await product(services, "A")).available == 10 and (await product(services, "A")).version == 1
     assert (await product(services, "B")).available == 1
     assert (await wallet(services, "cus_1")).balance == money("100.00")
-    flow = await services.reader.read_correlation("flow-2")
     assert [(e.type, e.stream_id) for e in flow] == [
         ("order.submitted.v1", "order-ord_1"),
         ("inventory.reservation.failed.v1", "reservation-ord_1"),
@@ -112,27 +121,19 @@ async def test_out_of_stock_rejects_the_order_and_reserves_nothing(services: Ser
 
 
 async def test_unknown_product_rejects_the_order(services: Services, broker) -> None:
-    client, key = broker
-    await stock(services, A=10)
-    async with saga(services, client, key):
-        await place_order(services, "ord_1", {"A": (1, "1.00"), "NOPE": (1, "1.00")})
-        done = await settled(services, "ord_1")
+    done, _ = await _one_order(services, broker, {"A": 10}, None, {"A": (1, "1.00"), "NOPE": (1, "1.00")})
     assert done.status is OrderStatus.REJECTED and done.rejection_reason == "unknown_product"
     assert (await product(services, "A")).available == 10
 
 
 async def test_insufficient_funds_releases_the_reservation_and_cancels(services: Services, broker) -> None:
-    client, key = broker
-    await stock(services, A=10, B=5)
-    await deposit(services, "cus_1", "20.00")
-    async with saga(services, client, key):
-        await place_order(services, "ord_1", {"A": (2, "10.00"), "B": (1, "5.00")}, correlation_id="flow-3")
-        done = await settled(services, "ord_1")
+    done, flow = await _one_order(
+        services, broker, {"A": 10, "B": 5}, "20.00", {"A": (2, "10.00"), "B": (1, "5.00")},
         # compensation runs beside the cancellation: wait for the stock to come back
-        await eventually(lambda: _available_is(services, A=10, B=5))
+        then=lambda: _available_is(services, A=10, B=5),
+    )
     assert done.status is OrderStatus.CANCELLED and done.cancellation_reason == "payment_failed"
     assert (await wallet(services, "cus_1")).balance == money("20.00")
-    flow = await services.reader.read_correlation("flow-3")
     kinds = by_type(flow)
     assert [e.data for e in kinds["payment.failed.v1"]] == [{"order_id": "ord_1", "reason": "insufficient_funds"}]
     failed = kinds["payment.failed.v1"][0]
@@ -227,8 +228,7 @@ async def test_a_consumer_killed_mid_message_is_taken_over(services: Services, b
     tracked = TrackedAppends(services.appender, services.reader)
     stalling = _Stalls(Payments(tracked), after_commit=after_commit)
     doomed = consumers_for(services, client, key, reactions=[stalling])[0]
-    others = consumers_for(services, client, key, reactions=[Inventory(tracked), Ordering(tracked)])
-    async with running(relay_for(services, client, key), *others):
+    async with saga(services, client, key, reactions=[Inventory(tracked), Ordering(tracked)]):
         stop_doomed = asyncio.Event()
         doomed_task = asyncio.create_task(doomed.run(stop_doomed))
         await place_order(services, "ord_1", {"A": (2, "10.00")})
@@ -298,15 +298,13 @@ async def test_a_customer_cancelling_mid_flow_gets_the_stock_back_and_pays_nothi
     await stock(services, A=5)
     await deposit(services, "cus_1", "100.00")
     tracked = TrackedAppends(services.appender, services.reader)
-    relay = relay_for(services, client, key)
-    inventory = consumers_for(services, client, key, reactions=[Inventory(tracked)])
-    async with running(relay, *inventory):
+    async with saga(services, client, key, reactions=[Inventory(tracked)]):
         await place_order(services, "ord_1", {"A": (2, "1.00")})
         await eventually(lambda: _reserved_is(services, A=2))
         await services.execute(customer(), CancelOrder(order_id="ord_1", reason="changed my mind"))
         await eventually(lambda: _reserved_is(services, A=0))
     assert (await product(services, "A")).available == 5
-    async with running(relay_for(services, client, key), *consumers_for(services, client, key)):
+    async with saga(services, client, key):
         await eventually(lambda: _wallet_settled(services, "ord_1"))
     done = await order(services, "ord_1")
     assert done.status is OrderStatus.CANCELLED and done.cancellation_reason == "changed my mind"
@@ -336,14 +334,13 @@ async def test_an_order_cancelled_after_its_charge_is_refunded(services: Service
     await stock(services, A=10)
     await deposit(services, "cus_1", "100.00")
     tracked = TrackedAppends(services.appender, services.reader)
-    no_ordering = consumers_for(services, client, key, reactions=[Inventory(tracked), Payments(tracked)])
-    async with running(relay_for(services, client, key), *no_ordering):
+    async with saga(services, client, key, reactions=[Inventory(tracked), Payments(tracked)]):
         await place_order(services, "ord_1", {"A": (2, "10.00")})
         await eventually(lambda: _charged(services, "cus_1", "ord_1"))
         await services.execute(customer("cus_1"), CancelOrder(order_id="ord_1", reason="changed my mind"))
         await eventually(lambda: _refunded(services, "cus_1"))
         await eventually(lambda: _released(services, "A", 10))
-    async with running(relay_for(services, client, key), *consumers_for(services, client, key)):
+    async with saga(services, client, key):
         await eventually(lambda: _caught_up(client, key, "ordering"))
     assert (await order(services, "ord_1")).status is OrderStatus.CANCELLED
     paid = await wallet(services, "cus_1")

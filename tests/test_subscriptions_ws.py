@@ -17,6 +17,7 @@ from tests.subscription_support import (
     add_item,
     create_order,
     gql_ok,
+    subscribed,
 )
 
 
@@ -68,9 +69,7 @@ async def test_eight_concurrent_writers_every_event_once_in_order(api: Api, serv
         for n in range(per_writer):
             await add_item(api, orders[i], f"SKU{n % 4}", customer=f"cus_{i}")
 
-    async with GraphQLWS.connect(api.port) as ws:
-        await ws.init(api.token("staff_1", "staff"))
-        await ws.subscribe("all", EVENTS, {"after": str(start)})
+    async with subscribed(api, "all", EVENTS, {"after": str(start)}, token=api.token("staff_1", "staff")) as ws:
         writers = asyncio.gather(*(writer(i) for i in range(8)))
         got = await ws.data("all", 8 * per_writer)
         await writers
@@ -82,17 +81,13 @@ async def test_disconnect_write_more_resume_gets_exactly_the_missed_events(
     api: Api, services: Services
 ) -> None:
     order_id = await create_order(api)
-    async with GraphQLWS.connect(api.port) as ws:
-        await ws.init(api.token())
-        await ws.subscribe("1", EVENTS)
+    async with subscribed(api, "1", EVENTS) as ws:
         await add_item(api, order_id)
         seen = await ws.data("1", 2)
     last = seen[-1]["events"]["position"]
     for sku in ("A", "B", "C"):
         await add_item(api, order_id, sku)  # while disconnected
-    async with GraphQLWS.connect(api.port) as ws:
-        await ws.init(api.token())
-        await ws.subscribe("1", EVENTS, {"after": last})
+    async with subscribed(api, "1", EVENTS, {"after": last}) as ws:
         missed = await ws.data("1", 3)
         await add_item(api, order_id, "D")
         (live,) = await ws.data("1", 1)
@@ -103,9 +98,7 @@ async def test_disconnect_write_more_resume_gets_exactly_the_missed_events(
 
 async def test_customers_see_only_their_own_streams(api: Api) -> None:
     mine, theirs = await create_order(api, "cus_a"), await create_order(api, "cus_b")
-    async with GraphQLWS.connect(api.port) as ws:
-        await ws.init(api.token("cus_a", "customer"))
-        await ws.subscribe("mine", EVENTS)
+    async with subscribed(api, "mine", EVENTS, token=api.token("cus_a", "customer")) as ws:
         await ws.subscribe("theirs", EVENTS, {"stream": f"order-{theirs}"})
         refused = await ws.receive("theirs")
         assert refused["type"] == "next"
@@ -154,9 +147,7 @@ async def test_subscribe_before_connection_init_closes_4401(api: Api) -> None:
 
 async def test_a_bad_document_fails_its_own_operation_and_the_others_live_on(api: Api) -> None:
     order_id = await create_order(api)
-    async with GraphQLWS.connect(api.port) as ws:
-        await ws.init(api.token())
-        await ws.subscribe("good", EVENTS)
+    async with subscribed(api, "good", EVENTS) as ws:
         await ws.data("good", 1)
         await ws.subscribe("syntax", "subscription { events { position ")
         await ws.subscribe("invalid", "subscription { events { noSuchField } }")
@@ -170,9 +161,7 @@ async def test_a_bad_document_fails_its_own_operation_and_the_others_live_on(api
 
 
 async def test_server_pings_an_idle_socket(api: Api) -> None:
-    async with GraphQLWS.connect(api.port) as ws:
-        await ws.init(api.token())
-        await ws.subscribe("quiet", EVENTS, {"stream": "order-nothing-here"})
+    async with subscribed(api, "quiet", EVENTS, {"stream": "order-nothing-here"}) as ws:
         message = await ws._read()  # nothing else is due on this socket
         assert message == {"type": "ping"}
 
@@ -198,9 +187,7 @@ async def test_operations_per_connection_are_capped(api: Api) -> None:
 @pytest.mark.parametrize("after", ["-3", "x", "2"], ids=["negative", "not-a-number", "past-the-head"])
 async def test_a_bad_after_is_bad_user_input(api: Api, after: str) -> None:
     order_id = await create_order(api)  # the head is at 1
-    async with GraphQLWS.connect(api.port) as ws:
-        await ws.init(api.token())
-        await ws.subscribe("1", EVENTS, {"after": after})
+    async with subscribed(api, "1", EVENTS, {"after": after}) as ws:
         message = await ws.receive("1")
         assert message["payload"]["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
         await ws.subscribe("2", EVENTS, {"after": "1"})  # the head itself is fine
@@ -218,9 +205,7 @@ async def test_order_changed_sends_the_read_model_after_each_applied_change(
     api: Api, projections: None
 ) -> None:
     order_id = await create_order(api)
-    async with GraphQLWS.connect(api.port) as ws:
-        await ws.init(api.token())
-        await ws.subscribe("o", ORDER_CHANGED, {"id": order_id})
+    async with subscribed(api, "o", ORDER_CHANGED, {"id": order_id}) as ws:
         (now,) = await ws.data("o", 1)
         assert now["orderChanged"]["version"] == 1
         for sku in ("A", "B", "A"):
@@ -243,9 +228,7 @@ async def test_order_changed_refuses_what_the_caller_may_not_see(
     api: Api, order: str, code: str
 ) -> None:
     theirs = await create_order(api, "cus_b")
-    async with GraphQLWS.connect(api.port) as ws:
-        await ws.init(api.token("cus_a", "customer"))
-        await ws.subscribe("o", ORDER_CHANGED, {"id": theirs if order == "theirs" else order})
+    async with subscribed(api, "o", ORDER_CHANGED, {"id": theirs if order == "theirs" else order}, token=api.token("cus_a", "customer")) as ws:
         message = await ws.receive("o")
         assert message["payload"]["data"] is None
         assert message["payload"]["errors"][0]["extensions"]["code"] == code

@@ -3,8 +3,6 @@
 # PersistedQueryLink + HttpLink) against a real `eventgraph serve` (1 worker, a free port):
 # a first run misses and registers, later runs hit by hash alone, over POST and GET.
 set -euo pipefail
-export EVENTGRAPH_RUN_RELAY=${EVENTGRAPH_RUN_RELAY:-0}
-export EVENTGRAPH_RUN_SAGA=${EVENTGRAPH_RUN_SAGA:-0}
 source "$(dirname "$0")/../lib/serve.sh"
 start_server
 

@@ -5,8 +5,6 @@
 # `extensions.code`, any INTERNAL_SERVER_ERROR. Runs once, after both test passes; bounded
 # by EVENTGRAPH_FUZZ_EXAMPLES per test (default 150: about a minute here).
 set -euo pipefail
-export EVENTGRAPH_RUN_RELAY=${EVENTGRAPH_RUN_RELAY:-0}
-export EVENTGRAPH_RUN_SAGA=${EVENTGRAPH_RUN_SAGA:-0}
 source "$(dirname "$0")/../lib/serve.sh"
 start_server
 

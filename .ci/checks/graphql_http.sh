@@ -4,8 +4,6 @@
 #   2. GraphiQL rendered offline in headless Chromium (required in CI; elsewhere when installed).
 # Env: GRAPHIQL_SCREENSHOT (default $TMPDIR/eventgraph-graphiql.png).
 set -euo pipefail
-export EVENTGRAPH_RUN_RELAY=${EVENTGRAPH_RUN_RELAY:-0}
-export EVENTGRAPH_RUN_SAGA=${EVENTGRAPH_RUN_SAGA:-0}
 source "$(dirname "$0")/../lib/serve.sh"
 start_server
 

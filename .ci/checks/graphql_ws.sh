@@ -3,8 +3,6 @@
 # against a real `eventgraph serve` (1 worker, a free port): ack, subscribe/next/complete,
 # ping/pong, 4403/4401 close codes, a syntax error isolated to its own operation.
 set -euo pipefail
-export EVENTGRAPH_RUN_RELAY=${EVENTGRAPH_RUN_RELAY:-0}
-export EVENTGRAPH_RUN_SAGA=${EVENTGRAPH_RUN_SAGA:-0}
 source "$(dirname "$0")/../lib/serve.sh"
 start_server
 

@@ -3,6 +3,9 @@
 # Uses DATABASE_URL / REDIS_URL when set, else embedded servers under a temporary data dir.
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 export PATH="$PWD/.venv/bin:$PATH"
+# The checks are of the API: the relay and the saga stay off unless the caller turns them on.
+export EVENTGRAPH_RUN_RELAY=${EVENTGRAPH_RUN_RELAY:-0}
+export EVENTGRAPH_RUN_SAGA=${EVENTGRAPH_RUN_SAGA:-0}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/eventgraph-check.XXXXXX")
 export EVENTGRAPH_DATA_DIR=${EVENTGRAPH_DATA_DIR:-$work/data}

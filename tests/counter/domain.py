@@ -4,24 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from domain.aggregate import Aggregate, DomainEvent, apply_step, event_type
+from domain.aggregate import Aggregate, DomainEvent, StreamKind, apply_step, domain_event
 from domain.errors import InvalidInput, RuleViolation
 
-COUNTER_STREAM_PREFIX = "counter-"
+counter_stream = StreamKind("counter")
 
 
-def counter_stream(counter_id: str) -> str:
-    return COUNTER_STREAM_PREFIX + counter_id
-
-
-@event_type("counter.incremented.v1")
-@dataclass(frozen=True)
+@domain_event("counter.incremented.v1")
 class CounterIncremented(DomainEvent):
     by: int
 
 
-@event_type("counter.reset.v1")
-@dataclass(frozen=True)
+@domain_event("counter.reset.v1")
 class CounterReset(DomainEvent):
     pass
 
@@ -44,9 +38,7 @@ class Counter(Aggregate):
             raise RuleViolation(f"counter {self.id} was never incremented")
         self._emit(CounterReset())
 
-    @apply_step
-    def apply(self, event: DomainEvent) -> None:
-        raise TypeError(f"unknown event {event!r}")
+    apply = apply_step()
 
     @apply.register
     def _(self, event: CounterIncremented) -> None:
