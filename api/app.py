@@ -29,6 +29,7 @@ from api.persisted import PersistedDocuments, load_trusted_documents
 from api.ratelimit import RateLimiter
 from api.schema import ApiSchema, build_schema
 from api.websocket import TextWebSocketAdapter, TransportWSHandler, websocket_options
+from eventstore.metrics import observe_metrics
 from service.container import Services
 from service.context import Principal
 from service.health import BrokerProbe, health
@@ -110,6 +111,7 @@ def create_app(settings: Settings, services: Services | None = None) -> GraphQLF
     if not settings.database_url and services is None:
         raise ValueError("create_app needs settings.database_url (the CLI resolves the embedded one)")
     services_ref: dict[str, Services] = {}
+    observe_metrics(settings.metrics)
     schema = build_schema(settings)
     contexts = ContextFactory(services_ref, settings)
     documents = PersistedDocuments(
@@ -179,12 +181,9 @@ def create_app(settings: Settings, services: Services | None = None) -> GraphQLF
         status, body = await health(services_ref["services"].pool, broker)
         return JSONResponse(body, status_code=status)
 
-    routes = [
-        WebSocketRoute(GRAPHQL_PATH, over_websocket),
-        Route("/healthz", healthz),
-        Route("/metrics", metrics_endpoint(settings, lambda: services_ref["services"])),
-        *graphiql_routes(),
-    ]
+    routes = [WebSocketRoute(GRAPHQL_PATH, over_websocket), Route("/healthz", healthz), *graphiql_routes()]
+    if settings.metrics:
+        routes.append(Route("/metrics", metrics_endpoint(settings, lambda: services_ref["services"])))
     # Frontends on another origin: the only credential is the bearer token, never a cookie.
     cors = Middleware(
         Cors,

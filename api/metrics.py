@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from eventstore.metrics import observing
 from service import broker
 from service.container import Services
 from service.metrics import exposition, pool_state, replica_state, shared_state
@@ -41,6 +42,8 @@ _seconds: dict[str, Any] = {}
 
 def observe_request(operation_type: str, code: str, seconds: float) -> None:
     """One answered operation (children cached: labels() takes a lock and builds a key)."""
+    if not observing():
+        return
     counter = _requests.get((operation_type, code))
     if counter is None:
         counter = _requests[operation_type, code] = REQUESTS.labels(operation_type, code)

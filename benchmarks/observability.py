@@ -1,32 +1,41 @@
-"""What tracing costs: `addItem` and `order(id)` over HTTP with spans exported over
-OTLP/HTTP to a local receiver, against the same `serve` with no tracing, in one run.
+"""What observability costs (issue 14): `addItem` and `order(id)` over HTTP with metrics on
+and spans exported over OTLP/HTTP to a local receiver, against metrics off
+(EVENTGRAPH_METRICS=off) and no tracing, in one run.
 
-    python -m benchmarks.observability [--seconds 5] [--rounds 2] [--sampler-ratio 1.0]
+    python -m benchmarks.observability [--seconds 5] [--rounds 5] [--ratios default 1.0]
 
-Each round starts a `serve` per mode (alternating, so drift in a shared machine's load
-falls on both) and runs wrk on `addItem` (workers off: the API's own cost) and on
-`order(id)`. Metrics are always on (the counters are part of every request); their
-cost is read by running `benchmarks.http_reads` / `http_mutations` on the commit before
-them. The receiver is a separate process that reads and discards each export.
+One `serve` per mode runs at once: the baseline, and one observed `serve` per sampler
+ratio (`default`: OTEL_TRACES_SAMPLER unset, the service's default; a number: parent-based
+trace-id ratio; `none`: metrics without tracing). Each round loads every server at the same
+time, one wrk each, so a shared machine's load falls on all of them alike (run one after
+the other, the same server's CPU per request moved by ±15 % between rounds): `addItem` on
+orders of its own (workers off but projections: the API's cost and the projection's
+tracing), then `order(id)` on orders of 3 lines that nothing changes. The figure that
+counts is the server's CPU per request (req/s on a shared machine says more about the
+neighbours), against the baseline's in the same round: the median and the range over
+the rounds. The receiver is a separate process that reads and discards each export.
 Needs wrk (`apt-get install -y wrk`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
 from api.auth import mint_token
-from benchmarks._serve import free_port, parse_wrk_arguments, run_wrk, served, wrk_arguments
+from benchmarks._serve import Served, free_port, parse_wrk_arguments, run_wrk, served, wrk_arguments
 from benchmarks.http_mutations import ADD_ITEM, LUA, create_orders
 from benchmarks.http_reads import ORDER, ORDER_LUA
+from service.tracing import DEFAULT_SAMPLER_RATIO
 
 RECEIVER = r"""
 import sys
@@ -45,8 +54,12 @@ class Sink(BaseHTTPRequestHandler):
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
 """
 
+ADD_LINE = "mutation($i: AddItemInput!) { addItem(input: $i) { position } }"
+BASELINE = "metrics off, no tracing"
+WORKLOADS = ("addItem", "order(id)")
 
-@contextmanager
+
+@contextlib.contextmanager
 def receiver() -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen([sys.executable, "-c", RECEIVER, str(port)])
@@ -66,56 +79,98 @@ def receiver() -> Iterator[str]:
         process.wait(10)
 
 
-def measure(env: dict[str, str], seconds: int, connections: int) -> dict[str, dict[str, float]]:
-    workers_off = {"EVENTGRAPH_RUN_PROJECTIONS": "1", "EVENTGRAPH_RUN_RELAY": "0", "EVENTGRAPH_RUN_SAGA": "0"}
-    with served(**workers_off, **env) as server:
-        token = mint_token(server.secret, "bench", "staff")
-        orders = asyncio.run(create_orders(server.base, token, 500))
-        (server.work / "orders.txt").write_text("\n".join(orders) + "\n")
-        add = server.work / "add.lua"
-        add.write_text(LUA % {"orders": server.work / "orders.txt", "query": json.dumps(json.dumps(ADD_ITEM)), "token": token})
-        read = server.work / "read.lua"
-        read.write_text(ORDER_LUA % {"orders": server.work / "orders.txt", "query": json.dumps(json.dumps(ORDER)), "token": token})
-        url = f"{server.base}/graphql"
-        added = run_wrk(url, add, connections, seconds, server.pid)
-        time.sleep(1)  # the projection catches up with the orders' new lines
-        return {"addItem": added, "order(id)": run_wrk(url, read, connections, seconds, server.pid)}
+async def with_lines(base: str, token: str, orders: list[str], lines: int) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as http:
+        gate = asyncio.Semaphore(32)
+
+        async def add(order: str, line: int) -> None:
+            item = {"orderId": order, "sku": f"R{line}", "quantity": 1, "unitPrice": "2.50"}
+            async with gate:
+                response = await http.post("/graphql", json={"query": ADD_LINE, "variables": {"i": item}})
+                assert "errors" not in response.json(), response.text
+
+        for line in range(lines):
+            await asyncio.gather(*(add(order, line) for order in orders))
+
+
+def scripts(server: Served) -> dict[str, str]:
+    """The wrk script of each workload, on orders of their own."""
+    token = mint_token(server.secret, "bench", "staff")
+    added = asyncio.run(create_orders(server.base, token, 500))
+    read = asyncio.run(create_orders(server.base, token, 500))
+    asyncio.run(with_lines(server.base, token, read, 3))
+    paths = {}
+    for name, lua, query, orders in (("addItem", LUA, ADD_ITEM, added), ("order(id)", ORDER_LUA, ORDER, read)):
+        ids = server.work / f"{len(paths)}.txt"
+        ids.write_text("\n".join(orders) + "\n")
+        script = server.work / f"{len(paths)}.lua"
+        script.write_text(lua % {"orders": ids, "query": json.dumps(json.dumps(query)), "token": token})
+        paths[name] = str(script)
+    return paths
+
+
+def modes(endpoint: str, ratios: list[str]) -> dict[str, dict[str, str]]:
+    """Each mode's environment: the baseline, then metrics on and tracing per ratio."""
+    found = {BASELINE: {"EVENTGRAPH_METRICS": "off"}}
+    for ratio in ratios:
+        if ratio == "none":  # what metrics alone cost
+            found["metrics, no tracing"] = {"EVENTGRAPH_METRICS": "on"}
+            continue
+        traced = {"EVENTGRAPH_METRICS": "on", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
+        if ratio == "default":
+            found[f"metrics, tracing at the default ratio {DEFAULT_SAMPLER_RATIO}"] = traced
+        else:
+            sampler = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": ratio}
+            found[f"metrics, tracing at ratio {float(ratio)}"] = {**traced, **sampler}
+    return found
 
 
 def main() -> int:
     parser = wrk_arguments(__doc__, seconds=5, connections=32)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--sampler-ratio", type=float, default=1.0, help="parent-based trace-id ratio")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--ratios", nargs="+", default=["default", "1.0"], help="sampler ratios ('default': unset; 'none': metrics without tracing)")
     args = parse_wrk_arguments(parser)
-    totals: dict[str, dict[str, list[float]]] = {"off": {}, "on": {}}
-    cpu: dict[str, dict[str, list[float]]] = {"off": {}, "on": {}}
-    with receiver() as endpoint:
-        traced = {
-            "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
-            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-            "OTEL_TRACES_SAMPLER_ARG": str(args.sampler_ratio),
-        }
+    workers_off = {"EVENTGRAPH_RUN_PROJECTIONS": "1", "EVENTGRAPH_RUN_RELAY": "0", "EVENTGRAPH_RUN_SAGA": "0"}
+    with receiver() as endpoint, contextlib.ExitStack() as stack:
+        environments = modes(endpoint, args.ratios)
+        servers = {mode: stack.enter_context(served(**workers_off, **env)) for mode, env in environments.items()}
+        lua = {mode: scripts(server) for mode, server in servers.items()}
+        time.sleep(2)  # the projections catch up with the set-up
+        names = list(servers)
+        cpu: dict[tuple[str, str], list[float]] = {}  # (workload, mode): server CPU ms per request, per round
+        rate: dict[tuple[str, str], list[float]] = {}
         for round_ in range(args.rounds):
-            for mode, env in (("off", {}), ("on", traced)) if round_ % 2 == 0 else (("on", traced), ("off", {})):
-                for name, result in measure(env, args.seconds, args.connections).items():
-                    totals[mode].setdefault(name, []).append(result["rate"])
-                    cpu[mode].setdefault(name, []).append(result["cpu_ms"])
-                    print(
-                        f"  round {round_ + 1} tracing {mode:<3} {name:<10} {result['rate']:7.0f} req/s"
-                        f"  server CPU {result['cpu_ms']:.2f} ms/req  ({int(result['errors'])} errors)",
-                        flush=True,
-                    )
-    print(f"tracing exported over OTLP/HTTP, sampler ratio {args.sampler_ratio}; wrk -c{args.connections} -d{args.seconds}s")
-    def mean(values: list[float]) -> float:
-        return sum(values) / len(values)
-
-    for name in ("addItem", "order(id)"):
-        off, on = mean(totals["off"][name]), mean(totals["on"][name])
-        cpu_off, cpu_on = mean(cpu["off"][name]), mean(cpu["on"][name])
-        print(
-            f"  {name:<10} off {off:7.0f} req/s  on {on:7.0f} req/s  ratio {on / off:.3f};"
-            f" server CPU {cpu_off:.3f} -> {cpu_on:.3f} ms/req (x{cpu_on / cpu_off:.3f})"
-        )
+            for workload in WORKLOADS:
+                with ThreadPoolExecutor(len(names)) as pool:
+                    runs = {
+                        mode: pool.submit(
+                            run_wrk, f"{server.base}/graphql", lua[mode][workload], args.connections, args.seconds, server.pid
+                        )
+                        for mode, server in servers.items()
+                    }
+                results = {mode: run.result() for mode, run in runs.items()}
+                for mode, result in results.items():
+                    if result["errors"]:
+                        print(f"  {mode} {workload}: {int(result['errors'])} errors: {result['stderr'][:300]}")
+                    cpu.setdefault((workload, mode), []).append(result["cpu_ms"])
+                    rate.setdefault((workload, mode), []).append(result["rate"])
+            print(f"  round {round_ + 1}: " + "; ".join(
+                f"{workload} {mode}: {cpu[workload, mode][-1]:.3f} ms/req"
+                for workload in WORKLOADS for mode in names
+            ), flush=True)
+    print(f"server CPU per request against '{BASELINE}', same rounds; wrk -t1 -c{args.connections} -d{args.seconds}s"
+          f" per server at once, {args.rounds} rounds, spans exported over OTLP/HTTP to a local receiver")
+    for workload in WORKLOADS:
+        base_cpu, base_rate = cpu[workload, BASELINE], rate[workload, BASELINE]
+        print(f"  {workload:<10} {BASELINE}: {sum(base_cpu) / len(base_cpu):.3f} ms/req, {sum(base_rate) / len(base_rate):.0f} req/s")
+        for mode in names[1:]:
+            per_round = [on / off for on, off in zip(cpu[workload, mode], base_cpu, strict=True)]
+            rates = sum(rate[workload, mode]) / sum(base_rate)
+            print(
+                f"  {workload:<10} {mode}: CPU x{statistics.median(per_round):.3f} median"
+                f" (rounds {min(per_round):.3f}-{max(per_round):.3f}), req/s x{rates:.3f}"
+            )
     return 0
 
 

@@ -30,7 +30,7 @@ from eventstore.errors import (
     StoreUnavailable,
     UnstorableData,
 )
-from eventstore.metrics import APPEND_SECONDS, count_appended
+from eventstore.metrics import APPEND_SECONDS, count_appended, observing
 from eventstore.pool import Pool, dumps, unreachable
 from eventstore.records import (
     NOTIFY_CHANNEL,
@@ -176,11 +176,14 @@ class Appender:
             raise UnstorableData(f"the input cannot be stored: {str(error)[:200]}") from error
         started = time.perf_counter()
         rows = await conn.fetch(_APPEND, payload, self._outbox, NOTIFY_CHANNEL, APPEND_LOCK_KEY)
-        APPEND_SECONDS.observe(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
         for pending, row in zip(batch, rows, strict=True):
             pending.result, pending.error = _outcome(pending.request, row)
-            for event in pending.result.events if pending.result else ():
-                count_appended(event.type)
+        if observing():
+            APPEND_SECONDS.observe(seconds)
+            for pending in batch:
+                for event in pending.result.events if pending.result else ():
+                    count_appended(event.type)
 
 
 def _unavailable(error: Exception) -> StoreUnavailable:

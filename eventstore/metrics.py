@@ -15,6 +15,16 @@ APPEND_SECONDS = Histogram(
 )
 
 _by_type: dict[str, Counter] = {}
+_observing = True  # EVENTGRAPH_METRICS=off: the request path observes nothing (and /metrics is not served)
+
+
+def observe_metrics(on: bool) -> None:
+    global _observing
+    _observing = on
+
+
+def observing() -> bool:
+    return _observing
 
 
 def count_appended(event_type: str, count: int = 1) -> None:

@@ -1,14 +1,19 @@
 """Trace context carried by events (CONTRACT.md 7.7): each new event's metadata keeps the
-W3C `traceparent` of the span that caused it, and whoever handles the event later (the
-relay, a saga reaction, a projection) continues that trace from it.
+W3C `traceparent` of the sampled span that caused it, and whoever handles the event later
+(the relay, a saga reaction, a projection) continues that trace from it.
 
-Only the OpenTelemetry API is used here; without an SDK configured (service.tracing) every
-span is a no-op and `current_traceparent` is None, so nothing is added to events.
+Sampling is decided once, where work enters the service (service.tracing: a GraphQL
+operation). An operation the sampler drops gets no span at all: nothing is attached to the
+context, so every check below it (`span`, `with_traceparent`, `continued`) finds no
+recording span and costs a context lookup; its events carry no traceparent, and their
+later handlers record nothing either.
+
+Without an SDK configured (service.tracing) nothing records and no traceparent is written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -18,24 +23,30 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 TRACEPARENT = "traceparent"  # the metadata key, as the W3C header is named
 
-tracer = trace.get_tracer("eventgraph")
 _propagator = TraceContextTextMapPropagator()
-_recording = False  # an SDK exports spans (set by service.tracing)
+_tracer: trace.Tracer | None = None  # the SDK's, while spans record (set by service.tracing)
 
 
-def enable_recording(on: bool = True) -> None:
-    global _recording
-    _recording = on
+def enable_recording(tracer: trace.Tracer | None) -> None:
+    """Record spans with `tracer` (None: record nothing)."""
+    global _tracer
+    _tracer = tracer
 
 
 def recording() -> bool:
-    return _recording
+    return _tracer is not None
 
 
-def current_traceparent() -> str | None:
-    context = trace.get_current_span().get_span_context()
-    if not context.is_valid:
+def _recording_span() -> trace.Span | None:
+    """The current span, if this work is sampled."""
+    if _tracer is None:
         return None
+    current = trace.get_current_span()
+    return current if current.is_recording() else None
+
+
+def traceparent_of(span: trace.Span) -> str:
+    context = span.get_span_context()
     return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
 
 
@@ -63,28 +74,26 @@ def continued(
     kind: trace.SpanKind = trace.SpanKind.INTERNAL,
     attributes: Mapping[str, Any] | None = None,
 ) -> AbstractContextManager[Any]:
-    """A span continuing the trace in `carrier` (a new trace without one); a no-op context
-    when nothing records, so hot loops pay one check."""
-    if not _recording:
+    """A span continuing the sampled trace in `carrier` (an event's metadata); a no-op
+    context when the carrier's trace is not sampled or nothing records, so hot loops pay
+    one check."""
+    if _tracer is None or not carrier or not sampled(carrier.get(TRACEPARENT)):
         return nullcontext()
-    return tracer.start_as_current_span(name, context=context_of(carrier), kind=kind, attributes=attributes)
+    return _tracer.start_as_current_span(name, context=context_of(carrier), kind=kind, attributes=attributes)
 
 
 def span(name: str, attributes: Mapping[str, Any] | None = None) -> AbstractContextManager[Any]:
-    """A child of the current span, or a no-op when nothing records."""
-    if not _recording:
+    """A child of the current span when that one records, else a no-op."""
+    if _recording_span() is None:
         return nullcontext()
-    return tracer.start_as_current_span(name, attributes=attributes)
+    assert _tracer is not None
+    return _tracer.start_as_current_span(name, attributes=attributes)
 
 
 def with_traceparent(metadata: dict[str, Any]) -> dict[str, Any]:
-    """`metadata` with the current span's traceparent, when one records."""
-    if _recording:
-        traceparent = current_traceparent()
-        if traceparent:
-            return {**metadata, TRACEPARENT: traceparent}
-    return metadata
-
-
-def traceparents(metadata_items: Iterator[Mapping[str, Any]]) -> list[str]:
-    return [m[TRACEPARENT] for m in metadata_items if isinstance(m.get(TRACEPARENT), str)]
+    """`metadata` with the current span's traceparent, when that span records (an
+    unsampled flow's events carry none: nothing downstream would record them)."""
+    current = _recording_span()
+    if current is None:
+        return metadata
+    return {**metadata, TRACEPARENT: traceparent_of(current)}

@@ -33,7 +33,7 @@ import asyncpg
 
 from eventstore import NOTIFY_CHANNEL, UpcasterRegistry
 from eventstore.pool import connect
-from eventstore.tracing import continued, recording, sampled
+from eventstore.tracing import TRACEPARENT, continued, recording
 from eventstore.waiting import honour_cancellation
 from readmodels.checkpoints import (
     advance,
@@ -97,32 +97,21 @@ class Follower:
 
     async def step_in_transaction(self, conn: asyncpg.Connection, limit: int) -> Batch:
         before = await lock_checkpoint(conn, self.checkpoint)
-        events, after, head = await self.read(conn, before, limit)
+        traceparents: list[str] | None = [] if recording() else None
+        events, after, head = await self.read(conn, before, limit, traceparents)
         if after > before:
             await self.projection.apply(conn, events)
             await advance(conn, self.checkpoint, after)
-            if recording():
-                await self._trace(conn, events)
+            for traceparent in traceparents or ():  # a span in the trace of each sampled event
+                with continued(f"projection {self.projection.name}", {TRACEPARENT: traceparent}):
+                    pass
         return Batch(len(events), before, after, head)
 
-    async def _trace(self, conn: asyncpg.Connection, events: Sequence[LogEvent]) -> None:
-        """A span in the trace of each applied event that was sampled (read only while
-        tracing: batches skip metadata)."""
-        rows = await conn.fetch(
-            "SELECT metadata->>'traceparent' AS traceparent FROM events"
-            " WHERE position = ANY($1::bigint[]) AND metadata->>'traceparent' LIKE '%-_1'",
-            [e.position for e in events],
-        )
-        for row in rows:
-            if sampled(row["traceparent"]):
-                with continued(f"projection {self.projection.name}", row):
-                    pass
-
     async def read(
-        self, conn: asyncpg.Connection, after: int, limit: int
+        self, conn: asyncpg.Connection, after: int, limit: int, traceparents: list[str] | None = None
     ) -> tuple[list[LogEvent], int, int]:
         """A batch after `after` (any connection will do: positions up to the head never change)."""
-        return await read_batch(conn, self._upcasters, self._stored_types, after, limit)
+        return await read_batch(conn, self._upcasters, self._stored_types, after, limit, traceparents)
 
     async def write(
         self, conn: asyncpg.Connection, events: Sequence[LogEvent], before: int, after: int

@@ -16,6 +16,7 @@ from typing import TypeVar
 from domain.aggregate import Aggregate
 from domain.events import EVENT_TYPES, EventTypes
 from eventstore import EventReader
+from eventstore.metrics import observing
 from service.metrics import EVENTS_REPLAYED
 from service.snapshots import Snapshots
 
@@ -69,7 +70,8 @@ class Aggregates:
         )
         for event in events:
             aggregate.replay(self._decode(event.type, event.data), event.version, event.recorded_at)
-        EVENTS_REPLAYED.observe(len(events))
+        if observing():
+            EVENTS_REPLAYED.observe(len(events))
         if self.snapshots is not None and to_version is None and until is None:
             self.snapshots.loaded(aggregate, stream_id, len(events))
 

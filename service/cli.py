@@ -9,6 +9,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 
+from eventstore.metrics import observe_metrics
 from service.embedded import holding_embedded_servers
 from service.logs import configure_logging
 from service.settings import Settings
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     configure_logging(settings.log_format)
     configure_tracing()
+    observe_metrics(settings.metrics)
     _load_feature_commands()
     parser = argparse.ArgumentParser(prog="eventgraph", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

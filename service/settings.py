@@ -53,6 +53,7 @@ class Settings:
     # Pages on these origins may open WebSockets ("*": any). Safe as "*": a socket's only
     # credential is the token in connection_init, never a cookie a browser adds by itself.
     allowed_origins: tuple[str, ...] = ("*",)
+    metrics: bool = True  # off: no /metrics and nothing observed per request (to measure what they cost)
     metrics_token: str | None = None  # set: GET /metrics needs `Authorization: Bearer <it>`
     log_format: str = "text"  # text | json
     # Automatic persisted queries: seconds a document stays in the shared store (Redis, or
@@ -106,6 +107,7 @@ class Settings:
             ws_init_timeout=_float("EVENTGRAPH_WS_INIT_TIMEOUT", 10.0),
             ws_ping_interval=_float("EVENTGRAPH_WS_PING_INTERVAL", 15.0),
             ws_max_subscriptions=_int("EVENTGRAPH_WS_MAX_SUBSCRIPTIONS", 100),
+            metrics=env.get("EVENTGRAPH_METRICS", "on").strip().lower() not in ("off", "0", "false", "no"),
             metrics_token=env.get("EVENTGRAPH_METRICS_TOKEN") or None,
             log_format=env.get("EVENTGRAPH_LOG_FORMAT", "text").strip().lower() or "text",
             apq_ttl=_float("EVENTGRAPH_APQ_TTL", 7 * 86400.0),

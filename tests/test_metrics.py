@@ -5,6 +5,7 @@ and Redis."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,15 @@ import asyncpg
 import httpx
 import pytest
 import redis.asyncio as redis
+from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from api.app import create_app
+from eventstore.metrics import observe_metrics
+from service.container import Services
 from service.serving import ServeProcess
 from service.settings import Settings
-from tests.conftest import Api
+from tests.conftest import Api, serving
 from tests.relay_support import private_stream_key
 from tests.test_api_orders import ADD, CREATE, data
 
@@ -86,6 +91,30 @@ async def test_request_counters_move_with_requests_by_type_and_code(api: Api) ->
     assert moved("eventgraph_events_appended_total", type="order.created.v2") == 1
     assert moved("eventgraph_append_duration_seconds_count") >= 1
     assert order_id
+
+
+async def test_metrics_off_serves_no_metrics_and_counts_nothing(dsn: str, settings: Settings) -> None:
+    off = dataclasses.replace(settings, metrics=False)
+    services = await Services.start(off, dsn)
+    try:
+        async with serving(create_app(off, services)) as port:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+                api = Api(http, off.jwt_secret or "", port)
+                before = samples_of(generate_latest(REGISTRY).decode())
+                order_id = data(await api.gql(CREATE, {"input": {"customerId": "cus_1"}}), "createOrder")["order"]["id"]
+                assert order_id
+                after = samples_of(generate_latest(REGISTRY).decode())
+                scrape = await http.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    finally:
+        observe_metrics(True)  # as every other app of this process has it
+        await services.close()
+    assert scrape.status_code == 404
+    for name, labels in (
+        ("eventgraph_graphql_requests_total", {"operation_type": "mutation", "code": "OK"}),
+        ("eventgraph_events_appended_total", {"type": "order.created.v2"}),
+        ("eventgraph_append_duration_seconds_count", {}),
+    ):
+        assert value(after, name, **labels) == value(before, name, **labels), name
 
 
 async def test_shared_state_gauges_match_the_database(api: Api, dsn: str) -> None:

@@ -8,19 +8,22 @@ import asyncio
 import json
 import os
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace import sampling
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from api.auth import mint_token
-from eventstore.tracing import enable_recording
 from service.serving import ServeProcess
-from service.tracing import configure_tracing
+from service.tracing import configure_tracing, root_sampler, stop_recording
 from tests.conftest import Api
 from tests.test_saga_serve import SECRET, gql, order_status, served  # noqa: F401 - the fixture
 
@@ -31,45 +34,55 @@ TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
-    configure_tracing(exporter)
+    configure_tracing(exporter, sampling.ALWAYS_ON)
     yield exporter
-    enable_recording(False)  # the process's provider stays; nothing records for other tests
+    stop_recording()  # nothing records for other tests
     exporter.clear()
 
 
-async def test_one_order_flow_is_one_trace(spans: InMemorySpanExporter, served: httpx.AsyncClient) -> None:  # noqa: F811
-    http = served
-    await gql(http, """mutation { registerProduct(input: {sku: "SKU-T", name: "Widget", price: "4.00",
-        initialStock: 5}) { position } }""", {}, "staff_1", "staff")
+FLOW = {
+    "eventstore.append",
+    "saga inventory order.submitted.v1",
+    "saga payments inventory.reserved.v1",
+    "saga ordering payment.charged.v1",
+    "projection orders",
+}
+
+
+async def order_flow(http: httpx.AsyncClient, order_id: str, sku: str, **headers: str) -> None:
+    """An order submitted with `headers` and completed by the saga."""
+    await gql(http, f"""mutation {{ registerProduct(input: {{sku: "{sku}", name: "Widget", price: "4.00",
+        initialStock: 5}}) {{ position }} }}""", {}, "staff_1", "staff")
     await gql(http, """mutation { depositFunds(input: {customerId: "cus_1", amount: "10.00"}) { position } }""",
               {}, "staff_1", "staff")
-    await gql(http, """mutation { createOrder(input: {orderId: "ord_traced", customerId: "cus_1"}) { position } }""",
+    await gql(http, f"""mutation {{ createOrder(input: {{orderId: "{order_id}", customerId: "cus_1"}}) {{ position }} }}""",
               {}, "cus_1", "customer")
-    await gql(http, """mutation { addItem(input: {orderId: "ord_traced", sku: "SKU-T", quantity: 2,
-        unitPrice: "4.00"}) { position } }""", {}, "cus_1", "customer")
+    await gql(http, f"""mutation {{ addItem(input: {{orderId: "{order_id}", sku: "{sku}", quantity: 2,
+        unitPrice: "4.00"}}) {{ position }} }}""", {}, "cus_1", "customer")
     submitted = await gql(
-        http, """mutation Submit { submitOrder(input: {orderId: "ord_traced"}) { position } }""", {},
-        "cus_1", "customer", **{"x-correlation-id": "traced-flow", "traceparent": TRACEPARENT},
+        http, f"""mutation Submit {{ submitOrder(input: {{orderId: "{order_id}"}}) {{ position }} }}""", {},
+        "cus_1", "customer", **headers,
     )
-    await order_status(http, "ord_traced", "COMPLETED", submitted["submitOrder"]["position"])
+    await order_status(http, order_id, "COMPLETED", submitted["submitOrder"]["position"])
 
+
+async def names_in_trace(spans: InMemorySpanExporter, trace_id: str, wanted: set[str]) -> set[str]:
+    """The names of the trace's spans, once `wanted` are among them (or after 10 s)."""
     def names() -> set[str]:
-        return {s.name for s in spans.get_finished_spans() if format(s.context.trace_id, "032x") == TRACE_ID}
+        return {s.name for s in spans.get_finished_spans() if format(s.context.trace_id, "032x") == trace_id}
 
-    wanted = {
-        "mutation Submit",
-        "eventstore.append",
-        "saga inventory order.submitted.v1",
-        "saga payments inventory.reserved.v1",
-        "saga ordering payment.charged.v1",
-        "projection orders",
-    }
     for _ in range(200):  # the last projection batch may finish after the read that saw it
         if wanted <= names():
             break
         await asyncio.sleep(0.05)
-    assert wanted <= names(), names()
-    assert any(name.endswith(" publish") for name in names())
+    return names()
+
+
+async def test_one_order_flow_is_one_trace(spans: InMemorySpanExporter, served: httpx.AsyncClient) -> None:  # noqa: F811
+    await order_flow(served, "ord_traced", "SKU-T", **{"x-correlation-id": "traced-flow", "traceparent": TRACEPARENT})
+    names = await names_in_trace(spans, TRACE_ID, FLOW | {"mutation Submit"})
+    assert FLOW | {"mutation Submit"} <= names, names
+    assert any(name.endswith(" publish") for name in names)
     [operation] = [s for s in spans.get_finished_spans() if s.name == "mutation Submit"]
     assert operation.parent is not None and format(operation.parent.span_id, "016x") == "00f067aa0ba902b7"
     assert operation.attributes == {
@@ -79,6 +92,77 @@ async def test_one_order_flow_is_one_trace(spans: InMemorySpanExporter, served: 
     }
     other = {s.name for s in spans.get_finished_spans() if format(s.context.trace_id, "032x") != TRACE_ID}
     assert "saga inventory order.submitted.v1" not in other  # nothing of this flow strayed
+
+
+async def test_a_flow_the_service_starts_is_one_trace_too(spans: InMemorySpanExporter, served: httpx.AsyncClient) -> None:  # noqa: F811
+    # No traceparent: the trace starts here, its flags mark a random trace id (03), and
+    # every hop (the projection included) still reads it as sampled.
+    await order_flow(served, "ord_rooted", "SKU-R")
+    [operation] = [s for s in spans.get_finished_spans() if s.name == "mutation Submit"]
+    assert operation.parent is None
+    trace_id = format(operation.context.trace_id, "032x")
+    names = await names_in_trace(spans, trace_id, FLOW)
+    assert FLOW <= names, names
+
+
+async def test_an_unsampled_flow_records_nothing_and_its_events_carry_no_traceparent(
+    served: httpx.AsyncClient, dsn: str  # noqa: F811
+) -> None:
+    exporter = InMemorySpanExporter()
+    configure_tracing(exporter, sampling.ParentBased(sampling.ALWAYS_OFF))  # new traces dropped
+    try:
+        unsampled = f"00-{TRACE_ID}-00f067aa0ba902b7-00"  # a caller's trace, not sampled
+        await order_flow(served, "ord_unsampled", "SKU-U", **{"x-correlation-id": "unsampled", "traceparent": unsampled})
+        await asyncio.sleep(0.5)  # the projection's last batch, the relay's last publish
+    finally:
+        stop_recording()
+    conn = await asyncpg.connect(dsn)
+    try:
+        events, traced = await conn.fetchrow(
+            "SELECT count(*), count(metadata->>'traceparent') FROM events WHERE metadata->>'correlation_id' = 'unsampled'"
+        )
+    finally:
+        await conn.close()
+    assert events >= 4 and traced == 0  # submitted, reserved, charged, completed: none carries one
+    assert exporter.get_finished_spans() == ()
+
+
+class _EvenTraceIds(sampling.Sampler):
+    """Keeps the traces whose id is even, and counts the questions about each id."""
+
+    def __init__(self) -> None:
+        self.asked: Counter[int] = Counter()
+
+    def should_sample(self, parent_context: Any, trace_id: int, name: str, *args: Any, **kwargs: Any) -> sampling.SamplingResult:
+        self.asked[trace_id] += 1
+        return sampling.SamplingResult(
+            sampling.Decision.RECORD_AND_SAMPLE if trace_id % 2 == 0 else sampling.Decision.DROP
+        )
+
+    def get_description(self) -> str:
+        return "even trace ids"
+
+
+def test_a_parent_based_samplers_root_is_found() -> None:
+    ratio = sampling.TraceIdRatioBased(0.25)  # the SDK's private `_root`, relied on by service.tracing
+    assert root_sampler(sampling.ParentBased(ratio)) is ratio
+    assert root_sampler(ratio) is ratio
+
+
+async def test_a_new_trace_is_sampled_on_the_id_it_gets(api: Api) -> None:
+    exporter, sampler = InMemorySpanExporter(), _EvenTraceIds()
+    configure_tracing(exporter, sampling.ParentBased(sampler))
+    try:
+        for _ in range(30):
+            await api.gql("query Probe { __typename }")
+    finally:
+        stop_recording()
+    probes = [s.context.trace_id for s in exporter.get_finished_spans() if s.name == "query Probe"]
+    assert probes  # about half of them (none: once in 2**30 runs)
+    # The operation's entry asked about an id and the SDK's span got that id (asked again):
+    # a span with another id would have been sampled on a question about a different one.
+    assert all(sampler.asked[trace_id] == 2 for trace_id in probes)
+    assert len(probes) == sum(1 for trace_id in sampler.asked if trace_id % 2 == 0)
 
 
 class _Receiver(BaseHTTPRequestHandler):
