@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
@@ -25,7 +26,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider, sampling
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
-from eventstore.tracing import context_of, enable_recording
+from eventstore.tracing import TRACEPARENT, context_of, enable_recording
 from service.logs import TRACE_ID
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class _HashedOnce(Resource):
         return self._hash
 
 
+_TRACEPARENT = re.compile("00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")  # W3C, version 00
 _NO_PARENT = Context()  # an operation's span continues the caller's trace or starts one, never another span
 
 
@@ -155,7 +157,7 @@ def operation_span(
     """The span of one GraphQL operation, continuing an incoming `traceparent`; a no-op
     when nothing records or the sampler drops this operation."""
     if _operations is None:
-        return nullcontext()
+        return _untraced(headers)
     name = f"{operation_type} {operation_name}" if operation_name else operation_type
     attributes = {
         "graphql.operation.type": operation_type,
@@ -164,6 +166,14 @@ def operation_span(
     }
     started = _operations.start(name, headers, attributes)
     if started is None:
-        return nullcontext()
+        return _untraced(headers)
     TRACE_ID.set(f"{started.get_span_context().trace_id:032x}")  # for the request's access line
     return trace.use_span(started, end_on_exit=True)
+
+
+def _untraced(headers: Mapping[str, Any] | None) -> AbstractContextManager[Any]:
+    """No span; the caller's trace id, if it sent one, still goes on the request's log lines."""
+    traceparent = headers.get(TRACEPARENT) if headers else None
+    if isinstance(traceparent, str) and _TRACEPARENT.fullmatch(traceparent):
+        TRACE_ID.set(traceparent[3:35])
+    return nullcontext()

@@ -29,6 +29,8 @@ from tests.test_saga_serve import SECRET, gql, order_status, served  # noqa: F40
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+UNSAMPLED_TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+UNSAMPLED_TRACEPARENT = f"00-{UNSAMPLED_TRACE_ID}-b7ad6b7169203331-00"
 
 
 @pytest.fixture
@@ -214,6 +216,13 @@ def test_spans_go_out_over_otlp_http_and_json_logs_carry_the_ids(
             timeout=10,
         )
         assert "errors" not in response.json(), response.text
+        unsampled = httpx.post(  # the caller's trace, not sampled: no span, its id still in the log
+            f"{base}/graphql",
+            json={"query": "query Unsampled { __typename }"},
+            headers={"traceparent": UNSAMPLED_TRACEPARENT, "x-correlation-id": "otlp-2"},
+            timeout=10,
+        )
+        assert unsampled.json() == {"data": {"__typename": "Query"}}
     finally:
         server.terminate(within=30)  # a stopping process flushes what it batched
         receiver.shutdown()
@@ -233,8 +242,15 @@ def test_spans_go_out_over_otlp_http_and_json_logs_carry_the_ids(
 
     lines = [json.loads(line) for line in log_path.read_text().splitlines()]  # every line is JSON
     assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
-    [access] = [line for line in lines if line["logger"] == "uvicorn.access" and "POST /graphql" in line["message"]]
-    assert access["correlation_id"] == "otlp-1" and access["trace_id"] == TRACE_ID
+    access = {
+        line["correlation_id"]: line
+        for line in lines
+        if line["logger"] == "uvicorn.access" and "POST /graphql" in line["message"]
+    }
+    assert access.keys() == {"otlp-1", "otlp-2"}
+    assert access["otlp-1"]["trace_id"] == TRACE_ID
+    assert access["otlp-2"]["trace_id"] == UNSAMPLED_TRACE_ID
+    assert "query Unsampled" not in spans
     assert any(line["logger"] == "uvicorn.error" and "Started server process" in line["message"] for line in lines)
 
 
