@@ -18,6 +18,7 @@ the batch, and fails alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -42,6 +43,7 @@ from eventstore.records import (
 from eventstore.tracing import span
 
 APPEND_LOCK_KEY = 0x6576_656E_7467  # "eventg": the one lock all appenders share
+_STOP_BACKEND_SECONDS = 2.0
 
 _APPEND = "SELECT * FROM eventstore_append($1::text::jsonb, $2, $3, $4)"
 
@@ -98,8 +100,9 @@ class Appender:
         ]
 
     async def close(self) -> None:
-        """Stop appending. Every request not yet answered fails with StoreUnavailable (one cut
-        off mid-commit may still have been stored: the idempotency key makes a retry safe)."""
+        """Stop appending. Every request not yet answered fails with StoreUnavailable, after
+        its batch's server session has ended (one cut off mid-commit may still have been
+        stored: the idempotency key makes a retry safe)."""
         self._closed = True
         for task in self._tasks:
             task.cancel()
@@ -117,16 +120,30 @@ class Appender:
                 continue
             batch = self._queue[: self._max_batch]
             del self._queue[: self._max_batch]
+            backend: int | None = None  # while the batch's statement is on the server
             try:
                 async with self._pool.acquire() as conn:
+                    backend = conn.get_server_pid()
                     await self._commit_isolating(conn, batch)
+                    backend = None
             except asyncio.CancelledError:
+                if backend is not None:
+                    await self._stop_backend(backend)
                 _settle(batch, StoreUnavailable("the event store is closed"))
                 raise
             except Exception as error:  # the server is gone, or a bug
                 _settle(batch, error if not unreachable(error) else _unavailable(error))
             else:
                 _settle(batch, None)
+
+    async def _stop_backend(self, pid: int) -> None:
+        """End a cancelled batch's server session before its requests are told it failed.
+        The pool drops the connection, but a backend waiting on the append lock notices
+        its client is gone only when it answers, after committing: a request answered
+        "unavailable" (retryable) would then have been appended after all."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(_STOP_BACKEND_SECONDS), self._pool.acquire() as conn:
+                await conn.execute("SELECT pg_terminate_backend($1, $2)", pid, int(_STOP_BACKEND_SECONDS * 1000))
 
     async def _commit_isolating(self, conn: asyncpg.Connection, batch: list[_Pending]) -> None:
         """Commit the batch; if PostgreSQL refuses it (data it cannot store, say), commit its

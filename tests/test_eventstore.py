@@ -340,6 +340,8 @@ async def test_close_answers_every_pending_append(dsn: str) -> None:
         await asyncio.wait_for(appender.close(), 10)
         results = await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), 10)
         assert all(isinstance(r, StoreUnavailable) for r in results), results
+        # answered only once no batch waits on the server any more: none can commit later
+        assert await blocker.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted") == 0
         with pytest.raises(StoreUnavailable):
             await appender.append(AppendRequest([StreamWrite("s-2", [ev()])]))
         await blocker.execute("SELECT pg_advisory_unlock($1)", APPEND_LOCK_KEY)
