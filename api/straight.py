@@ -21,7 +21,15 @@ import keyword
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from graphql import GraphQLObjectType, Undefined
+from graphql import (
+    GRAPHQL_MAX_INT,
+    GRAPHQL_MIN_INT,
+    GraphQLID,
+    GraphQLInt,
+    GraphQLObjectType,
+    GraphQLString,
+    Undefined,
+)
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 
 from compat.strawberry import is_interface_member_check
@@ -45,91 +53,140 @@ def _null_or_unusual(value: Any) -> None:
         raise Unusual
 
 
+_SEQUENCES: set[type] = {list, tuple}  # classes seen to pass `_is_list`
+
+
 def _is_list(value: Any) -> bool:
-    """graphql-core's `is_iterable`, for values that can be read twice."""
-    return type(value) is list or type(value) is tuple or (
-        isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray | memoryview)
-    )
+    """graphql-core's `is_iterable`, for values that can be read twice (sequences)."""
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray | memoryview):
+        _SEQUENCES.add(type(value))
+        return True
+    return False
+
+
+# Leaves whose values pass through their scalar's coercion unchanged: the coercion is
+# not called for them (graphql-core's String, ID and Int).
+_UNCHANGED = {
+    GraphQLString.serialize: "type(%(v)s) is str",
+    GraphQLID.serialize: "type(%(v)s) is str",
+    GraphQLInt.serialize: f"type(%(v)s) is int and {GRAPHQL_MIN_INT} <= %(v)s <= {GRAPHQL_MAX_INT}",
+}
 
 
 def straight_completion(selection: Selection) -> Straight | None:
     """The selection's completion as one function, or None when a field needs the walk (a
-    resolver, arguments, a list of leaves or of lists, an abstract type); the selections
-    under it must have theirs already (plans are built inside out)."""
+    resolver, arguments, a list of leaves or of lists, an abstract type). Objects under
+    it are written inline: no call per object or list item."""
     writer = _Writer()
-    values = []
-    for index, plan in enumerate(selection.fields):
-        value = writer.field(index, plan)
-        if value is None:
+    try:
+        result = writer.selection(selection, "source", "    ")
+        if result is None or len(writer.lines) > _MAX_LINES:
             return None
-        values.append(f"{plan.response_name!r}: {value}")
-    writer.lines.append(f"    return {{{', '.join(values)}}}")
-    code = "def straight(source):\n" + "\n".join(writer.lines) + "\n"
-    exec(compile(code, f"<straight completion of {selection.type.name}>", "exec"), writer.names)  # noqa: S102 - our own code, from the schema's names
+        writer.lines.append(f"    return {result}")
+        code = "def straight(source):\n" + "\n".join(writer.lines) + "\n"
+        exec(compile(code, f"<straight completion of {selection.type.name}>", "exec"), writer.names)  # noqa: S102 - our own code, from the schema's names
+    except (SyntaxError, RecursionError, MemoryError):  # nested too deeply for Python's compiler
+        return None
     straight: Straight = writer.names["straight"]
     return straight
+
+
+_MAX_LINES = 5_000  # a document's selections are each written with all they contain
 
 
 class _Writer:
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.names: dict[str, Any] = {
-            "Undefined": Undefined, "_unusual": _unusual, "_null_or_unusual": _null_or_unusual, "_is_list": _is_list,
+            "Undefined": Undefined, "_unusual": _unusual, "_null_or_unusual": _null_or_unusual,
+            "_is_list": _is_list, "_SEQUENCES": _SEQUENCES,
         }
+        self.count = 0
 
-    def field(self, index: int, plan: FieldPlan) -> str | None:
-        """Writes the lines reading one field into `r<index>`; the expression of its value."""
+    def selection(self, selection: Selection, source: str, indent: str) -> str | None:
+        """Writes the lines completing `selection` on the object in variable `source`;
+        returns the expression of the result dict."""
+        values = []
+        for plan in selection.fields:
+            value = self.field(plan, source, indent)
+            if value is None:
+                return None
+            values.append(f"{plan.response_name!r}: {value}")
+        return f"{{{', '.join(values)}}}"
+
+    def field(self, plan: FieldPlan, source: str, indent: str) -> str | None:
+        """Writes the lines reading one field into a variable; the expression of its value."""
         if plan.typename is not None:
             return repr(plan.typename)
         attribute = plan.attribute
         if attribute is None or not attribute.isidentifier() or keyword.iskeyword(attribute):
             return None
+        self.count += 1
+        n = self.count
+        v, r = f"v{n}", f"r{n}"
         completion = plan.completion
         write = self.lines.append
-        write(f"    v = source.{attribute}")
-        write("    if v is None:")
-        write(f"        r{index} = None" if not completion.non_null else "        raise Unusual")
+        null = f"{indent}    {r} = None" if not completion.non_null else f"{indent}    raise Unusual"
+        write(f"{indent}{v} = {source}.{attribute}")
         if completion.coerce is not None:
-            self.names[f"coerce{index}"] = completion.coerce
-            write("    else:")
-            write(f"        r{index} = coerce{index}(v)")
-            write(f"        if r{index} is None or r{index} is Undefined or isinstance(v, Exception):")
-            write("            raise Unusual")
-            return f"r{index}"
+            self.names[f"coerce{n}"] = completion.coerce
+            unchanged = _UNCHANGED.get(completion.coerce)  # type: ignore[arg-type]
+            if unchanged is not None:
+                write(f"{indent}if {unchanged % {'v': v}}:")
+                write(f"{indent}    {r} = {v}")
+                write(f"{indent}elif {v} is None:")
+            else:
+                write(f"{indent}if {v} is None:")
+            write(null)
+            write(f"{indent}else:")
+            write(f"{indent}    {r} = coerce{n}({v})")
+            write(f"{indent}    if {r} is None or {r} is Undefined or isinstance({v}, Exception):")
+            write(f"{indent}        raise Unusual")
+            return r
         if completion.selection is not None:
-            check = self.object_check(index, completion.selection, "v")
+            check = self.object_check(n, completion.selection, v)
             if check is None:
                 return None
-            write(f"    elif {check}:")
-            write(f"        r{index} = object{index}(v)")
-            write("    else:")
-            write("        raise Unusual")
-            return f"r{index}"
-        item = completion.item
-        if item is None or item.selection is None:
-            return None  # a list of leaves or of lists
-        check = self.object_check(index, item.selection, "x")
-        if check is None:
-            return None
-        otherwise = "_unusual" if item.non_null else "_null_or_unusual"
-        write("    elif _is_list(v):")
-        write(f"        r{index} = [object{index}(x) if {check} else {otherwise}(x) for x in v]")
-        write("    else:")
-        write("        raise Unusual")
-        return f"r{index}"
+            write(f"{indent}if {check}:")
+            inner = self.selection(completion.selection, v, indent + "    ")
+            if inner is None:
+                return None
+            write(f"{indent}    {r} = {inner}")
+        else:
+            item = completion.item
+            if item is None or item.selection is None:
+                return None  # a list of leaves or of lists
+            x = f"x{n}"
+            check = self.object_check(n, item.selection, x)
+            if check is None:
+                return None
+            write(f"{indent}if type({v}) in _SEQUENCES or _is_list({v}):")
+            write(f"{indent}    {r} = []")
+            write(f"{indent}    for {x} in {v}:")
+            write(f"{indent}        if {check}:")
+            inner = self.selection(item.selection, x, indent + "            ")
+            if inner is None:
+                return None
+            write(f"{indent}            {r}.append({inner})")
+            write(f"{indent}        else:")
+            write(f"{indent}            {r}.append({'_unusual' if item.non_null else '_null_or_unusual'}({x}))")
+        write(f"{indent}elif {v} is None:")
+        write(null)
+        write(f"{indent}else:")
+        write(f"{indent}    raise Unusual")
+        return r
 
-    def object_check(self, index: int, selection: Selection, value: str) -> str | None:
-        """The condition on `value` for a value completed by the selection's own function:
-        exactly the type's class, and its `is_type_of` if it has strawberry's."""
+    def object_check(self, n: int, selection: Selection, value: str) -> str | None:
+        """The condition on `value` for an object the code completes: exactly the type's
+        class, and its `is_type_of` if it has strawberry's."""
         definition = (selection.type.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
-        if selection.straight is None or definition is None or not isinstance(selection.type, GraphQLObjectType):
+        if definition is None or not isinstance(selection.type, GraphQLObjectType):
             return None
-        self.names[f"object{index}"] = selection.straight
-        self.names[f"class{index}"] = definition.origin
+        self.names[f"class{n}"] = definition.origin
         is_type_of = selection.type.is_type_of
         if is_type_of is None:
-            return f"type({value}) is class{index}"
+            return f"type({value}) is class{n}"
         if not is_interface_member_check(is_type_of):
             return None  # the schema's own check may want the resolve info
-        self.names[f"is_type_of{index}"] = is_type_of
-        return f"type({value}) is class{index} and is_type_of{index}({value}, None) is True"
+        self.names[f"is_type_of{n}"] = is_type_of
+        return f"type({value}) is class{n} and is_type_of{n}({value}, None) is True"

@@ -68,6 +68,7 @@ class Box:  # fields read as attributes only: completed by straight-line code (a
     prices: list[Price]
     maybe: list[Price | None] | None
     item: Item | None  # implements an interface: strawberry's `is_type_of`
+    inner: list[Box] = strawberry.field(default_factory=list)
 
 
 class CheapPrice(Price):  # a subclass: `is_type_of` has nothing to check, the straight code's class test fails
@@ -83,7 +84,8 @@ def boxes() -> list[Box | None]:
         yield price(6)
 
     return [
-        Box(label="ordinary", price=price(1), prices=[price(1), price(2)], maybe=(price(3), None), item=items()[0]),
+        Box(label="ordinary", price=price(1), prices=[price(1), price(2)], maybe=(price(3), None), item=items()[0],
+            inner=[Box(label="inside", price=price(1), prices=[], maybe=None, item=None)]),
         Box(label=None, price=price(1), prices=[], maybe=None, item=None),  # empty and null
         Box(label="one shot", price=price(1), prices=one_shot(), maybe=None, item=None),  # type: ignore[arg-type]
         Box(label="subclass", price=CheapPrice(amount=7, label="c"), prices=[CheapPrice(amount=8, label="c")], maybe=None, item=None),
@@ -328,3 +330,11 @@ async def test_straight_code_on_a_whole_list() -> None:
     assert data["boxes"][4] is None  # `prices: [Price!]!` with a null
     assert data["boxes"][9] is None  # `price: Price!` with an Int too large
     assert errors
+
+
+async def test_selections_nested_deeper_than_python_compiles_are_walked() -> None:
+    query = "{ boxes(index: 0) { " + "inner { label " * 30 + "}" * 30 + " } }"
+    assert straight_selection(query).straight is None  # more nested loops than Python allows
+    data, _ = await both(query)
+    assert data == {"boxes": [{"inner": [{"label": "inside", "inner": []}]}]}
+    assert straight_selection("{ boxes { " + "inner { label " * 5 + "}" * 5 + " } }").straight is not None
