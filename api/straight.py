@@ -144,11 +144,7 @@ class _Writer:
             write(f"{indent}        raise Unusual")
             return r
         if completion.selection is not None:
-            check = self.object_check(n, completion.selection, v)
-            if check is None:
-                return None
-            write(f"{indent}if {check}:")
-            inner = self.selection(completion.selection, v, indent + "    ")
+            inner = self.checked_object(n, completion.selection, v, indent)
             if inner is None:
                 return None
             write(f"{indent}    {r} = {inner}")
@@ -157,14 +153,10 @@ class _Writer:
             if item is None or item.selection is None:
                 return None  # a list of leaves or of lists
             x = f"x{n}"
-            check = self.object_check(n, item.selection, x)
-            if check is None:
-                return None
             write(f"{indent}if type({v}) in _SEQUENCES or _is_list({v}):")
             write(f"{indent}    {r} = []")
             write(f"{indent}    for {x} in {v}:")
-            write(f"{indent}        if {check}:")
-            inner = self.selection(item.selection, x, indent + "            ")
+            inner = self.checked_object(n, item.selection, x, indent + "        ")
             if inner is None:
                 return None
             write(f"{indent}            {r}.append({inner})")
@@ -175,6 +167,15 @@ class _Writer:
         write(f"{indent}else:")
         write(f"{indent}    raise Unusual")
         return r
+
+    def checked_object(self, n: int, selection: Selection, value: str, indent: str) -> str | None:
+        """Writes `if <value is an object the code completes>:` and, one level in, the lines
+        completing it; returns the expression of its result."""
+        check = self.object_check(n, selection, value)
+        if check is None:
+            return None
+        self.lines.append(f"{indent}if {check}:")
+        return self.selection(selection, value, indent + "    ")
 
     def object_check(self, n: int, selection: Selection, value: str) -> str | None:
         """The condition on `value` for an object the code completes: exactly the type's
