@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import keyword
 from collections.abc import Callable, Sequence
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from graphql import (
@@ -29,10 +30,11 @@ from graphql import (
     GraphQLObjectType,
     GraphQLString,
     Undefined,
+    get_nullable_type,
 )
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 
-from compat.strawberry import is_interface_member_check
+from compat.strawberry import enum_class, is_interface_member_check
 
 if TYPE_CHECKING:
     from api.compiled import FieldPlan, Selection
@@ -51,6 +53,21 @@ def _unusual(_value: Any) -> Any:
 def _null_or_unusual(value: Any) -> None:
     if value is not None:
         raise Unusual
+
+
+def _coerced_members(type_: Any, coerce: Callable[[Any], Any]) -> tuple[type[Enum], dict[Enum, Any]] | None:
+    """An enum type's output for each member of its Python enum, found once (strawberry
+    compares a member with each value of the type in turn)."""
+    members = enum_class(get_nullable_type(type_))
+    if members is None:
+        return None
+    coerced = {}
+    for member in members:
+        try:
+            coerced[member] = coerce(member)
+        except Exception:  # noqa: S112 - not output by the table: the general code says why
+            continue
+    return members, {m: c for m, c in coerced.items() if c is not None and c is not Undefined}
 
 
 _SEQUENCES: set[type] = {list, tuple}  # classes seen to pass `_is_list`
@@ -131,9 +148,15 @@ class _Writer:
         if completion.coerce is not None:
             self.names[f"coerce{n}"] = completion.coerce
             unchanged = _UNCHANGED.get(completion.coerce)  # type: ignore[arg-type]
+            members = _coerced_members(completion.type, completion.coerce)
             if unchanged is not None:
                 write(f"{indent}if {unchanged % {'v': v}}:")
                 write(f"{indent}    {r} = {v}")
+                write(f"{indent}elif {v} is None:")
+            elif members is not None:
+                self.names[f"enum{n}"], self.names[f"members{n}"] = members
+                write(f"{indent}if type({v}) is enum{n} and {v} in members{n}:")
+                write(f"{indent}    {r} = members{n}[{v}]")
                 write(f"{indent}elif {v} is None:")
             else:
                 write(f"{indent}if {v} is None:")

@@ -4,6 +4,7 @@ plan (directives, abstract types, introspection) is left to graphql-core."""
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -61,6 +62,12 @@ class Item(Named):  # implements an interface: graphql-core checks `is_type_of` 
         return [later(self.price), later(self.spare)]  # type: ignore[list-item]
 
 
+@strawberry.enum
+class Size(enum.Enum):
+    SMALL = "small"
+    LARGE = "large"
+
+
 @strawberry.type
 class Box:  # fields read as attributes only: completed by straight-line code (api.straight)
     label: str | None
@@ -69,6 +76,7 @@ class Box:  # fields read as attributes only: completed by straight-line code (a
     maybe: list[Price | None] | None
     item: Item | None  # implements an interface: strawberry's `is_type_of`
     inner: list[Box] = strawberry.field(default_factory=list)
+    size: Size | None = None
 
 
 class CheapPrice(Price):  # a subclass: `is_type_of` has nothing to check, the straight code's class test fails
@@ -85,14 +93,15 @@ def boxes() -> list[Box | None]:
 
     return [
         Box(label="ordinary", price=price(1), prices=[price(1), price(2)], maybe=(price(3), None), item=items()[0],
-            inner=[Box(label="inside", price=price(1), prices=[], maybe=None, item=None)]),
+            inner=[Box(label="inside", price=price(1), prices=[], maybe=None, item=None)], size=Size.LARGE),
         Box(label=None, price=price(1), prices=[], maybe=None, item=None),  # empty and null
         Box(label="one shot", price=price(1), prices=one_shot(), maybe=None, item=None),  # type: ignore[arg-type]
         Box(label="subclass", price=CheapPrice(amount=7, label="c"), prices=[CheapPrice(amount=8, label="c")], maybe=None, item=None),
         Box(label="null inside", price=price(1), prices=[price(1), None], maybe=[price(2, None)], item=None),  # type: ignore[list-item]
         Box(label="cast", price=price(1), prices=[], maybe=None, item=strawberry.cast(Price, price(9))),  # type: ignore[arg-type]
         Box(label="not an item", price=price(1), prices=[], maybe=None, item=price(1)),  # type: ignore[arg-type]
-        Box(label="text", price=price(1), prices="ab", maybe=None, item=None),  # type: ignore[arg-type]
+        Box(label="text", price=price(1), prices="ab", maybe=None, item=None, size="large"),  # type: ignore[arg-type]  # a value, not a member
+        Box(label="raw size", price=price(1), prices=[], maybe=None, item=None, size="small"),  # type: ignore[arg-type]
         Box(label="error", price=price(1), prices=[], maybe=[ValueError("inside")], item=None),  # type: ignore[list-item]
         Box(label=7, price=price(2**40), prices=[], maybe=None, item=None),  # type: ignore[arg-type]  # coerced label; an Int too large
     ]
@@ -277,7 +286,7 @@ def test_what_only_graphql_core_can_run_is_not_compiled(query: str) -> None:
     assert compile_operation(graphql_schema(schema), document, document.definitions[0]) is None  # type: ignore[arg-type]
 
 
-BOX_QUERY = """{ boxes%s { __typename label price { amount label } prices { amount label } all: prices { amount }
+BOX_QUERY = """{ boxes%s { __typename label size price { amount label } prices { amount label } all: prices { amount }
     maybe { amount label } item { name count note __typename } ...Parts } }
     fragment Parts on Box { label again: label price { n: amount } }"""
 
@@ -315,20 +324,21 @@ async def test_straight_code_gives_graphql_cores_results_and_errors(index: int) 
 async def test_straight_code_on_a_whole_list() -> None:
     data, errors = await both(BOX_QUERY % "")
     assert data["boxes"][0] == {
-        "__typename": "Box", "label": "ordinary", "again": "ordinary",
+        "__typename": "Box", "label": "ordinary", "size": "LARGE", "again": "ordinary",
         "price": {"amount": 1, "label": "p", "n": 1},
         "prices": [{"amount": 1, "label": "p"}, {"amount": 2, "label": "p"}], "all": [{"amount": 1}, {"amount": 2}],
         "maybe": [{"amount": 3, "label": "p"}, None],
         "item": {"name": "a", "count": 1, "note": None, "__typename": "Item"},
     }
     assert data["boxes"][1] == {
-        "__typename": "Box", "label": None, "again": None, "price": {"amount": 1, "label": "p", "n": 1},
+        "__typename": "Box", "label": None, "size": None, "again": None, "price": {"amount": 1, "label": "p", "n": 1},
         "prices": [], "all": [], "maybe": None, "item": None,
     }
     assert data["boxes"][2]["prices"] == [{"amount": 5, "label": "p"}, {"amount": 6, "label": "p"}]
     assert data["boxes"][3]["prices"] == [{"amount": 8, "label": "c"}]
     assert data["boxes"][4] is None  # `prices: [Price!]!` with a null
-    assert data["boxes"][9] is None  # `price: Price!` with an Int too large
+    assert data["boxes"][8]["size"] == "SMALL"  # by its value, the general way
+    assert data["boxes"][10] is None  # `price: Price!` with an Int too large
     assert errors
 
 
