@@ -48,7 +48,8 @@ class ProjectionStatus:
 # The GraphQL orders built from read views, by the view's identity (each entry holds its
 # view, so the identity cannot be reused): the read model hands out one view per order
 # row (readmodels.order_queries), so a page read again reuses its orders, with their
-# lines and money already built (~40% of a 20-order page's CPU otherwise).
+# lines and money already built (with the kept views: a 20-order page of 3 lines each
+# costs ~0.5 ms of CPU here read again, ~1.6 ms with every row new).
 _ORDERS: Kept[int, tuple[OrderView, Order]] = Kept(KEPT_VIEWS)
 
 

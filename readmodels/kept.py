@@ -23,6 +23,3 @@ class Kept(Generic[K, V]):
         if len(self._values) > self._size:
             self._values.popitem(last=False)
         return value
-
-    def __len__(self) -> int:
-        return len(self._values)
