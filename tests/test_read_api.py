@@ -7,10 +7,12 @@ import base64
 import asyncpg
 import pytest
 
+from api.readmodels import order_of
 from domain.commands import AddItem, CreateOrder, SubmitOrder
 from eventstore.pool import create_pool
 from readmodels.leases import PROCESS
 from readmodels.order_queries import OrderReadModel
+from readmodels.views import OrderView
 from service.container import Services
 from service.settings import Settings
 from tests.conftest import Api
@@ -149,6 +151,41 @@ async def test_pages_have_no_duplicates_or_gaps_while_orders_change(
     assert set(initial) <= set(seen)
     assert [i for i in seen if i in initial] == list(reversed(initial))  # newest first
     assert created_meanwhile[0] in seen and created_meanwhile[-1] not in seen
+
+
+async def test_a_listed_order_is_read_from_kept_views_until_it_changes(
+    api: Api, services: Services, projections: None
+) -> None:
+    """Views are kept by row: read again, a page gets the same objects (and the same
+    GraphQL orders); a change (a new version, or a row repaired in place) is read afresh."""
+    order_id = (await _create(api))["order"]["id"]
+    added = await _add(api, order_id, "A", "1.10")
+    query = """query($p: String) { orders(first: 1, consistentWith: $p) {
+      edges { node { id version total { amount } lines { sku lineTotal { amount } } } } } }"""
+    listed = await api.gql(query, {"p": added["position"]})
+    assert listed["data"]["orders"]["edges"][0]["node"] == {
+        "id": order_id, "version": 2, "total": {"amount": "2.15"}, "lines": [{"sku": "A", "lineTotal": {"amount": "2.15"}}],
+    }
+    read = services.read_models.orders
+
+    async def newest() -> OrderView:
+        return (await read.page(customer_id=None, status=None, first=1, after=None)).items[0][1]
+
+    kept = await newest()
+    assert await newest() is kept and (await read.by_ids([order_id]))[order_id] is kept
+    assert order_of(kept) is order_of(kept)
+    added = await _add(api, order_id, "B", "2.00")
+    listed = await api.gql(query, {"p": added["position"]})
+    assert listed["data"]["orders"]["edges"][0]["node"] == {
+        "id": order_id, "version": 3, "total": {"amount": "6.10"},
+        "lines": [{"sku": "A", "lineTotal": {"amount": "2.15"}}, {"sku": "B", "lineTotal": {"amount": "3.95"}}],
+    }
+    changed = await newest()
+    assert changed is not kept and changed.version == 3 and [line.sku for line in changed.lines] == ["A", "B"]
+    assert order_of(changed) is not order_of(kept)
+    await services.pool.execute("UPDATE order_views SET status = 'CANCELLED' WHERE id = $1", order_id)  # same version
+    repaired = await newest()
+    assert repaired is not changed and (repaired.version, repaired.status) == (3, "CANCELLED")
 
 
 async def test_projections_status_for_staff(api: Api, services: Services, projections: None) -> None:
