@@ -29,14 +29,16 @@ async def read_batch(
     stored_types: Sequence[str],
     after: int,
     limit: int,
+    head: int | None = None,
 ) -> tuple[list[LogEvent], int, int]:
     """Events of `stored_types` after `after`, upcast; the position the batch covers; the head.
 
     Positions are gap-free and handed out in commit order (eventstore/appender.py),
-    so every position up to the head read here is committed and visible: moving
-    the checkpoint to the covered position can never skip a late commit.
+    so every position up to the head read here (or given: read before) is committed and
+    visible: moving the checkpoint to the covered position can never skip a late commit.
     """
-    head = await head_position(conn)
+    if head is None:
+        head = await head_position(conn)
     if head <= after:
         return [], after, head
     upto = min(head, after + limit * SCAN_WINDOW_PER_EVENT)
