@@ -31,3 +31,24 @@ def honour_cancellation() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+class Gathering:
+    """How long a log follower (a projection, the relay) waits after a batch before the
+    next, so that the events committed meanwhile share one batch.
+
+    `least` after a quiet spell: when nothing committed while the batch was under way, the
+    next event is not kept waiting long. Under load (something committed while it was
+    under way) the pause doubles, batch after batch, up to `most`: a batch's fixed cost
+    (its round trips, and downstream the consumers' reads) is shared by more events,
+    for at most `most` of extra latency."""
+
+    def __init__(self, least: float, most: float) -> None:
+        self.least = least
+        self.most = max(most, least)
+        self.pause = least
+
+    def after_batch(self, busy: bool) -> float:
+        """The pause before the next batch; `busy`: something committed during this one."""
+        self.pause = min(self.pause * 2, self.most) if busy else self.least
+        return self.pause

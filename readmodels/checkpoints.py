@@ -44,15 +44,40 @@ async def lock_checkpoint(conn: asyncpg.Connection, checkpoint: str) -> int:
     return int(position)
 
 
-async def advance(conn: asyncpg.Connection, checkpoint: str, position: int) -> None:
-    """Move the checkpoint (inside the batch's transaction) and tell waiters at commit."""
-    await conn.execute(
-        "UPDATE projection_checkpoints SET position = $2, error = NULL, updated_at = now()"
+# One statement moves the checkpoint and queues its notice (sent at commit); with an
+# expected position it moves only from there (a compare-and-set, for a write outside a
+# transaction that locked the row).
+_ADVANCE = """
+WITH moved AS (
+    UPDATE projection_checkpoints SET position = $2, error = NULL, updated_at = now()
+    WHERE name = $1 AND ($3::bigint IS NULL OR position = $3)
+    RETURNING position
+)
+SELECT pg_notify($4, $5) FROM moved
+"""
+
+
+async def advance(
+    conn: asyncpg.Connection, checkpoint: str, position: int, *, expected: int | None = None
+) -> bool:
+    """Move the checkpoint (inside the batch's transaction, or alone with `expected`) and
+    tell waiters at commit; False if it was not at `expected`."""
+    moved = await conn.fetch(
+        _ADVANCE, checkpoint, position, expected, PROJECTIONS_CHANNEL, f"{checkpoint}:{position}"
+    )
+    return bool(moved)
+
+
+async def position_and_head(conn: asyncpg.Connection, checkpoint: str) -> tuple[int, int]:
+    """The checkpoint's position (not locked) and the log's head, in one round trip."""
+    row = await conn.fetchrow(
+        "SELECT position, (SELECT coalesce(max(position), 0) FROM events) FROM projection_checkpoints"
         " WHERE name = $1",
         checkpoint,
-        position,
     )
-    await conn.execute("SELECT pg_notify($1, $2)", PROJECTIONS_CHANNEL, f"{checkpoint}:{position}")
+    if row is None:
+        raise LookupError(f"no checkpoint row for {checkpoint}")
+    return int(row[0]), int(row[1])
 
 
 async def record_error(conn: asyncpg.Connection, checkpoint: str, error: str) -> None:

@@ -38,18 +38,20 @@ async def read_batch(
     stored_types: Sequence[str],
     after: int,
     limit: int,
+    head: int | None = None,
     traceparents: list[str] | None = None,
 ) -> tuple[list[LogEvent], int, int]:
     """Events of `stored_types` after `after`, upcast; the position the batch covers; the head.
 
     Positions are gap-free and handed out in commit order (eventstore/appender.py),
-    so every position up to the head read here is committed and visible: moving
-    the checkpoint to the covered position can never skip a late commit.
+    so every position up to the head read here (or given: read before) is committed and
+    visible: moving the checkpoint to the covered position can never skip a late commit.
 
     Given `traceparents` (a list, while spans record), the statement also reads the
     events' traceparents and adds those it finds to it (only sampled flows write one).
     """
-    head = await head_position(conn)
+    if head is None:
+        head = await head_position(conn)
     if head <= after:
         return [], after, head
     upto = min(head, after + limit * SCAN_WINDOW_PER_EVENT)

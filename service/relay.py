@@ -20,8 +20,15 @@ what they had already handled.
 
 Under load each commit's NOTIFY would make a batch of one or two events, each paying a
 transaction, a script call and the consumers' reads. After a batch, a relay woken again
-waits `gather` (5 ms) more, so the events of those milliseconds go out together (a quiet
-relay's first event is not delayed; under load an event reaches the broker up to 5 ms later).
+waits `gather` more, so the events of those milliseconds go out together: 5 ms after a
+quiet spell, doubling while appends keep committing during the publishes, up to 20 ms
+(eventstore.waiting.Gathering). A quiet relay's first event is not delayed; under
+sustained load an event reaches the broker up to 20 ms later.
+
+The relay's connection commits without waiting for the WAL flush (synchronous_commit
+off for its session): its writes are marks, purges and unmarks that a server crash may
+only lose, and a lost mark means publishing again (at least once), a lost purge purging
+later, a lost unmark another StreamLost at the next publish.
 """
 
 from __future__ import annotations
@@ -47,8 +54,9 @@ from eventstore.outbox import (
 )
 from eventstore.tracing import TRACEPARENT, continued, recording, sampled
 from eventstore.tracking import purge_processed
-from eventstore.waiting import wait_set
+from eventstore.waiting import Gathering, wait_set
 from readmodels.leases import name_session
+from readmodels.notices import Notices
 from service import broker
 from service.broker_progress import needed_after
 from service.container import Services, build_upcasters
@@ -110,7 +118,8 @@ class OutboxRelay:
         purge_interval: float = 60.0,
         max_stream_length: int | None = 1_000_000,
         observe_interval: float = 5.0,
-        gather: float = 0.005,
+        gather: tuple[float, float] = (0.005, 0.02),
+        notices: Notices | None = None,
     ) -> None:
         self._dsn = dsn
         self._redis = redis_client
@@ -130,6 +139,11 @@ class OutboxRelay:
         self._published_through = 0  # the highest position the outbox marks published
         self.needed_after: int | None = None  # the consumer groups had acknowledged through here (None: unknown)
         self._wakeup = asyncio.Event()
+        # Woken by the process's LISTEN connection when there is one (`serve`): each commit's
+        # notification is then delivered to the process once, not twice.
+        self._notices = notices
+        if notices is not None:
+            notices.on(NOTIFY_CHANNEL, self._notified)
         self.is_leader = False
         self.published = 0  # entries this relay has published (for tests and logs)
         self.republished = 0  # entries marked unpublished again after the broker lost them
@@ -149,6 +163,7 @@ class OutboxRelay:
             backoff = 0.2
             try:
                 await name_session(conn, "relay")  # who publishes shows in pg_stat_activity
+                await conn.execute("SET synchronous_commit = off")  # see the module's docstring
                 if await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):
                     await self._lead(conn, stop)
                 else:
@@ -172,14 +187,19 @@ class OutboxRelay:
     async def _lead(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
         self.is_leader = True
         log.info("outbox relay is publishing to %s", self.stream_key)
-        await conn.add_listener(NOTIFY_CHANNEL, self._notified)
+        if self._notices is None:
+            await conn.add_listener(NOTIFY_CHANNEL, self._notified)
+        else:
+            self._notices.start()
         self._published_through = await published_through(conn)
         next_purge = 0.0
         redis_down = 0.0
+        gathering = Gathering(*self._gather)
         while not stop.is_set():
             self._wakeup.clear()
             try:
                 count = await self.publish_batch(conn)
+                busy = self._wakeup.is_set()  # something committed while the batch went out
                 if count < self._batch_size:
                     await self._watch(count == 0)
             except StreamLost:
@@ -201,7 +221,7 @@ class OutboxRelay:
                 next_purge = time.monotonic() + self._purge_interval
             await _wait(stop, self._wakeup, self._poll)
             if count:  # under load: the next few milliseconds' events share the next batch
-                await _sleep(stop, self._gather)
+                await _sleep(stop, gathering.after_batch(busy))
 
     async def apply_retention(self, conn: asyncpg.Connection) -> None:
         """Published outbox rows, and consumers' processed-message records, past the retention
@@ -250,8 +270,6 @@ class OutboxRelay:
     async def publish_batch(self, conn: asyncpg.Connection) -> int:
         """Publish and mark one batch of unpublished entries; how many."""
         async with conn.transaction():
-            # A mark lost in a crash only means publishing again (at least once): skip the fsync.
-            await conn.execute("SET LOCAL synchronous_commit = off")
             entries = await unpublished(conn, self._batch_size)
             if not entries:
                 return 0
@@ -294,6 +312,7 @@ async def relay_worker(services: Services, stop: asyncio.Event) -> None:
             build_upcasters(),
             stream_key=settings.broker_stream,
             retention_days=settings.outbox_retention_days,
+            notices=services.read_models.notices,
         )
         await relay.run(stop)
     finally:

@@ -11,6 +11,7 @@ import pytest
 from domain.commands import AddItem
 from eventstore import AppendRequest, NewEvent, StreamWrite
 from eventstore.pool import connect
+from readmodels.checkpoints import advance, position_of
 from readmodels.log import read_batch
 from readmodels.orders import OrderProjection
 from readmodels.projection import LogEvent
@@ -195,3 +196,58 @@ async def test_projection_connections_plan_each_statement_for_its_arguments(dsn:
         assert await conn.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
     finally:
         await conn.close()
+
+
+async def test_a_batch_of_none_of_its_types_moves_the_checkpoint_only_from_where_it_was_read(
+    services: Services, dsn: str
+) -> None:
+    """Such a batch is written without a transaction, as a compare-and-set: if the checkpoint
+    moved between the read and the write (a rebuild's swap), the batch is dropped and read again."""
+    await services.appender.append(
+        AppendRequest([StreamWrite(f"other-{uuid.uuid4()}", [NewEvent("thing.happened.v1", {}, {})])])
+    )
+    head = await services.events.head_position()
+    follower = Follower(OrderProjection(), build_upcasters())
+    conn = await connect(dsn)
+    try:
+        await conn.execute("INSERT INTO projection_checkpoints (name) VALUES ('orders') ON CONFLICT DO NOTHING")
+        assert not await advance(conn, "orders", head, expected=head + 1)  # it is at 0: refused
+        assert await position_of(conn, "orders") == 0
+        batch = await follower.step(conn, 10)
+        assert (batch.events, batch.before, batch.after, batch.head) == (0, 0, head, head)
+        assert await position_of(conn, "orders") == head
+        idle = await follower.step(conn, 10)  # nothing new: one read, nothing written
+        assert (idle.events, idle.before, idle.after, idle.more) == (0, head, head, False)
+    finally:
+        await conn.close()
+
+
+class _NeverApplied(OrderProjection):
+    """Fails if applied: the test moves the checkpoint between the batch's read and its write."""
+
+    async def apply(self, conn: asyncpg.Connection, events: Sequence[LogEvent]) -> None:
+        raise AssertionError("a batch whose checkpoint moved must not be applied")
+
+
+async def test_a_batch_whose_checkpoint_moved_after_its_read_is_not_applied(services: Services, dsn: str) -> None:
+    await random_orders(services, 2)
+    head = await services.events.head_position()
+    follower = Follower(_NeverApplied(), build_upcasters())
+    conn = await connect(dsn)
+    other = await connect(dsn)
+    try:
+        await conn.execute("INSERT INTO projection_checkpoints (name) VALUES ('orders') ON CONFLICT DO NOTHING")
+        read = follower.read
+
+        async def read_then_move(*args: object) -> object:
+            batch = await read(*args)  # type: ignore[arg-type]
+            await other.execute("UPDATE projection_checkpoints SET position = 1 WHERE name = 'orders'")
+            return batch
+
+        follower.read = read_then_move  # type: ignore[method-assign]
+        batch = await follower.step(conn, 10_000)
+        assert (batch.events, batch.before, batch.after, batch.more) == (0, 0, 0, True)  # read again
+        assert await position_of(conn, "orders") == 1 and head > 1
+    finally:
+        await conn.close()
+        await other.close()

@@ -12,8 +12,9 @@ import asyncpg
 import pytest
 import redis.asyncio as redis
 
-from eventstore import AppendRequest, ConcurrencyConflict, NewEvent, StreamWrite
+from eventstore import NOTIFY_CHANNEL, AppendRequest, ConcurrencyConflict, NewEvent, StreamWrite
 from eventstore.outbox import backlog, purge_published
+from readmodels.notices import Notices
 from service.container import Services, build_upcasters
 from service.relay import OutboxRelay
 from tests.relay_support import RedisProcess, append_events, entries, eventually, private_stream_key
@@ -225,3 +226,24 @@ async def test_published_rows_and_processed_records_are_deleted_after_the_retent
     assert await services.pool.fetchval("SELECT count(*) FROM events") == 13
     kept = await services.pool.fetch("SELECT message_id FROM processed_messages ORDER BY 1")
     assert [r[0] for r in kept] == ["recent-1", "recent-2"]
+
+
+async def test_woken_by_the_process_listener_when_given_one(services: Services, broker) -> None:
+    """In `serve` the relay listens through the process's one LISTEN connection: a commit
+    wakes it without its own listener (the poll here is far too slow to pass otherwise)."""
+    client, key = broker
+    notices = Notices(services.dsn, [NOTIFY_CHANNEL])
+    relay = OutboxRelay(services.dsn, client, build_upcasters(), stream_key=key, poll_interval=60, notices=notices)
+    try:
+        async with running(relay):
+            await eventually(lambda: _leading(relay))
+            await asyncio.sleep(0.3)  # its first (empty) batch is behind it: now it waits
+            await append_events(services.appender, 3)
+            await eventually(lambda: _backlog_is(services, 0), within=5)
+    finally:
+        await notices.close()
+    assert [e["position"] for e in await entries(client, key)] == ["1", "2", "3"]
+
+
+async def _leading(relay: OutboxRelay) -> bool:
+    return relay.is_leader

@@ -204,6 +204,22 @@ async def _handled(consumer: StreamConsumer, count: int) -> bool:
     return consumer.handled >= count
 
 
+async def test_messages_of_unhandled_types_are_acknowledged_together_while_it_runs(broker) -> None:
+    """Their acknowledgements wait for each other (about a second), but none stays pending:
+    a later burst is acknowledged too, without the consumer stopping."""
+    client, key = broker
+    reactions = Recording(fail_once=set())
+    consumer = StreamConsumer(client, reactions, stream_key=key, block_ms=100)
+    async with running(consumer):
+        for burst in range(2):
+            for n in range(20):
+                await publish(client, key, "C", f"ignored-{burst}-{n}", type_="order.created.v2")
+            await publish(client, key, "A", f"a{burst}")
+            await eventually(lambda burst=burst: _handled(consumer, 21 * (burst + 1)))  # type: ignore[misc]
+            assert (await client.xpending(key, "recording"))["pending"] == 0
+    assert reactions.seen == ["a0", "a1"]
+
+
 async def test_a_message_that_is_not_an_event_is_parked_at_once(broker) -> None:
     client, key = broker
     await client.xadd(key, {"event": b"{not json"})

@@ -50,6 +50,12 @@ _TYPE_FIELD = broker.TYPE_FIELD.encode()
 FORGET_AFTER = 3600.0  # seconds a member with nothing pending stays listed in its group
 STOP_GRACE = 5.0  # seconds a stopping consumer gives the reactions under way
 MAX_DELIVERIES = 5  # deliveries of a message failing for a permanent reason before it is parked
+# Messages of types the group does not handle (most of them, for each group) are acknowledged
+# together about once a second, not after each read: an acknowledgement costs a round trip
+# whatever its size. Until then they are pending, far below `claim_idle`; if Redis fails
+# first they stay pending, and are reclaimed and ignored again.
+IGNORED_ACK_EVERY = 1.0  # seconds
+IGNORED_ACK_COUNT = 1000
 
 # Failures that retrying later cures: these never send a message to the dead letters.
 TRANSIENT = (
@@ -104,6 +110,7 @@ class StreamConsumer:
         self._slots = asyncio.Semaphore(max_inflight)
         self._inflight: set[asyncio.Task[bool]] = set()
         self._tails: dict[str, asyncio.Task[bool]] = {}  # per order: its latest reaction
+        self._ignored: list[bytes] = []  # read, of types not handled: see IGNORED_ACK_EVERY
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.2
@@ -142,7 +149,7 @@ class StreamConsumer:
                 raise
 
     async def _consume(self, stop: asyncio.Event) -> None:
-        next_claim = 0.0
+        next_claim = next_ack = 0.0
         while not stop.is_set():
             broker.honour_cancellation()
             if time.monotonic() >= next_claim:
@@ -154,6 +161,15 @@ class StreamConsumer:
             )  # redis-py types the reply loosely
             for _stream, messages in reply or ():
                 await self._dispatch(messages)
+            if len(self._ignored) >= IGNORED_ACK_COUNT or (self._ignored and time.monotonic() >= next_ack):
+                await self._ack(self._take_ignored())
+                next_ack = time.monotonic() + IGNORED_ACK_EVERY
+        if self._ignored:  # stopping: acknowledged now
+            await self._ack(self._take_ignored())
+
+    def _take_ignored(self) -> list[bytes]:
+        ignored, self._ignored = self._ignored, []
+        return ignored
 
     async def reclaim(self) -> int:
         """Take over messages left pending too long by any member; process them. How many."""
@@ -183,14 +199,17 @@ class StreamConsumer:
     async def process(self, messages: list[Message]) -> None:
         """Handle `messages` and wait until each is acknowledged or left pending."""
         tasks = await self._dispatch(messages)
+        if self._ignored:
+            await self._ack(self._take_ignored())
         await asyncio.gather(*tasks)
 
     async def _dispatch(self, messages: list[Message]) -> list[asyncio.Task[bool]]:
         """Start a reaction per message, chained after the previous one of the same order,
         so orders proceed concurrently and each in its own order; returns at once unless
-        `max_inflight` reactions are under way."""
+        `max_inflight` reactions are under way. Messages of types the group does not
+        handle are left in `_ignored`, for the caller to acknowledge."""
         tasks = []
-        ignored = []
+        ignored = self._ignored
         for message_id, fields in messages:
             type_ = fields.get(_TYPE_FIELD)
             if type_ is not None and type_ not in self._handled_types:  # no need to decode it
@@ -211,8 +230,6 @@ class StreamConsumer:
             self._inflight.add(task)
             task.add_done_callback(functools.partial(self._finished, key))
             tasks.append(task)
-        if ignored:
-            await self._ack(ignored)
         return tasks
 
     def _finished(self, key: str, task: asyncio.Task[bool]) -> None:
