@@ -6,17 +6,24 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import orjson
+import pytest
 
 from service.database import asyncpg_dsn
 
 ROOT = Path(__file__).resolve().parent.parent
 
+Alembic = Callable[..., None]
 
-async def test_upgrade_and_downgrade_on_an_empty_database(database_url: str) -> None:
+
+@pytest.fixture
+async def scratch(database_url: str) -> AsyncIterator[tuple[str, Alembic]]:
+    """A database of its own, and alembic run against it."""
     name = f"eventgraph_mig_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(database_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
@@ -29,6 +36,16 @@ async def test_upgrade_and_downgrade_on_an_empty_database(database_url: str) -> 
             [sys.executable, "-m", "alembic", *args], cwd=ROOT, env=env, check=True, capture_output=True
         )
 
+    try:
+        yield url, alembic
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_upgrade_and_downgrade_on_an_empty_database(scratch: tuple[str, Alembic]) -> None:
+    url, alembic = scratch
+
     async def tables() -> set[str]:
         conn = await asyncpg.connect(url)
         try:
@@ -37,13 +54,33 @@ async def test_upgrade_and_downgrade_on_an_empty_database(database_url: str) -> 
         finally:
             await conn.close()
 
+    alembic("upgrade", "head")
+    assert {"events", "outbox", "idempotency_keys", "processed_messages"} <= await tables()
+    alembic("downgrade", "base")
+    assert await tables() == set()
+    alembic("upgrade", "head")
+    assert "events" in await tables()
+
+
+async def test_order_lines_json_is_backfilled_from_order_lines(scratch: tuple[str, Alembic]) -> None:
+    url, alembic = scratch
+    alembic("upgrade", "0006_snapshots")
+    conn = await asyncpg.connect(url)
     try:
+        await conn.execute(
+            "INSERT INTO order_views (id, seq, customer_id, status, currency, total, line_count, version,"
+            " created_at, updated_at) VALUES ('o1', 1, 'c', 'DRAFT', 'EUR', 20.50, 2, 3, now(), now()),"
+            " ('o2', 2, 'c', 'DRAFT', 'EUR', 0, 0, 1, now(), now())"
+        )
+        await conn.execute(
+            "INSERT INTO order_lines (order_id, sku, seq, quantity, unit_price, discount) VALUES"
+            " ('o1', 'b', 7, 1, 10.50, 0.00), ('o1', 'a', 9, 2, 5.00, 0)"
+        )
         alembic("upgrade", "head")
-        assert {"events", "outbox", "idempotency_keys", "processed_messages"} <= await tables()
-        alembic("downgrade", "base")
-        assert await tables() == set()
-        alembic("upgrade", "head")
-        assert "events" in await tables()
+        rows = await conn.fetch("SELECT id, lines::text FROM order_views ORDER BY id")
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await conn.close()
+    assert [(r[0], orjson.loads(r[1])) for r in rows] == [
+        ("o1", {"b": [7, 1, "10.50", "0.00"], "a": [9, 2, "5.00", "0"]}),
+        ("o2", {}),
+    ]
