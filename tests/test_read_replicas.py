@@ -39,6 +39,7 @@ def cluster() -> Iterator[Cluster]:
     cluster = start_cluster()
     try:
         migrate(cluster.primary_url)
+        cluster.wait_replayed()
         yield cluster
     finally:
         cluster.stop()
