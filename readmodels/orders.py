@@ -1,14 +1,14 @@
-"""The orders projection: one row per order in `order_views`, its lines in `order_lines`
-and again as JSON on the order's row (`lines`), so that reading a page needs no join.
+"""The orders projection: one row per order in `order_views`, its lines as JSON on the
+row (`lines`), so that reading a page needs no join and applying a batch no second table.
 
-A batch is applied in four statements whatever its size: load the touched
-orders with only the lines of the skus the batch names, fold the events onto
-them in memory, rewrite the lines that changed (only those: an order of 30
-lines gaining one rewrote all 30, the largest part of the per-event cost of
-`serve` with its workers under addItem load), and upsert the orders, their
-total and line count kept by adding what each event changes (domain.order.line_total
-of the line before and after: summing 30 lines per event was the next largest part),
-its JSON lines by replacing and removing only the changed skus' keys.
+A batch is applied in two statements whatever its size: load the touched orders with
+only the lines of the skus the batch names, fold the events onto them in memory, and
+upsert the orders, their total and line count kept by adding what each event changes
+(domain.order.line_total of the line before and after: summing 30 lines per event was
+the largest part of the per-event cost of `serve` with its workers under addItem load),
+their JSON lines by replacing and removing only the changed skus' keys. A separate
+`order_lines` table was kept until migration 0008: its DELETE and INSERT per batch were
+a third of the database's work for each addItem.
 An event whose stream version the row already reflects
 is skipped: that makes a replayed batch a no-op.
 """
@@ -110,7 +110,7 @@ def _total(line: _Line) -> Decimal:
 class OrderProjection(Projection):
     name = "orders"
     event_types = tuple(event.TYPE for event in ORDER_EVENTS)
-    tables = ("order_views", "order_lines")
+    tables = ("order_views",)
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[LogEvent]) -> None:
         by_order: dict[str, list[LogEvent]] = {}
@@ -139,18 +139,11 @@ class OrderProjection(Projection):
     async def _load(self, conn: asyncpg.Connection, ids: list[str], skus: list[str]) -> dict[str, _Order]:
         rows = await conn.fetch(
             f"""
-            SELECT o.id, o.seq, o.customer_id, o.status, o.currency, o.version,
-                   o.cancellation_reason, o.created_at, o.updated_at, o.total, o.line_count,
-                   l.skus, l.seqs, l.quantities, l.prices, l.discounts
-            FROM {self.table("order_views")} o
-            LEFT JOIN LATERAL (
-                SELECT array_agg(sku ORDER BY seq) AS skus, array_agg(seq ORDER BY seq) AS seqs,
-                       array_agg(quantity ORDER BY seq) AS quantities,
-                       array_agg(unit_price ORDER BY seq) AS prices,
-                       array_agg(discount ORDER BY seq) AS discounts
-                FROM {self.table("order_lines")} WHERE order_id = o.id AND sku = ANY($2::text[])
-            ) l ON true
-            WHERE o.id = ANY($1::text[])
+            SELECT id, seq, customer_id, status, currency, version, cancellation_reason,
+                   created_at, updated_at, total, line_count,
+                   (SELECT jsonb_object_agg(key, value) FROM jsonb_each(lines)
+                    WHERE key = ANY($2::text[])) AS lines
+            FROM {self.table("order_views")} WHERE id = ANY($1::text[])
             """,
             ids,
             skus,
@@ -171,12 +164,10 @@ class OrderProjection(Projection):
                 line_count=r["line_count"],
                 stored=True,
             )
-            if r["skus"]:
+            if r["lines"]:  # only the skus the batch names: see _changed_lines for the layout
                 order.lines = {
-                    sku: _Line(seq, quantity, price, discount)
-                    for sku, seq, quantity, price, discount in zip(
-                        r["skus"], r["seqs"], r["quantities"], r["prices"], r["discounts"], strict=True
-                    )
+                    sku: _Line(seq, quantity, Decimal(price), Decimal(discount))
+                    for sku, (seq, quantity, price, discount) in r["lines"].items()
                 }
             orders[order.id] = order
         return orders
@@ -184,40 +175,6 @@ class OrderProjection(Projection):
     async def _write(self, conn: asyncpg.Connection, changed: list[_Order]) -> None:
         if not changed:
             return
-        relined = [o for o in changed if o.changed_skus]
-        stale = [(o.id, sku) for o in relined if o.stored for sku in o.changed_skus]
-        if stale:
-            await conn.execute(
-                f"DELETE FROM {self.table('order_lines')}"
-                " WHERE order_id = ANY($1::text[])"  # the key's prefix: an index scan, as before
-                " AND (order_id, sku) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
-                [order_id for order_id, _ in stale],
-                [sku for _, sku in stale],
-            )
-        lines = [
-            {
-                "order_id": o.id,
-                "sku": sku,
-                "seq": line.seq,
-                "quantity": line.quantity,
-                "unit_price": str(line.unit_price),
-                "discount": str(line.discount),
-            }
-            for o in relined
-            for sku in o.changed_skus
-            if (line := o.lines.get(sku)) is not None
-        ]
-        if lines:
-            await conn.execute(
-                f"""
-                INSERT INTO {self.table("order_lines")}
-                    (order_id, sku, seq, quantity, unit_price, discount)
-                SELECT r.order_id, r.sku, r.seq, r.quantity, r.unit_price, r.discount
-                FROM json_to_recordset($1::json) AS r(order_id text, sku text, seq bigint,
-                    quantity int, unit_price numeric, discount numeric)
-                """,
-                lines,
-            )
         # One JSON parameter per statement: far cheaper to encode than a dozen arrays. The
         # changed lines come as an object whose removed skus are null (only a stored row
         # has any to remove): merged onto the row's lines, then the nulls stripped.

@@ -146,6 +146,10 @@ async def _create_shadow(conn: asyncpg.Connection, live: Projection) -> list[str
             shadow = table + SHADOW_SUFFIX
             await conn.execute(f"DROP TABLE IF EXISTS {shadow}")
             await conn.execute(f"CREATE TABLE {shadow} (LIKE {table} INCLUDING ALL)")
+            # LIKE copies no storage parameters (order_views' fillfactor): carried over here.
+            options = await conn.fetchval("SELECT reloptions FROM pg_class WHERE oid = $1::regclass", table)
+            if options:
+                await conn.execute(f"ALTER TABLE {shadow} SET ({', '.join(options)})")
             rows = await conn.fetch(
                 "SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS def"
                 " FROM pg_index i WHERE i.indrelid = $1::regclass"

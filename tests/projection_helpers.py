@@ -76,11 +76,10 @@ async def aggregate_views(services: Services, ids: list[str]) -> dict[str, Order
     return {i: order_view(await services.orders.order_at(STAFF, i)) for i in ids}
 
 
-async def table_rows(dsn: str, suffix: str = "") -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+async def table_rows(dsn: str, suffix: str = "") -> list[asyncpg.Record]:
+    """The orders projection's rows, each with its lines (as JSON text)."""
     conn = await asyncpg.connect(dsn)
     try:
-        orders = await conn.fetch(f"SELECT * FROM order_views{suffix} ORDER BY id")
-        lines = await conn.fetch(f"SELECT * FROM order_lines{suffix} ORDER BY order_id, sku")
-        return orders, lines
+        return await conn.fetch(f"SELECT * FROM order_views{suffix} ORDER BY id")
     finally:
         await conn.close()

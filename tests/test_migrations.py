@@ -84,3 +84,31 @@ async def test_order_lines_json_is_backfilled_from_order_lines(scratch: tuple[st
         ("o1", {"b": [7, 1, "10.50", "0.00"], "a": [9, 2, "5.00", "0"]}),
         ("o2", {}),
     ]
+
+
+async def test_order_lines_move_onto_the_row_and_back(scratch: tuple[str, Alembic]) -> None:
+    """0008 drops `order_lines` (the row's JSON holds the lines since 0007) and leaves room
+    for in-place updates; its downgrade rebuilds the table from the JSON, exactly."""
+    url, alembic = scratch
+    alembic("upgrade", "0007_order_lines_json")
+    conn = await asyncpg.connect(url)
+
+    async def fillfactor() -> list[str] | None:
+        return await conn.fetchval("SELECT reloptions FROM pg_class WHERE oid = 'order_views'::regclass")
+
+    try:
+        await conn.execute(
+            "INSERT INTO order_views (id, seq, customer_id, status, currency, total, line_count, version,"
+            " created_at, updated_at, lines) VALUES ('o1', 1, 'c', 'DRAFT', 'EUR', 20.50, 2, 3, now(), now(),"
+            """ '{"b": [7, 1, "10.50", "0.00"], "a": [9, 2, "5.00", "0"]}')"""
+        )
+        alembic("upgrade", "head")
+        assert await conn.fetchval("SELECT to_regclass('order_lines')") is None
+        assert await fillfactor() == ["fillfactor=70"]
+        alembic("downgrade", "0007_order_lines_json")
+        lines = await conn.fetch("SELECT order_id, sku, seq, quantity, unit_price::text, discount::text"
+                                 " FROM order_lines ORDER BY seq")
+        assert await fillfactor() is None
+    finally:
+        await conn.close()
+    assert [tuple(r) for r in lines] == [("o1", "b", 7, 1, "10.50", "0.00"), ("o1", "a", 9, 2, "5.00", "0")]

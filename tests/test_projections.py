@@ -48,7 +48,7 @@ async def test_incremental_batches_equal_a_rebuild_from_scratch(
             await services.execute(STAFF, AddItem(order_id=order_id, sku="LATE", quantity=1, unit_price="1"))
     await run_to_head(dsn, batch=3)
     incremental = await table_rows(dsn)
-    assert len(incremental[0]) == 16 and incremental[1]
+    assert len(incremental) == 16 and any(row["lines"] != "{}" for row in incremental)
     # In small batches an order's events straddle batches read ahead of the last write.
     rebuilt = await rebuild(dsn, OrderProjection, build_upcasters(), batch_size=rebuild_batch)
     assert rebuilt.done and rebuilt.events == await _order_event_count(dsn)
@@ -136,7 +136,7 @@ async def test_a_crash_mid_batch_leaves_nothing_and_the_retry_converges(services
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
         crashed = True
     assert crashed and conn.is_closed()
-    assert await table_rows(dsn) == ([], [])
+    assert await table_rows(dsn) == []
     check = await asyncpg.connect(dsn)
     assert await check.fetchval("SELECT position FROM projection_checkpoints WHERE name = 'orders'") == 0
     await check.close()

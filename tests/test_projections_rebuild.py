@@ -19,9 +19,13 @@ from service.container import Services, build_upcasters
 from tests.projection_helpers import STAFF, aggregate_views, random_orders, run_to_head
 
 
+async def _storage_options(pool: Pool) -> list[str] | None:
+    return await pool.fetchval("SELECT reloptions FROM pg_class WHERE oid = 'order_views'::regclass")
+
+
 async def _index_names(pool: Pool) -> set[str]:
     rows = await pool.fetch(
-        "SELECT indexname FROM pg_indexes WHERE tablename IN ('order_views', 'order_lines')"
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'order_views'"
     )
     return {r["indexname"] for r in rows}
 
@@ -30,6 +34,7 @@ async def test_rebuild_swaps_in_fresh_tables_while_reads_and_writes_go_on(servic
     ids = await random_orders(services, 10)
     await run_to_head(dsn)
     indexes = await _index_names(services.pool)
+    assert await _storage_options(services.pool) == ["fillfactor=70"]  # migration 0008
     # Damage the live tables the way a projection bug would: the rebuild must repair them.
     await services.pool.execute("UPDATE order_views SET status = 'CANCELLED'")
     notices = Notices(dsn, [NOTIFY_CHANNEL, PROJECTIONS_CHANNEL])
@@ -71,6 +76,7 @@ async def test_rebuild_swaps_in_fresh_tables_while_reads_and_writes_go_on(servic
         await live
         await notices.close()
     assert await _index_names(services.pool) == indexes
+    assert await _storage_options(services.pool) == ["fillfactor=70"]  # carried over to the new table
     leftovers = await services.pool.fetchval("SELECT count(*) FROM pg_tables WHERE tablename LIKE '%rebuild%'")
     names = [r["name"] for r in await services.pool.fetch("SELECT name FROM projection_checkpoints")]
     assert leftovers == 0 and names == ["orders"]
