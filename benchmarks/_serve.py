@@ -186,17 +186,35 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_by_command() -> dict[str, float]:
+    """CPU seconds so far of every live process, summed by command name (postgres,
+    redis-server, ...): what the database and the broker spend for a run, beside the server."""
+    totals: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, tail = stat.read_text().rsplit(")", 1)
+        except OSError:
+            continue  # the process ended meanwhile
+        fields = tail.split()
+        name = head.split("(", 1)[1]
+        totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return totals
+
+
 def run_wrk(
     url: str, script: Path, connections: int, seconds: int, server_pid: int, profile: str | None = None
 ) -> dict[str, float]:
     """One wrk run; py-spy records the server meanwhile into `profile`, when given."""
     with _profiled(server_pid, seconds, profile):
         cpu_before = cpu_seconds(server_pid)
+        others_before = cpu_by_command()
         out = subprocess.run(
             ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
             capture_output=True, text=True, check=True,
         )
         cpu = cpu_seconds(server_pid) - cpu_before
+        others = cpu_by_command()
     text = out.stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
     errors = int(re.search(r"^errors (\d+)$", text, re.M).group(1))  # type: ignore[union-attr]
@@ -209,6 +227,11 @@ def run_wrk(
         "p50_ms": _latency(text, "50%"),
         "p99_ms": _latency(text, "99%"),
         "cpu_ms": cpu * 1000 / max(requests, 1),  # the server's CPU per request
+        # PostgreSQL's and Redis's CPU per request (every backend and server of the machine)
+        **{
+            f"{name}_ms": (others.get(name, 0.0) - others_before.get(name, 0.0)) * 1000 / max(requests, 1)
+            for name in ("postgres", "redis-server")
+        },
         "stderr": out.stderr.strip(),  # type: ignore[dict-item]
     }
 

@@ -6,7 +6,8 @@ and spans exported over OTLP/HTTP to a local receiver, against metrics off
 
 One `serve` per mode runs at once: the baseline, and one observed `serve` per sampler
 ratio (`default`: OTEL_TRACES_SAMPLER unset, the service's default; a number: parent-based
-trace-id ratio; `none`: metrics without tracing). Each round loads every server at the same
+trace-id ratio; `none`: metrics without tracing; `off`: a second baseline, a control that
+shows how far two identical servers differ on this machine). Each round loads every server at the same
 time, one wrk each, so a shared machine's load falls on all of them alike (run one after
 the other, the same server's CPU per request moved by ±15 % between rounds): `addItem` on
 orders of its own (workers off but projections: the API's cost and the projection's
@@ -117,6 +118,9 @@ def modes(endpoint: str, ratios: list[str]) -> dict[str, dict[str, str]]:
         if ratio == "none":  # what metrics alone cost
             found["metrics, no tracing"] = {"EVENTGRAPH_METRICS": "on"}
             continue
+        if ratio == "off":  # a second baseline: how far two identical servers differ here
+            found["a second baseline (control)"] = {"EVENTGRAPH_METRICS": "off"}
+            continue
         traced = {"EVENTGRAPH_METRICS": "on", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
         if ratio == "default":
             found[f"metrics, tracing at the default ratio {DEFAULT_SAMPLER_RATIO}"] = traced
@@ -129,7 +133,7 @@ def modes(endpoint: str, ratios: list[str]) -> dict[str, dict[str, str]]:
 def main() -> int:
     parser = wrk_arguments(__doc__, seconds=5, connections=32)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--ratios", nargs="+", default=["default", "1.0"], help="sampler ratios ('default': unset; 'none': metrics without tracing)")
+    parser.add_argument("--ratios", nargs="+", default=["default", "1.0"], help="sampler ratios ('default': unset; 'none': metrics without tracing; 'off': a second baseline, the noise floor)")
     args = parse_wrk_arguments(parser)
     workers_off = {"EVENTGRAPH_RUN_PROJECTIONS": "1", "EVENTGRAPH_RUN_RELAY": "0", "EVENTGRAPH_RUN_SAGA": "0"}
     with receiver() as endpoint, contextlib.ExitStack() as stack:
