@@ -15,7 +15,7 @@ import logging
 import os
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
 from typing import Any
@@ -83,20 +83,34 @@ class Operations:
     def __init__(self, provider: TracerProvider) -> None:
         self.provider = provider
         self._root = root_sampler(provider.sampler)
+        # A trace-id ratio (the default) keeps a trace when the id's low 64 bits are below
+        # its bound: asked here directly, a dropped operation costs one random draw (~0.2
+        # µs against ~3 µs for the sampler's result object and its parent lookup, ~2 % of
+        # an order(id) read).
+        self._bound = self._root.bound if isinstance(self._root, sampling.TraceIdRatioBased) else None
         self._tracer = provider.get_tracer("eventgraph")
 
-    def start(self, name: str, headers: Mapping[str, Any] | None, attributes: Mapping[str, Any]) -> trace.Span | None:
+    def start(
+        self, name: str, headers: Mapping[str, Any] | None, attributes: Callable[[], Mapping[str, Any]]
+    ) -> trace.Span | None:
+        """The operation's span, or None when it is dropped (`attributes` is only called for a span)."""
         parent = context_of(headers)
         if parent is not None:  # the sampler looks at the caller's decision
-            continued = self._tracer.start_span(name, parent, trace.SpanKind.SERVER, attributes)
+            continued = self._tracer.start_span(name, parent, trace.SpanKind.SERVER, attributes())
             return continued if continued.is_recording() else None
-        trace_id = random.getrandbits(128) or 1
-        decision = self._root.should_sample(_NO_PARENT, trace_id, name, trace.SpanKind.SERVER, attributes)
-        if not decision.decision.is_sampled():
-            return None
+        if self._bound is not None:
+            low = random.getrandbits(64)
+            if low >= self._bound:
+                return None
+            trace_id = (random.getrandbits(64) << 64 | low) or 1
+        else:
+            trace_id = random.getrandbits(128) or 1
+            decision = self._root.should_sample(_NO_PARENT, trace_id, name, trace.SpanKind.SERVER, attributes())
+            if not decision.decision.is_sampled():
+                return None
         token = _DECIDED_TRACE_ID.set(trace_id)
         try:
-            return self._tracer.start_span(name, _NO_PARENT, trace.SpanKind.SERVER, attributes)
+            return self._tracer.start_span(name, _NO_PARENT, trace.SpanKind.SERVER, attributes())
         finally:
             _DECIDED_TRACE_ID.reset(token)
 
@@ -153,11 +167,14 @@ def operation_span(
     if _operations is None:
         return _untraced(headers)
     name = f"{operation_type} {operation_name}" if operation_name else operation_type
-    attributes = {
-        "graphql.operation.type": operation_type,
-        "graphql.operation.name": operation_name or "",
-        "eventgraph.correlation_id": correlation_id,
-    }
+
+    def attributes() -> dict[str, Any]:
+        return {
+            "graphql.operation.type": operation_type,
+            "graphql.operation.name": operation_name or "",
+            "eventgraph.correlation_id": correlation_id,
+        }
+
     started = _operations.start(name, headers, attributes)
     if started is None:
         return _untraced(headers)

@@ -161,6 +161,35 @@ async def test_a_new_trace_is_sampled_on_the_id_it_gets(api: Api) -> None:
     assert len(probes) == sum(1 for trace_id in sampler.asked if trace_id % 2 == 0)
 
 
+class _CountedRatio(sampling.TraceIdRatioBased):
+    """The SDK's trace-id ratio, counting the ids it is asked about."""
+
+    def __init__(self, rate: float) -> None:
+        super().__init__(rate)
+        self.asked: Counter[int] = Counter()
+
+    def should_sample(self, parent_context: Any, trace_id: int, *args: Any, **kwargs: Any) -> sampling.SamplingResult:
+        self.asked[trace_id] += 1
+        return super().should_sample(parent_context, trace_id, *args, **kwargs)
+
+
+async def test_a_trace_id_ratio_is_decided_by_its_bound_and_agrees_with_the_sdk(api: Api) -> None:
+    """The default sampler's decision is made on the id's low 64 bits against the ratio's
+    bound, without asking the sampler; a kept operation's SDK span asks it once more, on
+    the same id, and must get the same answer (else the span would not record)."""
+    exporter, sampler = InMemorySpanExporter(), _CountedRatio(0.5)
+    configure_tracing(exporter, sampling.ParentBased(sampler))
+    try:
+        for _ in range(60):
+            await api.gql("query Probe { __typename }")
+    finally:
+        stop_recording()
+    kept = [s.context.trace_id for s in exporter.get_finished_spans() if s.name == "query Probe"]
+    assert 0 < len(kept) < 60  # about half (all or none: twice in 2**60 runs)
+    assert all(trace_id & sampler.TRACE_ID_LIMIT < sampler.bound for trace_id in kept)
+    assert sampler.asked == Counter(kept)  # only the SDK asked, once per kept operation
+
+
 class _Receiver(BaseHTTPRequestHandler):
     received: list[ExportTraceServiceRequest] = []
 
