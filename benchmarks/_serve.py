@@ -199,6 +199,9 @@ def cpu_by_command() -> dict[str, float]:
         fields = tail.split()
         name = head.split("(", 1)[1]
         totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    # and the whole machine's busy time (every process and the kernel's interrupt work)
+    busy = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    totals["machine"] = sum(int(busy[i]) for i in (0, 1, 2, 5, 6, 7)) / tick  # user nice system irq softirq steal
     return totals
 
 
@@ -230,7 +233,7 @@ def run_wrk(
         # PostgreSQL's and Redis's CPU per request (every backend and server of the machine)
         **{
             f"{name}_ms": (others.get(name, 0.0) - others_before.get(name, 0.0)) * 1000 / max(requests, 1)
-            for name in ("postgres", "redis-server")
+            for name in ("postgres", "redis-server", "wrk", "machine")
         },
         "stderr": out.stderr.strip(),  # type: ignore[dict-item]
     }
