@@ -6,7 +6,6 @@ the JSON (entries published before that field existed lack it: they are decoded)
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 import orjson
@@ -26,26 +25,15 @@ def redis_client(url: str) -> redis.Redis:
     return redis.from_url(url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=10)
 
 
-def encode(entry: OutboxEntry, upcasters: UpcasterRegistry) -> tuple[bytes, str]:
-    """The entry's JSON and its (latest) type; stored data is passed through as is unless
-    an upcaster applies."""
-    type_ = entry.type
-    data: Any = orjson.Fragment(entry.data)
-    if upcasters.latest(type_) != type_:
-        type_, upcast = upcasters.upcast(type_, orjson.loads(entry.data))
-        data = dict(upcast)
-    return orjson.dumps(
-        {
-            "event_id": str(entry.event_id),
-            "event_type": type_,
-            "stream_id": entry.stream_id,
-            "version": entry.version,
-            "position": str(entry.position),  # as the Event type has it: a decimal string
-            "data": data,
-            "metadata": orjson.Fragment(entry.metadata),
-            "recorded_at": entry.recorded_at.isoformat(),
-        }
-    ), type_
+def encode(entry: OutboxEntry, upcasters: UpcasterRegistry) -> tuple[bytes | str, str]:
+    """The entry's JSON and its (latest) type: the stored event's JSON as the database
+    wrote it (eventstore/outbox.py), re-encoded only when an upcaster applies."""
+    if upcasters.latest(entry.type) == entry.type:
+        return entry.payload, entry.type
+    value = orjson.loads(entry.payload)
+    type_, data = upcasters.upcast(entry.type, value["data"])
+    value["event_type"], value["data"] = type_, dict(data)
+    return orjson.dumps(value), type_
 
 
 def decode(payload: bytes | str) -> RecordedEvent:

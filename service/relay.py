@@ -282,7 +282,7 @@ class OutboxRelay:
         OUTBOX_PUBLISHED.inc(len(entries))
         if recording():
             for entry in entries:
-                metadata = orjson.loads(entry.metadata) if TRACEPARENT in entry.metadata else {}
+                metadata = orjson.loads(entry.payload)["metadata"] if TRACEPARENT in entry.payload else {}
                 if sampled(metadata.get(TRACEPARENT)):
                     with continued(f"{self.stream_key} publish", metadata, kind=SpanKind.PRODUCER):
                         pass

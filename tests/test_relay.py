@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -59,10 +58,26 @@ async def test_publishes_every_event_in_order_in_the_contract_format(services: S
         "position": "1",
         "data": {"n": 0},
         "metadata": {"correlation_id": "c"},
-        "recorded_at": first["recorded_at"],
+        "recorded_at": event.recorded_at.isoformat(),  # as the event API writes it
     }
-    assert datetime.fromisoformat(first["recorded_at"]) == event.recorded_at
     assert await published_positions(services) == list(range(1, 51))
+
+
+async def test_the_time_of_an_event_is_written_as_isoformat_writes_it(services: Services, broker) -> None:
+    """The database writes each entry's JSON (eventstore/outbox.py): its `recorded_at` must
+    read exactly as Python's isoformat() of the stored time, with or without microseconds."""
+    client, key = broker
+    await append_events(services.appender, 4)
+    times = ["2026-01-02 03:04:05+00", "2026-01-02 03:04:05.00012+00", "2026-01-02 03:04:05.5+05:30", "1999-12-31 23:59:59.999999-08"]
+    for position, time in enumerate(times, start=1):  # a test may rewrite the log; the service never does
+        await services.pool.execute("UPDATE events SET recorded_at = $2::text::timestamptz WHERE position = $1", position, time)
+    relay = make_relay(services, client, key)
+    async with running(relay):
+        await eventually(lambda: _backlog_is(services, 0))
+    written = [e["recorded_at"] for e in await entries(client, key)]
+    stored = [e.recorded_at.isoformat() for e in await services.reader.read_all(0, 10)]
+    assert written == stored
+    assert written[:2] == ["2026-01-02T03:04:05+00:00", "2026-01-02T03:04:05.000120+00:00"]
 
 
 async def _backlog_is(services: Services, count: int) -> bool:
