@@ -95,7 +95,7 @@ def main() -> int:
             print(
                 f"  {name:<24} {result['rate']:8.0f} req/s  p50 {result['p50_ms']:.1f} ms  "
                 f"p99 {result['p99_ms']:.1f} ms  server CPU {result['cpu_ms']:.3f} ms/req "
-                f"(postgres {result['postgres_ms']:.3f}, redis {result['redis-server_ms']:.3f}, wrk {result['wrk_ms']:.3f};"
+                f"(postgres {result['postgres_ms']:.3f}, redis {result['redis-server_ms']:.3f};"
                 f" machine {result['machine_ms']:.3f}) "
                 f"({int(result['requests'])} requests, {int(result['errors'])} errors)"
             )
