@@ -24,8 +24,8 @@ from domain.commands import AddItem, CreateOrder, DepositFunds, RegisterProduct,
 from service.container import Services, build_upcasters
 from service.context import Principal, RequestContext, Role
 from service.relay import OutboxRelay
-from service.saga.consumer import StreamConsumer
 from service.saga.tracked import TrackedAppends
+from service.saga.worker import saga_consumer
 
 STAFF = RequestContext.new(Principal("bench", Role.STAFF))
 PRODUCTS = 50
@@ -81,8 +81,10 @@ async def measure(args: argparse.Namespace, url: str, redis_url: str) -> None:
     async with services_and_stream(url, redis_url) as (services, client, key):
         ids = await prepare(services, total)
         tracked = TrackedAppends(services.appender, services.reader)
-        runnables = [OutboxRelay(url, client, build_upcasters(), stream_key=key, poll_interval=0.5)] + [
-            StreamConsumer(client, r(tracked), stream_key=key) for r in services.modules.reactions
+        reactions = [r(tracked) for r in services.modules.reactions]
+        runnables = [
+            OutboxRelay(url, client, build_upcasters(), stream_key=key, poll_interval=0.5),
+            saga_consumer(client, reactions, key),
         ]
         stop = asyncio.Event()
         tasks = [asyncio.create_task(r.run(stop)) for r in runnables]

@@ -56,7 +56,7 @@ SUBCOMMANDS.append(
 SUBCOMMANDS.append(
     (
         "saga",
-        "run the saga's consumers (inventory, payments, ordering)",
+        "run the saga's consumer (inventory, payments and ordering, one group)",
         _saga_args,
         lambda a, s: _run_worker(s, saga_worker, claim_idle=a.claim_idle),
     )

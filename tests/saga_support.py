@@ -1,4 +1,4 @@
-"""The saga running for real in a test: relay + three consumer groups on a private stream."""
+"""The saga running for real in a test: the relay and the saga's consumer on a private stream."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from typing import Any
 
 import redis.asyncio as redis
 
@@ -19,6 +20,7 @@ from service.relay import OutboxRelay
 from service.saga.consumer import StreamConsumer
 from service.saga.reactions import Reactions
 from service.saga.tracked import TrackedAppends
+from service.saga.worker import saga_consumer
 from tests.relay_support import eventually
 
 STAFF = Principal("staff_1", Role.STAFF)
@@ -36,9 +38,13 @@ def consumers_for(
     services: Services, client: redis.Redis, key: str, *, claim_idle: float = 0.5,
     reactions: list[Reactions] | None = None,
 ) -> list[StreamConsumer]:
+    """The saga's consumer as `serve` runs it (every context in one group); given
+    `reactions`, a consumer for each, in its context's own group (to stop one apart)."""
+    options: dict[str, Any] = {"claim_idle": claim_idle, "block_ms": 100}
+    if reactions is not None:
+        return [StreamConsumer(client, r, stream_key=key, **options) for r in reactions]
     tracked = TrackedAppends(services.appender, services.reader)
-    chosen = reactions if reactions is not None else [r(tracked) for r in services.modules.reactions]
-    return [StreamConsumer(client, r, stream_key=key, claim_idle=claim_idle, block_ms=100) for r in chosen]
+    return [saga_consumer(client, [r(tracked) for r in services.modules.reactions], key, **options)]
 
 
 @contextlib.asynccontextmanager

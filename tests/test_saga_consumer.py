@@ -233,3 +233,74 @@ async def test_a_message_that_is_not_an_event_is_parked_at_once(broker) -> None:
         assert parked[1][1][b"error"] == b"ValueError: no `event` field"
         assert consumer.dead_lettered == 2
         assert (await client.xpending(key, "failing"))["pending"] == 0
+
+
+class Noting(Reactions):
+    """Notes each message's name once (a repeat is a duplicate, as with tracked reactions);
+    fails on the names listed, once each."""
+
+    handles = frozenset({"payment.charged.v1"})
+
+    def __init__(self, group: str, fail_once: set[str] | None = None) -> None:
+        self.group, self.fail_once, self.seen = group, fail_once or set(), []  # type: ignore[misc]
+        self.calls = 0
+
+    async def handle(self, event: RecordedEvent) -> bool:
+        self.calls += 1
+        name = event.data["name"]
+        if name in self.fail_once:
+            self.fail_once.discard(name)
+            raise RuntimeError(f"{name} fails once")
+        if name in self.seen:
+            return False
+        self.seen.append(name)
+        return True
+
+
+async def test_one_group_runs_every_reaction_to_a_message_and_acknowledges_it_when_all_have(broker) -> None:
+    """The saga reads the stream once for all its contexts: a message two of them handle is
+    acknowledged once both reactions committed; one that failed leaves it pending, and the
+    redelivery finds the other's done (a duplicate to it)."""
+    client, key = broker
+    first, second = Noting("first"), Noting("second", fail_once={"a1"})
+    for order_id, name in (("A", "a1"), ("B", "b1")):
+        await publish(client, key, order_id, name)
+    consumer = StreamConsumer(client, [first, second], group="together", stream_key=key, block_ms=100, claim_idle=0.3)
+    async with running(consumer):
+        await eventually(lambda: _noted(second, ["b1"]))
+        assert sorted(first.seen) == ["a1", "b1"]
+        assert (await client.xpending(key, "together"))["pending"] == 1  # a1: second failed
+        await eventually(lambda: _noted(second, ["b1", "a1"]))  # reclaimed after 0.3 s
+        await eventually(lambda: _no_pending(client, key, "together"))
+    assert sorted(first.seen) == ["a1", "b1"] and first.calls == 3  # a1 twice: the second time a duplicate
+    assert consumer.handled == 2
+    assert [g["name"] for g in await client.xinfo_groups(key)] == [b"together"]
+
+
+async def test_the_one_group_starts_where_the_groups_it_replaces_had_got(broker) -> None:
+    """Upgrading from a group per context: the new group starts after what every old group
+    had acknowledged (nothing any of them still owed is skipped), and the old groups go."""
+    client, key = broker
+    ids = []
+    for name in ("m1", "m2", "m3", "m4", "m5"):
+        await publish(client, key, "A", name)
+        ids.append((await client.xrevrange(key, count=1))[0][0])
+    await client.xgroup_create(key, "first", id=ids[1])  # read and acknowledged m1, m2
+    await client.xgroup_create(key, "second", id="0")
+    await client.xreadgroup("second", "old", {key: ">"}, count=4)  # m1..m4 delivered
+    await client.xack(key, "second", ids[0], ids[1], ids[3])  # m3 still pending
+    first, second = Noting("first"), Noting("second")
+    consumer = StreamConsumer(client, [first, second], group="together", stream_key=key, block_ms=100)
+    async with running(consumer):
+        await eventually(lambda: _noted(second, ["m3", "m4", "m5"]))
+        await eventually(lambda: _no_pending(client, key, "together"))
+    assert first.seen == ["m3", "m4", "m5"]  # m4 again for `second` (its tracking absorbs such repeats)
+    assert [g["name"] for g in await client.xinfo_groups(key)] == [b"together"]
+
+
+async def _noted(reactions: Noting, names: list[str]) -> bool:
+    return reactions.seen == names
+
+
+async def _no_pending(client: redis.Redis, key: str, group: str) -> bool:
+    return (await client.xpending(key, group))["pending"] == 0
