@@ -186,6 +186,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_wait_seconds(pid: int) -> float:
+    """Time the process's threads spent ready to run but waiting for a CPU (Linux schedstat)."""
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        with contextlib.suppress(OSError):  # a thread ended meanwhile
+            total += int(stat.read_text().split()[1])
+    return total / 1e9
+
+
 def cpu_by_command() -> dict[str, float]:
     """CPU seconds so far of every live process, summed by command name (postgres,
     redis-server, ...): what the database and the broker spend for a run, beside the server."""
@@ -211,12 +220,16 @@ def run_wrk(
     """One wrk run; py-spy records the server meanwhile into `profile`, when given."""
     with _profiled(server_pid, seconds, profile):
         cpu_before = cpu_seconds(server_pid)
+        waited_before = cpu_wait_seconds(server_pid)
         others_before = cpu_by_command()
+        started = time.monotonic()
         out = subprocess.run(
             ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
             capture_output=True, text=True, check=True,
         )
         cpu = cpu_seconds(server_pid) - cpu_before
+        waited = cpu_wait_seconds(server_pid) - waited_before
+        wall = time.monotonic() - started
         others = cpu_by_command()
     text = out.stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
@@ -230,6 +243,9 @@ def run_wrk(
         "p50_ms": _latency(text, "50%"),
         "p99_ms": _latency(text, "99%"),
         "cpu_ms": cpu * 1000 / max(requests, 1),  # the server's CPU per request
+        # the server's share of the run on a CPU, and waiting for one (ready, but every CPU taken)
+        "busy": cpu / wall,
+        "cpu_wait": waited / wall,
         # PostgreSQL's and Redis's CPU per request (every backend and server of the machine,
         # alive before and after the run: wrk itself is not, so only "machine" counts it),
         # and the whole machine's
