@@ -112,3 +112,33 @@ async def test_order_lines_move_onto_the_row_and_back(scratch: tuple[str, Alembi
     finally:
         await conn.close()
     assert [tuple(r) for r in lines] == [("o1", "b", 7, 1, "10.50", "0.00"), ("o1", "a", 9, 2, "5.00", "0")]
+
+
+async def test_order_lines_are_compressed_with_lz4_where_the_server_has_it(scratch: tuple[str, Alembic]) -> None:
+    """0009: a large order's lines are compressed with lz4 when the server is built with it
+    (pglz, the default, otherwise: the embedded server has no lz4); the downgrade goes back."""
+    url, alembic = scratch
+    alembic("upgrade", "head")
+    conn = await asyncpg.connect(url)
+
+    async def compression() -> str:
+        return str(await conn.fetchval(
+            "SELECT attcompression::text FROM pg_attribute WHERE attrelid = 'order_views'::regclass AND attname = 'lines'"
+        ))
+
+    try:
+        expected = "l" if await lz4_built_in(conn) else ""
+        assert await compression() == expected
+        alembic("downgrade", "0008_order_lines_from_row")
+        assert await compression() == ""
+    finally:
+        await conn.close()
+
+
+async def lz4_built_in(conn: asyncpg.Connection) -> bool:
+    try:
+        await conn.execute("CREATE TEMP TABLE lz4_probe (t text COMPRESSION lz4)")
+    except asyncpg.FeatureNotSupportedError:
+        return False
+    await conn.execute("DROP TABLE lz4_probe")
+    return True
