@@ -68,18 +68,6 @@ async def advance(
     return bool(moved)
 
 
-async def position_and_head(conn: asyncpg.Connection, checkpoint: str) -> tuple[int, int]:
-    """The checkpoint's position (not locked) and the log's head, in one round trip."""
-    row = await conn.fetchrow(
-        "SELECT position, (SELECT coalesce(max(position), 0) FROM events) FROM projection_checkpoints"
-        " WHERE name = $1",
-        checkpoint,
-    )
-    if row is None:
-        raise LookupError(f"no checkpoint row for {checkpoint}")
-    return int(row[0]), int(row[1])
-
-
 async def record_error(conn: asyncpg.Connection, checkpoint: str, error: str) -> None:
     await conn.execute(
         "UPDATE projection_checkpoints SET error = $2, updated_at = now() WHERE name = $1",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from eventstore import UpcasterRegistry
 from eventstore.pool import Pool
+from readmodels.checkpoints import PROJECTIONS_CHANNEL
 from readmodels.projection import LogEvent
 
 # How far one batch looks ahead, in positions per event asked for: the checkpoint
@@ -26,6 +28,80 @@ _BATCH = (
 )
 _READ = _BATCH.format("")
 _READ_TRACED = _BATCH.format(", metadata->>'traceparent'")  # only while spans record
+
+
+# A follower's step in one statement (readmodels/runner.py, ROUND TRIPS): its checkpoint,
+# the head, the next batch of its types from there; and, when that batch holds none of
+# them, the checkpoint moved past the positions scanned (only from where it was read: a
+# compare-and-set), with its notice. The first row carries the positions whether or not
+# the batch has events (their columns are then null).
+_STEP = """
+WITH win AS (
+    SELECT c.position AS before, h.head, least(h.head, c.position + $3::bigint * {window}) AS upto
+    FROM projection_checkpoints c, (SELECT coalesce(max(position), 0) AS head FROM events) h
+    WHERE c.name = $1
+), batch AS (
+    SELECT e.position, e.stream_id, e.version, e.type, e.data, e.recorded_at{traced}
+    FROM win JOIN events e ON e.position > win.before AND e.position <= win.upto
+    WHERE e.type = ANY($2::text[])
+    ORDER BY e.position
+    LIMIT $3
+), moved AS (
+    UPDATE projection_checkpoints c SET position = win.upto, error = NULL, updated_at = now()
+    FROM win
+    WHERE c.name = $1 AND c.position = win.before AND win.upto > win.before AND NOT EXISTS (SELECT FROM batch)
+    RETURNING pg_notify($4, $1 || ':' || win.upto)
+)
+SELECT win.before, win.head, win.upto, EXISTS (SELECT FROM moved), b.*
+FROM win LEFT JOIN batch b ON true
+ORDER BY b.position
+"""
+_STEP_READ = _STEP.format(window=SCAN_WINDOW_PER_EVENT, traced="")
+_STEP_TRACED = _STEP.format(window=SCAN_WINDOW_PER_EVENT, traced=", e.metadata->>'traceparent'")
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What one step read: the checkpoint (`before`), the head, the batch's events and the
+    position they cover; `moved`: the checkpoint went there already (the batch had none)."""
+
+    before: int
+    head: int
+    events: list[LogEvent]
+    upto: int
+    moved: bool
+
+
+async def step_from_checkpoint(
+    conn: asyncpg.Connection,
+    upcasters: UpcasterRegistry,
+    stored_types: Sequence[str],
+    checkpoint: str,
+    limit: int,
+    traceparents: list[str] | None = None,
+) -> Step:
+    """The next batch of `stored_types` after `checkpoint`, upcast, in one round trip; a batch
+    of none moves the checkpoint in the same statement. See read_batch for why a covered
+    position is safe to move to, and for `traceparents`."""
+    rows: list[Any] = await conn.fetch(
+        _STEP_READ if traceparents is None else _STEP_TRACED,
+        checkpoint, stored_types, limit, PROJECTIONS_CHANNEL,
+    )
+    if not rows:
+        raise LookupError(f"no checkpoint row for {checkpoint}")
+    before, head, upto, moved = rows[0][:4]
+    if rows[0][4] is None:
+        return Step(before, head, [], upto if upto > before else before, moved)
+    if traceparents is not None:
+        traceparents += [row[10] for row in rows if row[10] is not None]
+    if len(rows) == limit:
+        upto = rows[-1][4]
+    upcast = upcasters.upcast
+    events = []
+    for row in rows:
+        type_, data = upcast(row[7], row[8])
+        events.append(LogEvent(row[4], row[5], row[6], type_, data, row[9]))
+    return Step(before, head, events, upto, False)
 
 
 async def head_position(conn: asyncpg.Connection | Pool) -> int:

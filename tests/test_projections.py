@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 
@@ -208,18 +209,25 @@ async def test_a_batch_of_none_of_its_types_moves_the_checkpoint_only_from_where
     )
     head = await services.events.head_position()
     follower = Follower(OrderProjection(), build_upcasters())
-    conn = await connect(dsn)
+    conn, other = await connect(dsn), await connect(dsn)
     try:
         await conn.execute("INSERT INTO projection_checkpoints (name) VALUES ('orders') ON CONFLICT DO NOTHING")
         assert not await advance(conn, "orders", head, expected=head + 1)  # it is at 0: refused
         assert await position_of(conn, "orders") == 0
+        statements: list[str] = []
+        conn.add_query_logger(lambda query: statements.append(query.query))
         batch = await follower.step(conn, 10)
+        await asyncio.sleep(0)  # the logger is called soon after each statement
+        assert len(statements) == 1  # read and moved in one statement
         assert (batch.events, batch.before, batch.after, batch.head) == (0, 0, head, head)
-        assert await position_of(conn, "orders") == head
+        assert await position_of(other, "orders") == head
         idle = await follower.step(conn, 10)  # nothing new: one read, nothing written
+        await asyncio.sleep(0)
         assert (idle.events, idle.before, idle.after, idle.more) == (0, head, head, False)
+        assert len(statements) == 2
     finally:
         await conn.close()
+        await other.close()
 
 
 class _NeverApplied(OrderProjection):
@@ -237,14 +245,14 @@ async def test_a_batch_whose_checkpoint_moved_after_its_read_is_not_applied(serv
     other = await connect(dsn)
     try:
         await conn.execute("INSERT INTO projection_checkpoints (name) VALUES ('orders') ON CONFLICT DO NOTHING")
-        read = follower.read
+        read = follower.read_from_checkpoint
 
         async def read_then_move(*args: object) -> object:
             batch = await read(*args)  # type: ignore[arg-type]
             await other.execute("UPDATE projection_checkpoints SET position = 1 WHERE name = 'orders'")
             return batch
 
-        follower.read = read_then_move  # type: ignore[method-assign]
+        follower.read_from_checkpoint = read_then_move  # type: ignore[method-assign]
         batch = await follower.step(conn, 10_000)
         assert (batch.events, batch.before, batch.after, batch.more) == (0, 0, 0, True)  # read again
         assert await position_of(conn, "orders") == 1 and head > 1
