@@ -1,5 +1,9 @@
-"""The transactional outbox: rows written with the events (see eventstore_append), read,
-marked published and purged by the relay."""
+"""The transactional outbox: rows written with the events (see eventstore_append), read
+and purged by the relay, which records how far it published in `outbox_published`.
+
+One relay at a time publishes (its lease), in position order, so what is published is a
+prefix of the outbox: a row per batch (the last position it published, and when) marks it,
+and the outbox rows are never updated (migration 0010)."""
 
 from __future__ import annotations
 
@@ -24,27 +28,35 @@ SELECT e.position, e.type, json_build_object(
                   ELSE to_char(e.recorded_at, '.US') END || '+00:00'
        )::text
 FROM outbox o JOIN events e ON e.position = o.position
-WHERE o.published_at IS NULL
+WHERE o.position > $2
 ORDER BY o.position
 LIMIT $1
-FOR UPDATE OF o SKIP LOCKED
 """
 
-_MARK = "UPDATE outbox SET published_at = now() WHERE position = ANY($1::bigint[])"
-
-# The newest published row: the unpublished tail is short, so this walks back a few index entries.
-_PUBLISHED_THROUGH = """
-SELECT position FROM outbox WHERE published_at IS NOT NULL ORDER BY position DESC LIMIT 1
+_MARK = """
+INSERT INTO outbox_published (through) VALUES ($1) ON CONFLICT (through) DO UPDATE SET published_at = now()
 """
 
-_REPUBLISH = "UPDATE outbox SET published_at = NULL WHERE position > $1 AND published_at IS NOT NULL"
+_PUBLISHED_THROUGH = "SELECT coalesce(max(through), 0) FROM outbox_published"
 
+# Rows up to a mark older than the retention were published at least that long ago. Marks
+# past the retention go too, but never the newest: it is how far the relay has got.
 _PURGE = """
-DELETE FROM outbox WHERE position IN (
-    SELECT position FROM outbox
+WITH cut AS (
+    SELECT coalesce(max(through), 0) AS through FROM outbox_published
     WHERE published_at < now() - make_interval(secs => $1)
-    LIMIT $2
+), gone AS (
+    DELETE FROM outbox WHERE position IN (
+        SELECT position FROM outbox, cut WHERE position <= cut.through ORDER BY position LIMIT $2
+    )
+    RETURNING 1
 )
+SELECT count(*) FROM gone
+"""
+_PURGE_MARKS = """
+DELETE FROM outbox_published
+WHERE published_at < now() - make_interval(secs => $1)
+  AND through < (SELECT max(through) FROM outbox_published)
 """
 
 
@@ -55,32 +67,40 @@ class OutboxEntry:
     payload: str  # the event as JSON text, as stored (its type and data not upcast)
 
 
-async def unpublished(conn: asyncpg.Connection, limit: int) -> list[OutboxEntry]:
-    """The oldest unpublished entries, locked until the caller's transaction ends."""
-    return [OutboxEntry(*row) for row in await conn.fetch(_UNPUBLISHED, limit)]
+async def unpublished(conn: asyncpg.Connection, after: int, limit: int) -> list[OutboxEntry]:
+    """The oldest entries after `after` (where the relay's marks say it has published through)."""
+    return [OutboxEntry(*row) for row in await conn.fetch(_UNPUBLISHED, limit, after)]
 
 
-async def mark_published(conn: asyncpg.Connection, positions: list[int]) -> None:
-    await conn.execute(_MARK, positions)
+async def mark_published(conn: asyncpg.Connection, through: int) -> None:
+    """Every row up to `through` is published (the caller published them in order)."""
+    await conn.execute(_MARK, through)
 
 
-async def published_through(conn: asyncpg.Connection) -> int:
-    """The highest position marked published (0: none is, or all were purged)."""
-    return int(await conn.fetchval(_PUBLISHED_THROUGH) or 0)
+async def published_through(conn: asyncpg.Connection | Pool) -> int:
+    """The highest position marked published (0: none is)."""
+    return int(await conn.fetchval(_PUBLISHED_THROUGH))
 
 
 async def republish_after(conn: asyncpg.Connection, position: int) -> int:
-    """Mark every published row after `position` unpublished again (the broker lost them);
-    how many. The relay then publishes them again, in order, with the new ones."""
-    status = await conn.execute(_REPUBLISH, position)
-    return int(status.split()[-1])
+    """Mark published only the rows up to `position` (the broker lost the later ones); how
+    many rows the relay then publishes again, in order, with the new ones."""
+    async with conn.transaction():
+        before = await published_through(conn)
+        await conn.execute("DELETE FROM outbox_published WHERE through > $1", position)
+        if position > 0 and position < before:
+            await mark_published(conn, position)
+        return int(await conn.fetchval(
+            "SELECT count(*) FROM outbox WHERE position > $1 AND position <= $2", position, before
+        ))
 
 
 async def purge_published(conn: asyncpg.Connection, older_than_seconds: float, limit: int = 10_000) -> int:
     """Delete up to `limit` rows published longer ago than the retention; how many went."""
-    status = await conn.execute(_PURGE, older_than_seconds, limit)
-    return int(status.split()[-1])
+    purged = int(await conn.fetchval(_PURGE, older_than_seconds, limit))
+    await conn.execute(_PURGE_MARKS, older_than_seconds)
+    return purged
 
 
 async def backlog(conn: asyncpg.Connection | Pool) -> int:
-    return int(await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+    return int(await conn.fetchval(f"SELECT count(*) FROM outbox WHERE position > ({_PUBLISHED_THROUGH})"))

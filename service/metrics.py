@@ -29,6 +29,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from eventstore.outbox import backlog as outbox_backlog
 from eventstore.pool import Pool
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,6 @@ UNREAD_COUNT_LIMIT = 10_000  # entries counted per group on a Redis without XINF
 
 _HEAD = "SELECT coalesce(max(position), 0) FROM events"
 _PROJECTIONS = "SELECT name, position FROM projection_checkpoints"
-_OUTBOX_BACKLOG = "SELECT count(*) FROM outbox WHERE published_at IS NULL"  # a partial index
 
 
 async def shared_state(
@@ -84,7 +84,7 @@ async def _database_state(pool: Pool, projections: Sequence[str]) -> list[Metric
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             head = int(await conn.fetchval(_HEAD))
             checkpoints = {r["name"]: int(r["position"]) for r in await conn.fetch(_PROJECTIONS)}
-            backlog = int(await conn.fetchval(_OUTBOX_BACKLOG))
+            backlog = await outbox_backlog(conn)
     position = GaugeMetricFamily(
         "eventgraph_projection_position", "The last position a projection applied", labels=["projection"]
     )

@@ -3,9 +3,11 @@
 One relay at a time does the work: each holds a session advisory lock (the
 lease) on its own connection while it publishes, and the others wait to take
 over, so entries go out in position order and, in normal operation, once. A
-batch is published, then marked in the transaction that locked its rows; a
-relay that dies in between leaves the rows unmarked and the next leader
-publishes them again (at least once: consumers deduplicate by `event_id`).
+batch is read after the last position marked published, published, then marked
+(one row for the batch, eventstore/outbox.py); a relay that dies in between leaves
+it unmarked and the next leader publishes it again (at least once: consumers
+deduplicate by `event_id`). A relay that lost its lease has lost its connection
+with it, so it can mark nothing more.
 While Redis is down the batch's transaction rolls back, the outbox grows and
 the relay retries with backoff; appends never wait for the broker.
 
@@ -268,17 +270,17 @@ class OutboxRelay:
         self._wakeup.set()
 
     async def publish_batch(self, conn: asyncpg.Connection) -> int:
-        """Publish and mark one batch of unpublished entries; how many."""
-        async with conn.transaction():
-            entries = await unpublished(conn, self._batch_size)
-            if not entries:
-                return 0
-            payloads = [part for e in entries for part in broker.encode(e, self._upcasters)]
-            if not await self._publish(payloads, entries[-1].position):
-                raise StreamLost
-            await mark_published(conn, [e.position for e in entries])
+        """Publish and mark one batch of unpublished entries; how many. No transaction: the
+        lease makes this relay the only one reading and marking (eventstore/outbox.py)."""
+        entries = await unpublished(conn, self._published_through, self._batch_size)
+        if not entries:
+            return 0
+        payloads = [part for e in entries for part in broker.encode(e, self._upcasters)]
+        if not await self._publish(payloads, entries[-1].position):
+            raise StreamLost
+        await mark_published(conn, entries[-1].position)
         self.published += len(entries)
-        self._published_through = max(self._published_through, entries[-1].position)
+        self._published_through = entries[-1].position
         OUTBOX_PUBLISHED.inc(len(entries))
         if recording():
             for entry in entries:

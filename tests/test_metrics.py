@@ -125,7 +125,9 @@ async def test_shared_state_gauges_match_the_database(api: Api, dsn: str) -> Non
     conn = await asyncpg.connect(dsn)
     try:
         head = await conn.fetchval("SELECT max(position) FROM events")
-        backlog = await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        backlog = await conn.fetchval(
+            "SELECT count(*) FROM outbox WHERE position > (SELECT coalesce(max(through), 0) FROM outbox_published)"
+        )
         await conn.execute(
             "INSERT INTO projection_checkpoints (name, position) VALUES ('orders', 1)"
             " ON CONFLICT (name) DO UPDATE SET position = 1"

@@ -142,3 +142,32 @@ async def lz4_built_in(conn: asyncpg.Connection) -> bool:
         return False
     await conn.execute("DROP TABLE lz4_probe")
     return True
+
+
+async def test_published_outbox_rows_become_one_mark_per_batch_and_back(scratch: tuple[str, Alembic]) -> None:
+    """0010: the rows each batch marked published (one time per batch) become one row per
+    batch in `outbox_published`; the downgrade marks every row up to the last one again."""
+    url, alembic = scratch
+    alembic("upgrade", "0009_order_lines_lz4")
+    conn = await asyncpg.connect(url, server_settings={"TimeZone": "UTC"})
+    try:
+        await conn.execute(
+            "INSERT INTO events (position, event_id, stream_id, version, type, data, metadata, recorded_at)"
+            " SELECT n, gen_random_uuid(), 's', n, 't', '{}', '{}', now() FROM generate_series(1, 6) n"
+        )
+        await conn.execute(  # two batches published (1-3 and 4-5), 6 not yet
+            "INSERT INTO outbox (position, published_at) VALUES (1, '2026-12-01T10:00Z'), (2, '2026-12-01T10:00Z'),"
+            " (3, '2026-12-01T10:00Z'), (4, '2026-12-02T10:00Z'), (5, '2026-12-02T10:00Z'), (6, NULL)"
+        )
+        alembic("upgrade", "head")
+        marks = await conn.fetch("SELECT through, published_at::text FROM outbox_published ORDER BY 1")
+        assert [tuple(m) for m in marks] == [(3, "2026-12-01 10:00:00+00"), (5, "2026-12-02 10:00:00+00")]
+        assert await conn.fetchval("SELECT count(*) FROM outbox") == 6
+        alembic("downgrade", "0009_order_lines_lz4")
+        rows = await conn.fetch("SELECT position, published_at::text FROM outbox ORDER BY 1")
+    finally:
+        await conn.close()
+    assert [tuple(r) for r in rows] == [
+        (1, "2026-12-01 10:00:00+00"), (2, "2026-12-01 10:00:00+00"), (3, "2026-12-01 10:00:00+00"),
+        (4, "2026-12-02 10:00:00+00"), (5, "2026-12-02 10:00:00+00"), (6, None),
+    ]

@@ -35,8 +35,26 @@ async def running(relay: OutboxRelay) -> AsyncIterator[asyncio.Task[None]]:
 
 
 async def published_positions(services: Services) -> list[int]:
-    rows = await services.pool.fetch("SELECT position FROM outbox WHERE published_at IS NOT NULL ORDER BY 1")
+    rows = await services.pool.fetch(
+        "SELECT position FROM outbox WHERE position <= (SELECT max(through) FROM outbox_published) ORDER BY 1"
+    )
     return [r[0] for r in rows]
+
+
+async def test_a_published_batch_is_marked_by_one_row_and_the_outbox_rows_are_left_as_written(
+    services: Services, broker
+) -> None:
+    """Each batch records how far it published (`outbox_published`), one row, in the statement
+    after the publish: the outbox rows themselves are never updated (rewriting each one
+    cost the database more than the rest of the relay's work for it)."""
+    client, key = broker
+    await append_events(services.appender, 30)
+    written = await services.pool.fetch("SELECT position, xmin::text FROM outbox ORDER BY 1")
+    async with running(make_relay(services, client, key, batch_size=7)):
+        await eventually(lambda: _backlog_is(services, 0))
+    marks = await services.pool.fetch("SELECT through FROM outbox_published ORDER BY 1")
+    assert [r[0] for r in marks] == [7, 14, 21, 28, 30]
+    assert await services.pool.fetch("SELECT position, xmin::text FROM outbox ORDER BY 1") == written
 
 
 async def test_publishes_every_event_in_order_in_the_contract_format(services: Services, broker) -> None:
@@ -221,8 +239,8 @@ async def test_published_rows_and_processed_records_are_deleted_after_the_retent
     async with running(relay):
         await eventually(lambda: _backlog_is(services, 0))
     await append_events(services.appender, 3)  # unpublished: never purged
-    await services.pool.execute(
-        "UPDATE outbox SET published_at = now() - interval '8 days' WHERE position <= 4"
+    await services.pool.execute(  # the batch that published 1 to 4 went out 8 days ago
+        "INSERT INTO outbox_published (through, published_at) VALUES (4, now() - interval '8 days')"
     )
     # Consumers' processed-message records age the same way: old ones go, recent ones stay.
     await services.pool.execute(
@@ -236,8 +254,10 @@ async def test_published_rows_and_processed_records_are_deleted_after_the_retent
         assert await purge_published(conn, 7 * 24 * 3600.0) == 0  # nothing left past it
     finally:
         await conn.close()
-    rows = await services.pool.fetch("SELECT position, published_at IS NULL AS pending FROM outbox ORDER BY 1")
-    assert [(r[0], r[1]) for r in rows] == [(p, False) for p in range(5, 11)] + [(p, True) for p in range(11, 14)]
+    rows = await services.pool.fetch("SELECT position FROM outbox ORDER BY 1")
+    assert [r[0] for r in rows] == list(range(5, 14))
+    assert await published_positions(services) == list(range(5, 11))  # 11 to 13 still to publish
+    assert [r[0] for r in await services.pool.fetch("SELECT through FROM outbox_published")] == [10]
     assert await services.pool.fetchval("SELECT count(*) FROM events") == 13
     kept = await services.pool.fetch("SELECT message_id FROM processed_messages ORDER BY 1")
     assert [r[0] for r in kept] == ["recent-1", "recent-2"]
