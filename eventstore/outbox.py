@@ -28,7 +28,7 @@ SELECT e.position, e.type, json_build_object(
                   ELSE to_char(e.recorded_at, '.US') END || '+00:00'
        )::text
 FROM outbox o JOIN events e ON e.position = o.position
-WHERE o.position > $2
+WHERE o.position > $2 AND e.position > $2  -- both: a merge join starts each index there
 ORDER BY o.position
 LIMIT $1
 """

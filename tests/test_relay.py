@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 import redis.asyncio as redis
 
@@ -282,3 +284,27 @@ async def test_woken_by_the_process_listener_when_given_one(services: Services, 
 
 async def _leading(relay: OutboxRelay) -> bool:
     return relay.is_leader
+
+
+async def test_a_batch_read_touches_only_the_rows_after_the_mark(services: Services) -> None:
+    """Read far into a long outbox, the relay's statement visits the batch's rows and no
+    earlier event, whatever plan PostgreSQL keeps for it (a generic plan once merge-joined
+    the outbox from the mark with the whole log from its start)."""
+    from eventstore.outbox import _UNPUBLISHED, mark_published
+
+    await append_events(services.appender, 300)
+    conn = await asyncpg.connect(services.dsn)
+    try:
+        await mark_published(conn, 290)
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        [plan] = orjson.loads(await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + _UNPUBLISHED, 100, 290))
+    finally:
+        await conn.close()
+
+    def visited(node: dict[str, Any]) -> list[tuple[str, int]]:
+        own = [(node["Relation Name"], node["Actual Rows"])] if "Relation Name" in node else []
+        return own + [v for child in node.get("Plans", []) for v in visited(child)]
+
+    scans = visited(plan["Plan"])
+    assert {name for name, _ in scans} == {"outbox", "events"}
+    assert all(rows <= 10 for _, rows in scans), scans
