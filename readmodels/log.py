@@ -41,9 +41,12 @@ WITH win AS (
     FROM projection_checkpoints c, (SELECT coalesce(max(position), 0) AS head FROM events) h
     WHERE c.name = $1
 ), batch AS (
+    -- the bounds as values computed first (not a join with win), so that they bound the
+    -- index scan: joined, a plan could walk the log from its start to the checkpoint
     SELECT e.position, e.stream_id, e.version, e.type, e.data, e.recorded_at{traced}
-    FROM win JOIN events e ON e.position > win.before AND e.position <= win.upto
-    WHERE e.type = ANY($2::text[])
+    FROM events e
+    WHERE e.position > (SELECT before FROM win) AND e.position <= (SELECT upto FROM win)
+      AND e.type = ANY($2::text[])
     ORDER BY e.position
     LIMIT $3
 ), moved AS (

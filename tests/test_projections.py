@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 import pytest
@@ -259,3 +260,32 @@ async def test_a_batch_whose_checkpoint_moved_after_its_read_is_not_applied(serv
     finally:
         await conn.close()
         await other.close()
+
+
+@pytest.mark.parametrize("plans", ["force_custom_plan", "force_generic_plan"])
+async def test_a_step_far_into_a_long_log_touches_only_its_window(dsn: str, plans: str) -> None:
+    """The step's statement visits the events after the checkpoint and no earlier one (a
+    plan that walked the log from its start to the checkpoint cost 45 ms at 50,000 events)."""
+    from readmodels.checkpoints import PROJECTIONS_CHANNEL
+    from readmodels.log import _STEP_READ
+
+    conn = await connect(dsn)
+    try:
+        await conn.execute(  # a long log, written directly: only its shape matters here
+            "INSERT INTO events (position, event_id, stream_id, version, type, data, metadata, recorded_at)"
+            " SELECT n, gen_random_uuid(), 'thing-' || n, 1, 'test.happened.v1', '{}', '{}', now()"
+            " FROM generate_series(1, 20000) n"
+        )
+        await conn.execute("INSERT INTO projection_checkpoints (name, position) VALUES ('probe', 19990)")
+        await conn.execute("ANALYZE events")  # as autovacuum leaves a log that size
+        await conn.execute(f"SET plan_cache_mode = {plans}")
+        explain = "EXPLAIN (ANALYZE, FORMAT JSON) " + _STEP_READ
+        [plan] = await conn.fetchval(explain, "probe", ["test.happened.v1"], 100, PROJECTIONS_CHANNEL)  # decoded
+    finally:
+        await conn.close()
+
+    def visited(node: dict[str, Any]) -> list[int]:
+        own = [node["Actual Rows"] * node["Actual Loops"]] if node.get("Relation Name") == "events" else []
+        return own + [v for child in node.get("Plans", []) for v in visited(child)]
+
+    assert 0 < max(visited(plan["Plan"])) <= 10
