@@ -47,7 +47,7 @@ WITH cut AS (
     WHERE published_at < now() - make_interval(secs => $1)
 ), gone AS (
     DELETE FROM outbox WHERE position IN (
-        SELECT position FROM outbox, cut WHERE position <= cut.through ORDER BY position LIMIT $2
+        SELECT position FROM outbox WHERE position <= (SELECT through FROM cut) ORDER BY position LIMIT $2
     )
     RETURNING 1
 )
