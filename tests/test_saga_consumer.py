@@ -304,3 +304,30 @@ async def _noted(reactions: Noting, names: list[str]) -> bool:
 
 async def _no_pending(client: redis.Redis, key: str, group: str) -> bool:
     return (await client.xpending(key, group))["pending"] == 0
+
+
+async def test_a_message_is_parked_only_once_no_reaction_to_it_fails_for_a_passing_reason(broker) -> None:
+    """Parking acknowledges the message for every context in the group: while one context's
+    reaction waits out an outage, another's permanent failure does not park it (the first
+    would never be retried); once the outage is over, it is parked naming the context at fault."""
+    client, key = broker
+    broken, waiting = Failing({"a1": ValueError("no such currency")}), Failing({"a1": ConnectionRefusedError()})
+    broken.group, waiting.group = "broken", "waiting"  # type: ignore[misc]
+    for name in ("a1", "a2"):
+        await publish(client, key, "A", name)
+    consumer = StreamConsumer(
+        client, [broken, waiting], group="together", stream_key=key, block_ms=100, claim_idle=0.1, max_deliveries=2
+    )
+    try:
+        async with running(consumer):
+            await eventually(lambda: _attempted(broken, "a1", 4))
+            assert await client.xlen(dead_letter_key(key)) == 0 and waiting.seen == []
+            del waiting.errors["a1"]  # the outage is over
+            await eventually(lambda: _seen(waiting, 2))
+            await eventually(lambda: _no_pending(client, key, "together"))
+        assert waiting.seen == ["a1", "a2"] and broken.seen == ["a2"]
+        [(_, parked)] = await client.xrange(dead_letter_key(key))
+        assert parked[b"group"] == b"together" and parked[b"context"] == b"broken"
+        assert parked[b"error"] == b"ValueError: no such currency"
+    finally:
+        await client.delete(dead_letter_key(key))

@@ -28,7 +28,9 @@ parked instead: copied, with the error, to the dead-letter stream
 (`<stream>:dead-letter`) and acknowledged, in one MULTI; so is, at once, a
 message that is not an event at all. Failures that look
 transient (the database or Redis unreachable or restarting, a conflict, a
-timeout) never park a message: it waits for the outage to end.
+timeout) never park a message: it waits for the outage to end. Parking acknowledges a
+message for every context of the group, so it waits too while any context's reaction to
+it fails transiently; the dead letter names the contexts whose reactions failed.
 """
 
 from __future__ import annotations
@@ -310,9 +312,11 @@ class StreamConsumer:
             outcomes = await asyncio.gather(*(self._react_once(r, event) for r in reactions))
             failures = [f for f in outcomes if f is not None]
         if failures:
-            context, error = failures[0]
-            if not isinstance(error, TRANSIENT) and await self._park(
-                message_id, fields, error, context=context, after_deliveries=self._max_deliveries
+            # Parking acknowledges the message for every context: only when no failure is one
+            # that retrying cures (that context would never get it again otherwise).
+            if not any(isinstance(error, TRANSIENT) for _, error in failures) and await self._park(
+                message_id, fields, failures[0][1], contexts=[c for c, _ in failures],
+                after_deliveries=self._max_deliveries,
             ):
                 return True
             for context, error in failures:
@@ -351,7 +355,7 @@ class StreamConsumer:
         error: Exception,
         *,
         after_deliveries: int,
-        context: str | None = None,
+        contexts: Sequence[str] = (),
     ) -> bool:
         """Once a message has been delivered `after_deliveries` times, move it to the
         dead-letter stream with `error` and acknowledge it, atomically. True if parked."""
@@ -365,7 +369,7 @@ class StreamConsumer:
             parked = {
                 **fields,
                 b"group": self.group.encode(),
-                **({b"context": context.encode()} if context else {}),  # the reaction that failed
+                **({b"context": ", ".join(contexts).encode()} if contexts else {}),  # whose reactions failed
                 b"message_id": message_id,
                 b"deliveries": str(deliveries).encode(),
                 b"error": f"{type(error).__name__}: {error}"[:2000].encode(),
@@ -379,12 +383,13 @@ class StreamConsumer:
             return False
         log.error(
             "%s parked %s in %s after %d deliveries: %r",
-            context or self.group, message_id, dead_letter_key(self.stream_key), deliveries, error,
+            ", ".join(contexts) or self.group, message_id, dead_letter_key(self.stream_key), deliveries, error,
             exc_info=error,
         )
         self.handled += 1
         self.dead_lettered += 1
-        SAGA_MESSAGES.labels(context or self.group, "dead_lettered").inc()
+        for context in contexts or [self.group]:
+            SAGA_MESSAGES.labels(context, "dead_lettered").inc()
         return True
 
     async def _ack(self, message_ids: list[bytes]) -> None:
