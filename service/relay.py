@@ -8,8 +8,8 @@ batch is read after the last position marked published, published, then marked
 it unmarked and the next leader publishes it again (at least once: consumers
 deduplicate by `event_id`). A relay that lost its lease has lost its connection
 with it, so it can mark nothing more.
-While Redis is down the batch's transaction rolls back, the outbox grows and
-the relay retries with backoff; appends never wait for the broker.
+While Redis is down nothing is marked, the outbox grows and the relay retries
+with backoff; appends never wait for the broker.
 
 A Redis that comes back without its data (or with an older snapshot) lost entries
 the outbox marks published. Each publish also records, in the same script and so in
