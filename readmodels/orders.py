@@ -2,7 +2,8 @@
 row (`lines`), so that reading a page needs no join and applying a batch no second table.
 
 A batch is applied in two statements whatever its size: load the touched orders with
-only the lines of the skus the batch names, fold the events onto them in memory, and
+only the lines of the skus the batch names (none needed for the orders it remembers,
+below: then one statement), fold the events onto them in memory, and
 upsert the orders, their total and line count kept by adding what each event changes
 (domain.order.line_total of the line before and after: summing 30 lines per event was
 the largest part of the per-event cost of `serve` with its workers under addItem load),
@@ -11,18 +12,33 @@ their JSON lines by replacing and removing only the changed skus' keys. A separa
 a third of the database's work for each addItem.
 An event whose stream version the row already reflects
 is skipped: that makes a replayed batch a no-op.
+
+REMEMBERED ORDERS. Under load nearly every batch touches orders the projection wrote a
+moment ago, and loading them again was a third of its database work per event (issue 18).
+So once a batch has committed, the projection remembers the rows it wrote, whole (every
+line, as stored), up to `remember_lines` lines in all, the least recently written
+forgotten first (about 250 bytes of memory a line); a row in a final status is not
+remembered. A remembered row stands in for
+loading only when the batch's first event of that order is the very next version: the
+row was then current when the checkpoint was, since the checkpoint and the row move in
+one transaction. Any other case (a replay, a gap, a row another process or a rebuild
+wrote since) loads the row as before. What a batch writes is remembered only once its
+transaction commits (`committed`); the runner makes it forget everything when a batch
+fails, the checkpoint moved under it, or the lease is lost.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 
 from domain.order import (
+    FINAL_STATUSES,
     ORDER_EVENTS,
     ORDER_STREAM_PREFIX,
     ItemAdded,
@@ -46,6 +62,10 @@ class _Line:
     discount: Decimal
 
 
+# A line as the row's JSON holds it: [seq, quantity, "unit price", "discount"].
+StoredLine = list[Any]
+
+
 @dataclass(slots=True)
 class _Order:
     id: str
@@ -59,9 +79,14 @@ class _Order:
     updated_at: datetime | None = None
     total: Decimal = Decimal(0)  # of all its lines
     line_count: int = 0
-    lines: dict[str, _Line] = field(default_factory=dict)  # of the skus the batch names
+    # Its lines as stored, before the batch: every one when `complete`, else (loaded for
+    # one batch) those of the skus the batch names. Never changed in place: shared with
+    # the remembered row.
+    stored_lines: dict[str, StoredLine] = field(default_factory=dict)
+    complete: bool = True
     stored: bool = False  # it has a row already
-    changed_skus: set[str] = field(default_factory=set)  # lines added, changed or removed
+    # The lines the batch added, changed (parsed) or removed (None): what it writes.
+    changed: dict[str, _Line | None] = field(default_factory=dict)
 
 
 # The status each event leaves an order in (the row folds the stored data directly: a
@@ -74,33 +99,54 @@ _FINAL_STATUS = {
 }
 
 
+_FINAL_STATUS_VALUES = frozenset(status.value for status in FINAL_STATUSES)
+
+
 def _fold(order: _Order, event: LogEvent) -> None:
     """One event's effect on the row; mirrors domain.order.Order.apply (tests compare them)."""
     data = event.data
     kind = event.type
     if kind == ItemAdded.TYPE:
         sku = data["item_id"]
-        line = order.lines.get(sku)
+        line = _line(order, sku)
         if line is None:
-            line = order.lines[sku] = _Line(event.position, 0, Decimal(data["price"]), Decimal(0))
+            line = order.changed[sku] = _Line(event.position, 0, Decimal(data["price"]), Decimal(0))
             order.line_count += 1
         order.total -= _total(line)
         line.quantity += int(data["quantity"])
         line.discount += Decimal(data["discount"])
         order.total += _total(line)
-        order.changed_skus.add(sku)
     elif kind == ItemRemoved.TYPE:
-        removed = order.lines.pop(data["item_id"], None)
+        sku = data["item_id"]
+        removed = _line(order, sku)
         if removed is not None:
             order.total -= _total(removed)
             order.line_count -= 1
-        order.changed_skus.add(data["item_id"])
+        order.changed[sku] = None
     elif kind in _FINAL_STATUS:
         order.status = _FINAL_STATUS[kind]
         if kind == OrderCancelled.TYPE:
             order.cancellation_reason = data["reason"]
     order.version = event.version
     order.updated_at = event.recorded_at
+
+
+def _line(order: _Order, sku: str) -> _Line | None:
+    """The order's line of `sku` as the batch has left it so far (parsed on first use, into
+    `changed`: every line the batch touches, it changes)."""
+    if sku not in order.changed:
+        stored = order.stored_lines.get(sku)
+        order.changed[sku] = None if stored is None else _parsed(stored)
+    return order.changed[sku]
+
+
+def _parsed(stored: StoredLine) -> _Line:
+    seq, quantity, price, discount = stored
+    return _Line(seq, quantity, Decimal(price), Decimal(discount))
+
+
+def _stored(line: _Line) -> StoredLine:
+    return [line.seq, line.quantity, f"{line.unit_price:f}", f"{line.discount:f}"]
 
 
 def _total(line: _Line) -> Decimal:
@@ -112,6 +158,38 @@ class OrderProjection(Projection):
     event_types = tuple(event.TYPE for event in ORDER_EVENTS)
     tables = ("order_views",)
 
+    def __init__(self, *, shadow: bool = False, remember_lines: int = 100_000) -> None:
+        super().__init__(shadow=shadow)
+        self._remember_lines = remember_lines
+        self._remembered: dict[str, _Order] = {}  # committed rows, least recently written first
+        self._remembered_line_count = 0
+        self._written: dict[str, _Order | None] = {}  # since the last commit (None: not to remember)
+
+    @property
+    def remembered_lines(self) -> int:
+        """Lines of the rows it remembers (at most `remember_lines` after a commit)."""
+        return self._remembered_line_count
+
+    def committed(self) -> None:
+        for order_id, order in self._written.items():
+            self._drop(order_id)
+            if order is not None:
+                self._remembered[order_id] = order
+                self._remembered_line_count += len(order.stored_lines)
+        self._written.clear()
+        while self._remembered_line_count > self._remember_lines:
+            self._drop(next(iter(self._remembered)))
+
+    def forget(self) -> None:
+        self._remembered.clear()
+        self._remembered_line_count = 0
+        self._written.clear()
+
+    def _drop(self, order_id: str) -> None:
+        dropped = self._remembered.pop(order_id, None)
+        if dropped is not None:
+            self._remembered_line_count -= len(dropped.stored_lines)
+
     async def apply(self, conn: asyncpg.Connection, events: Sequence[LogEvent]) -> None:
         by_order: dict[str, list[LogEvent]] = {}
         skus: set[str] = set()
@@ -122,7 +200,17 @@ class OrderProjection(Projection):
                     skus.add(event.data["item_id"])
         if not by_order:
             return
-        orders = await self._load(conn, list(by_order), list(skus))
+        orders: dict[str, _Order] = {}
+        unknown: list[str] = []
+        for order_id, order_events in by_order.items():
+            known = self._remembered.get(order_id)
+            if known is not None and order_events[0].version == known.version + 1:  # see REMEMBERED ORDERS
+                orders[order_id] = replace(known, changed={})
+            else:
+                unknown.append(order_id)
+        if unknown:
+            whole = self._remembered_line_count < self._remember_lines  # worth remembering
+            orders.update(await self._load(conn, unknown, list(skus), whole))
         changed: list[_Order] = []
         for order_id, order_events in by_order.items():
             order = orders.get(order_id)
@@ -135,18 +223,26 @@ class OrderProjection(Projection):
                 if not changed or changed[-1] is not order:
                     changed.append(order)
         await self._write(conn, changed)
+        for order in changed:
+            done_with = not order.complete or order.status in _FINAL_STATUS_VALUES
+            self._written[order.id] = None if done_with else _as_written(order)
 
-    async def _load(self, conn: asyncpg.Connection, ids: list[str], skus: list[str]) -> dict[str, _Order]:
+    async def _load(
+        self, conn: asyncpg.Connection, ids: list[str], skus: list[str], whole: bool
+    ) -> dict[str, _Order]:
+        """The orders' rows, with every line when `whole`, else only the lines of `skus`."""
         rows = await conn.fetch(
             f"""
             SELECT id, seq, customer_id, status, currency, version, cancellation_reason,
                    created_at, updated_at, total, line_count,
-                   (SELECT jsonb_object_agg(key, value) FROM jsonb_each(lines)
-                    WHERE key = ANY($2::text[])) AS lines
+                   CASE WHEN $3 THEN lines ELSE
+                       (SELECT jsonb_object_agg(key, value) FROM jsonb_each(lines)
+                        WHERE key = ANY($2::text[])) END AS lines
             FROM {self.table("order_views")} WHERE id = ANY($1::text[])
             """,
             ids,
             skus,
+            whole,
         )
         orders: dict[str, _Order] = {}
         for r in rows:
@@ -162,13 +258,10 @@ class OrderProjection(Projection):
                 updated_at=r["updated_at"],
                 total=r["total"],
                 line_count=r["line_count"],
+                stored_lines=r["lines"] or {},
+                complete=whole,
                 stored=True,
             )
-            if r["lines"]:  # only the skus the batch names: see _changed_lines for the layout
-                order.lines = {
-                    sku: _Line(seq, quantity, Decimal(price), Decimal(discount))
-                    for sku, (seq, quantity, price, discount) in r["lines"].items()
-                }
             orders[order.id] = order
         return orders
 
@@ -224,16 +317,26 @@ class OrderProjection(Projection):
 _MERGED_LINES = ("o.lines || excluded.lines", "jsonb_strip_nulls(o.lines || excluded.lines)")
 
 
-def _changed_lines(order: _Order) -> dict[str, list[object] | None]:
+def _changed_lines(order: _Order) -> dict[str, StoredLine | None]:
     """The row's JSON lines to replace (and, as null, to remove): see the migration 0007."""
-    changed: dict[str, list[object] | None] = {}
-    for sku in order.changed_skus:
-        line = order.lines.get(sku)
+    changed: dict[str, StoredLine | None] = {}
+    for sku, line in order.changed.items():
         if line is not None:
-            changed[sku] = [line.seq, line.quantity, f"{line.unit_price:f}", f"{line.discount:f}"]
+            changed[sku] = _stored(line)
         elif order.stored:
             changed[sku] = None
     return changed
+
+
+def _as_written(order: _Order) -> _Order:
+    """The row `order` was written as, with all its lines as stored: to remember."""
+    lines = dict(order.stored_lines)
+    for sku, line in order.changed.items():
+        if line is None:
+            lines.pop(sku, None)
+        else:
+            lines[sku] = _stored(line)
+    return replace(order, stored_lines=lines, changed={}, stored=True)
 
 
 def _created(order_id: str, event: LogEvent) -> _Order:

@@ -56,3 +56,14 @@ class Projection(ABC):
     @abstractmethod
     async def apply(self, conn: asyncpg.Connection, events: Sequence[LogEvent]) -> None:
         """Write the effect of `events` (in position order) to the tables, idempotently."""
+
+    def committed(self) -> None:
+        """The transaction of the batches applied since the last `committed` or `forget`
+        has committed: a projection that remembers rows between batches may keep what it
+        wrote (the default remembers nothing)."""
+        return None
+
+    def forget(self) -> None:
+        """Drop whatever is remembered between batches: a batch rolled back, or the tables
+        may have changed since (the lease moved, a rebuild swapped them)."""
+        return None

@@ -172,10 +172,16 @@ class Follower:
         traceparents: list[str] | None = None,
     ) -> bool:
         """Apply a batch read outside a transaction in one, if the checkpoint is still at `before`."""
-        async with conn.transaction():
-            if await lock_checkpoint(conn, self.checkpoint) != before:
-                return False
-            await self._apply(conn, events, after, traceparents)
+        try:
+            async with conn.transaction():
+                if await lock_checkpoint(conn, self.checkpoint) != before:
+                    self.projection.forget()  # a rebuild swapped the tables, or another writer
+                    return False
+                await self._apply(conn, events, after, traceparents)
+        except BaseException:
+            self.projection.forget()  # rolled back, or not known to have committed
+            raise
+        self.projection.committed()
         return True
 
 
@@ -246,6 +252,7 @@ class ProjectionRunner:
             finally:
                 self.leased.discard(name)
                 self._giving_back.discard(name)
+                follower.projection.forget()  # another process may write its tables now
                 if conn is not None:
                     conn.terminate()  # releases the lease; an open batch rolls back
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import pytest
 
-from domain.commands import AddItem
+from domain.commands import AddItem, CreateOrder
 from eventstore import AppendRequest, NewEvent, StreamWrite
 from eventstore.pool import connect
 from readmodels.checkpoints import advance, position_of
@@ -289,3 +290,104 @@ async def test_a_step_far_into_a_long_log_touches_only_its_window(dsn: str, plan
         return own + [v for child in node.get("Plans", []) for v in visited(child)]
 
     assert 0 < max(visited(plan["Plan"])) <= 10
+
+
+# Remembered rows (readmodels/orders.py, REMEMBERED ORDERS)
+
+
+async def _draft_orders(services: Services, count: int) -> list[str]:
+    ids = []
+    for i in range(count):
+        created = await services.execute(STAFF, CreateOrder(customer_id=f"cus_{i}"))
+        ids.append(created.aggregate.id)
+    return ids
+
+
+async def _add_line(services: Services, ids: list[str], sku: str, price: str = "2.50") -> None:
+    for order_id in ids:
+        await services.execute(STAFF, AddItem(order_id=order_id, sku=sku, quantity=2, unit_price=price))
+
+
+async def test_rows_another_process_wrote_since_are_loaded_not_folded_from_memory(
+    services: Services, dsn: str
+) -> None:
+    ids = await _draft_orders(services, 3)
+    await _add_line(services, ids, "FIRST")
+    remembering = OrderProjection()
+    await run_to_head(dsn, remembering)
+    assert remembering.remembered_lines == 3
+    await _add_line(services, ids, "SECOND", "1.25")
+    await run_to_head(dsn, OrderProjection())  # the lease moved to another process meanwhile
+    await _add_line(services, ids, "FIRST")  # a version this one does not remember the row at
+    await run_to_head(dsn, remembering)
+    views = await services.read_models.orders.by_ids(ids)
+    assert views == await aggregate_views(services, ids)
+    assert {v.total for v in views.values()} == {Decimal("12.50")}
+
+
+async def test_a_batch_of_orders_it_wrote_before_reads_no_row_back(services: Services, dsn: str) -> None:
+    ids = await _draft_orders(services, 4)
+    follower = Follower(OrderProjection(), build_upcasters())
+    conn = await connect(dsn)
+    try:
+        await conn.execute("INSERT INTO projection_checkpoints (name) VALUES ('orders') ON CONFLICT DO NOTHING")
+        assert (await follower.step(conn, 100)).events == 4
+        await _add_line(services, ids, "A")
+        await _add_line(services, ids, "A")  # the same line again: its quantity is remembered
+        statements: list[str] = []
+        conn.add_query_logger(lambda query: statements.append(query.query))
+        assert (await follower.step(conn, 100)).events == 8
+        await asyncio.sleep(0)
+        assert [s for s in statements if "order_views" in s and "INSERT" not in s] == []
+        assert len([s for s in statements if "INSERT INTO order_views" in s]) == 1
+    finally:
+        await conn.close()
+    views = await services.read_models.orders.by_ids(ids)
+    assert views == await aggregate_views(services, ids)
+    assert {v.total for v in views.values()} == {Decimal("10.00")}
+
+
+async def test_memory_is_bounded_and_what_it_forgets_is_loaded_again(services: Services, dsn: str) -> None:
+    ids = await _draft_orders(services, 4)
+    await _add_line(services, ids, "A")
+    await _add_line(services, ids, "B")
+    small = OrderProjection(remember_lines=3)
+    await run_to_head(dsn, small, batch=5)
+    assert small.remembered_lines == 2  # the order written last; the three before, forgotten
+    await _add_line(services, ids, "A")
+    await run_to_head(dsn, small, batch=5)
+    assert small.remembered_lines == 2
+    assert await services.read_models.orders.by_ids(ids) == await aggregate_views(services, ids)
+
+
+class _FailingOnce(OrderProjection):
+    """Writes its second batch, then fails: the batch rolls back after rows were written."""
+
+    batches = 0
+
+    async def apply(self, conn: asyncpg.Connection, events: Sequence[LogEvent]) -> None:
+        await super().apply(conn, events)
+        self.batches += 1
+        if self.batches == 2:
+            raise RuntimeError("a bug after the writes")
+
+
+async def test_a_rolled_back_batch_is_not_remembered_and_its_retry_converges(services: Services, dsn: str) -> None:
+    ids = await _draft_orders(services, 3)
+    projection = _FailingOnce()
+    follower = Follower(projection, build_upcasters())
+    conn = await connect(dsn)
+    try:
+        await conn.execute("INSERT INTO projection_checkpoints (name) VALUES ('orders') ON CONFLICT DO NOTHING")
+        await follower.step(conn, 100)
+        assert projection.remembered_lines == 0 and (await table_rows(dsn))
+        await _add_line(services, ids, "B")
+        with pytest.raises(RuntimeError):
+            await follower.step(conn, 100)
+        assert projection.remembered_lines == 0  # forgotten, as the rows it wrote
+        assert {r["line_count"] for r in await table_rows(dsn)} == {0}
+        await follower.step(conn, 100)
+        assert projection.remembered_lines == 3
+    finally:
+        await conn.close()
+    assert await services.read_models.orders.by_ids(ids) == await aggregate_views(services, ids)
