@@ -1,6 +1,6 @@
 """What the orders projection costs per event, in the database and in the process (issue 18).
 
-    python -m benchmarks.orders_projection [--orders 1000] [--batch 100] [--passes 40]
+    python -m benchmarks.orders_projection [--orders 1000] [--batch 100] [--passes 40] [--remember-lines N]
 
 On a scratch database (DATABASE_URL's server, else the embedded one): `--orders` orders are
 created, then `--passes` passes of addItem events are applied through the projection in
@@ -9,6 +9,8 @@ order, so orders grow to `--passes` lines), each batch in its own transaction, a
 runner applies them under addItem load. Prints the CPU per event of the PostgreSQL
 backend (read from /proc: the server must be on this machine) and of this process, and the
 backend's over the first and the last quarter of the passes (how it grows with the orders).
+Each committed batch is reported to the projection, as the runner does, so it remembers the
+rows it wrote (readmodels/orders.py); `--remember-lines 0` measures it loading every row.
 """
 
 from __future__ import annotations
@@ -33,12 +35,12 @@ def backend_cpu(pid: int) -> float:
 
 
 async def measure(
-    url: str, orders: int, batch: int, passes: int
+    url: str, orders: int, batch: int, passes: int, remember_lines: int
 ) -> tuple[float, float, int, tuple[float, float]]:
     conn = await projection_connection(asyncpg_dsn(url))
     try:
         pid = await conn.fetchval("SELECT pg_backend_pid()")
-        projection, now, position = OrderProjection(), datetime.datetime.now(datetime.UTC), 0
+        projection, now, position = OrderProjection(remember_lines=remember_lines), datetime.datetime.now(datetime.UTC), 0
 
         def event(order: int, version: int, type_: str, data: dict[str, object]) -> LogEvent:
             nonlocal position
@@ -49,6 +51,7 @@ async def measure(
         for start in range(0, orders, batch):
             async with conn.transaction():
                 await projection.apply(conn, [event(i, 1, "order.created.v2", created) for i in range(start, start + batch)])
+            projection.committed()
         process, database, applied = time.process_time(), backend_cpu(pid), 0
         by_pass = []  # the backend's CPU after each pass: how the cost grows with the orders
         for pass_ in range(passes):
@@ -57,6 +60,7 @@ async def measure(
                 events = [event(i, pass_ + 2, "item.added.v2", item) for i in range(start, start + batch)]
                 async with conn.transaction():
                     await projection.apply(conn, events)
+                projection.committed()
                 applied += len(events)
             by_pass.append(backend_cpu(pid))
         quarter = max(passes // 4, 1)
@@ -72,10 +76,13 @@ def main() -> int:
     parser.add_argument("--orders", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--passes", type=int, default=40)
+    parser.add_argument("--remember-lines", type=int, default=100_000)
     args = parser.parse_args()
     url, server = scratch_database()
     try:
-        database, process, applied, (first, last) = asyncio.run(measure(url, args.orders, args.batch, args.passes))
+        database, process, applied, (first, last) = asyncio.run(
+            measure(url, args.orders, args.batch, args.passes, args.remember_lines)
+        )
     finally:
         drop_database(server, url)
     quarter = max(args.passes // 4, 1)

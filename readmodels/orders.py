@@ -30,7 +30,7 @@ fails, the checkpoint moved under it, or the lease is lost.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -205,7 +205,7 @@ class OrderProjection(Projection):
         for order_id, order_events in by_order.items():
             known = self._remembered.get(order_id)
             if known is not None and order_events[0].version == known.version + 1:  # see REMEMBERED ORDERS
-                orders[order_id] = replace(known, changed={})
+                orders[order_id] = _to_fold(known)
             else:
                 unknown.append(order_id)
         if unknown:
@@ -222,10 +222,11 @@ class OrderProjection(Projection):
                 _fold(order, event)
                 if not changed or changed[-1] is not order:
                     changed.append(order)
-        await self._write(conn, changed)
-        for order in changed:
+        written = [(order, _changed_lines(order)) for order in changed]
+        await self._write(conn, written)
+        for order, lines in written:
             done_with = not order.complete or order.status in _FINAL_STATUS_VALUES
-            self._written[order.id] = None if done_with else _as_written(order)
+            self._written[order.id] = None if done_with else _as_written(order, lines)
 
     async def _load(
         self, conn: asyncpg.Connection, ids: list[str], skus: list[str], whole: bool
@@ -265,10 +266,9 @@ class OrderProjection(Projection):
             orders[order.id] = order
         return orders
 
-    async def _write(self, conn: asyncpg.Connection, changed: list[_Order]) -> None:
+    async def _write(self, conn: asyncpg.Connection, written: list[tuple[_Order, dict[str, StoredLine | None]]]) -> None:
         rows: tuple[list[dict[str, object]], list[dict[str, object]]] = ([], [])  # (merging, removing)
-        for o in changed:
-            lines = _changed_lines(o)
+        for o, lines in written:
             rows[None in lines.values()].append(
                 {
                     "id": o.id,
@@ -328,15 +328,37 @@ def _changed_lines(order: _Order) -> dict[str, StoredLine | None]:
     return changed
 
 
-def _as_written(order: _Order) -> _Order:
-    """The row `order` was written as, with all its lines as stored: to remember."""
-    lines = dict(order.stored_lines)
-    for sku, line in order.changed.items():
+def _as_written(order: _Order, changed_lines: dict[str, StoredLine | None]) -> _Order:
+    """`order` made the row it was written as, with all its lines as stored: to remember."""
+    lines = dict(order.stored_lines)  # the old dict may be a remembered row's: not changed
+    for sku, line in changed_lines.items():
         if line is None:
             lines.pop(sku, None)
         else:
-            lines[sku] = _stored(line)
-    return replace(order, stored_lines=lines, changed={}, stored=True)
+            lines[sku] = line
+    order.stored_lines, order.changed, order.stored = lines, {}, True
+    return order
+
+
+def _to_fold(row: _Order) -> _Order:
+    """A remembered row's copy for a batch to fold onto (the row stays as committed).
+    Not dataclasses.replace: its two calls for each order were a sixth of the projection's own CPU."""
+    return _Order(
+        id=row.id,
+        seq=row.seq,
+        customer_id=row.customer_id,
+        currency=row.currency,
+        created_at=row.created_at,
+        status=row.status,
+        version=row.version,
+        cancellation_reason=row.cancellation_reason,
+        updated_at=row.updated_at,
+        total=row.total,
+        line_count=row.line_count,
+        stored_lines=row.stored_lines,
+        complete=row.complete,
+        stored=row.stored,
+    )
 
 
 def _created(order_id: str, event: LogEvent) -> _Order:
