@@ -163,7 +163,8 @@ class OrderProjection(Projection):
         self._remember_lines = remember_lines
         self._remembered: dict[str, _Order] = {}  # committed rows, least recently written first
         self._remembered_line_count = 0
-        self._written: dict[str, _Order | None] = {}  # since the last commit (None: not to remember)
+        # Since the last commit: each row with the lines its batch changed (None: not to remember).
+        self._written: dict[str, tuple[_Order, dict[str, StoredLine | None]] | None] = {}
 
     @property
     def remembered_lines(self) -> int:
@@ -171,9 +172,11 @@ class OrderProjection(Projection):
         return self._remembered_line_count
 
     def committed(self) -> None:
-        for order_id, order in self._written.items():
+        for order_id, written in self._written.items():
             self._drop(order_id)
-            if order is not None:
+            if written is not None:
+                order, changed_lines = written
+                _as_written(order, changed_lines)
                 self._remembered[order_id] = order
                 self._remembered_line_count += len(order.stored_lines)
         self._written.clear()
@@ -226,7 +229,7 @@ class OrderProjection(Projection):
         await self._write(conn, written)
         for order, lines in written:
             done_with = not order.complete or order.status in _FINAL_STATUS_VALUES
-            self._written[order.id] = None if done_with else _as_written(order, lines)
+            self._written[order.id] = None if done_with else (order, lines)
 
     async def _load(
         self, conn: asyncpg.Connection, ids: list[str], skus: list[str], whole: bool
@@ -328,16 +331,19 @@ def _changed_lines(order: _Order) -> dict[str, StoredLine | None]:
     return changed
 
 
-def _as_written(order: _Order, changed_lines: dict[str, StoredLine | None]) -> _Order:
-    """`order` made the row it was written as, with all its lines as stored: to remember."""
-    lines = dict(order.stored_lines)  # the old dict may be a remembered row's: not changed
+def _as_written(order: _Order, changed_lines: dict[str, StoredLine | None]) -> None:
+    """`order` made the row its committed batch wrote, with all its lines as stored.
+
+    The lines change in place, without a copy (a copy per event grows with the order):
+    the dict is fresh from a load, or the one of the row remembered until now, which this
+    row replaces; a remembered row's lines never change before a batch on it commits."""
+    lines = order.stored_lines
     for sku, line in changed_lines.items():
         if line is None:
             lines.pop(sku, None)
         else:
             lines[sku] = line
-    order.stored_lines, order.changed, order.stored = lines, {}, True
-    return order
+    order.changed, order.stored = {}, True
 
 
 def _to_fold(row: _Order) -> _Order:
