@@ -80,8 +80,8 @@ class _Order:
     total: Decimal = Decimal(0)  # of all its lines
     line_count: int = 0
     # Its lines as stored, before the batch: every one when `complete`, else (loaded for
-    # one batch) those of the skus the batch names. Never changed in place: shared with
-    # the remembered row.
+    # one batch) those of the skus the batch names. Shared with the remembered row until
+    # the batch commits (see _as_written).
     stored_lines: dict[str, StoredLine] = field(default_factory=dict)
     complete: bool = True
     stored: bool = False  # it has a row already
