@@ -95,16 +95,9 @@ async def step_from_checkpoint(
     before, head, upto, moved = rows[0][:4]
     if rows[0][4] is None:
         return Step(before, head, [], upto if upto > before else before, moved)
-    if traceparents is not None:
-        traceparents += [row[10] for row in rows if row[10] is not None]
     if len(rows) == limit:
         upto = rows[-1][4]
-    upcast = upcasters.upcast
-    events = []
-    for row in rows:
-        type_, data = upcast(row[7], row[8])
-        events.append(LogEvent(row[4], row[5], row[6], type_, data, row[9]))
-    return Step(before, head, events, upto, False)
+    return Step(before, head, _log_events(rows, 4, upcasters, traceparents), upto, False)
 
 
 async def head_position(conn: asyncpg.Connection | Pool) -> int:
@@ -137,14 +130,22 @@ async def read_batch(
     rows: list[Any] = await conn.fetch(
         _READ if traceparents is None else _READ_TRACED, after, upto, stored_types, limit
     )
-    if traceparents is not None:
-        traceparents += [row[6] for row in rows if row[6] is not None]
-        rows = [row[:6] for row in rows]
     if len(rows) == limit:
         upto = rows[-1][0]
+    return _log_events(rows, 0, upcasters, traceparents), upto, head
+
+
+def _log_events(
+    rows: Sequence[Any], first: int, upcasters: UpcasterRegistry, traceparents: list[str] | None
+) -> list[LogEvent]:
+    """The events of rows whose columns from `first` on are position, stream id, version,
+    type, data, recorded_at and, given `traceparents`, the traceparent (added to it)."""
+    if traceparents is not None:
+        traceparents += [row[first + 6] for row in rows if row[first + 6] is not None]
+    position, stream_id, version, type_, data, recorded_at = range(first, first + 6)
     upcast = upcasters.upcast
     events = []
-    for position, stream_id, version, type_, data, recorded_at in rows:
-        type_, data = upcast(type_, data)
-        events.append(LogEvent(position, stream_id, version, type_, data, recorded_at))
-    return events, upto, head
+    for row in rows:
+        latest, upcast_data = upcast(row[type_], row[data])
+        events.append(LogEvent(row[position], row[stream_id], row[version], latest, upcast_data, row[recorded_at]))
+    return events
