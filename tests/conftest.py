@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 import redis.asyncio as redis
 
+from eventstore.pool import Pool
 from service.container import Services
 from service.database import asyncpg_dsn, embedded_postgres_url, migrate
 from service.serving import in_process, redis_for_run
@@ -80,6 +81,13 @@ async def truncate_all(dsn: str) -> None:
             await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
     finally:
         await conn.close()
+
+
+async def lines_compression(db: asyncpg.Connection | Pool) -> str:
+    """The compression method set on `order_views.lines` ('l': lz4, '': the default)."""
+    return str(await db.fetchval(
+        "SELECT attcompression::text FROM pg_attribute WHERE attrelid = 'order_views'::regclass AND attname = 'lines'"
+    ))
 
 
 async def count_rows(dsn: str, sql: str) -> int:

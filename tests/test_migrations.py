@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from service.database import asyncpg_dsn
+from tests.conftest import lines_compression
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -120,17 +121,11 @@ async def test_order_lines_are_compressed_with_lz4_where_the_server_has_it(scrat
     url, alembic = scratch
     alembic("upgrade", "head")
     conn = await asyncpg.connect(url)
-
-    async def compression() -> str:
-        return str(await conn.fetchval(
-            "SELECT attcompression::text FROM pg_attribute WHERE attrelid = 'order_views'::regclass AND attname = 'lines'"
-        ))
-
     try:
         expected = "l" if await lz4_built_in(conn) else ""
-        assert await compression() == expected
+        assert await lines_compression(conn) == expected
         alembic("downgrade", "0008_order_lines_from_row")
-        assert await compression() == ""
+        assert await lines_compression(conn) == ""
     finally:
         await conn.close()
 

@@ -16,17 +16,12 @@ from readmodels.orders import OrderProjection
 from readmodels.rebuild import RebuildBusy, RebuildProgress, rebuild
 from readmodels.runner import ProjectionRunner
 from service.container import Services, build_upcasters
+from tests.conftest import lines_compression
 from tests.projection_helpers import STAFF, aggregate_views, random_orders, run_to_head
 
 
 async def _storage_options(pool: Pool) -> list[str] | None:
     return await pool.fetchval("SELECT reloptions FROM pg_class WHERE oid = 'order_views'::regclass")
-
-
-async def _lines_compression(pool: Pool) -> str:
-    return str(await pool.fetchval(
-        "SELECT attcompression::text FROM pg_attribute WHERE attrelid = 'order_views'::regclass AND attname = 'lines'"
-    ))
 
 
 async def _index_names(pool: Pool) -> set[str]:
@@ -39,7 +34,7 @@ async def _index_names(pool: Pool) -> set[str]:
 async def test_rebuild_swaps_in_fresh_tables_while_reads_and_writes_go_on(services: Services, dsn: str) -> None:
     ids = await random_orders(services, 10)
     await run_to_head(dsn)
-    compression = await _lines_compression(services.pool)
+    compression = await lines_compression(services.pool)
     indexes = await _index_names(services.pool)
     assert await _storage_options(services.pool) == ["fillfactor=70"]  # migration 0008
     # Damage the live tables the way a projection bug would: the rebuild must repair them.
@@ -84,7 +79,7 @@ async def test_rebuild_swaps_in_fresh_tables_while_reads_and_writes_go_on(servic
         await notices.close()
     assert await _index_names(services.pool) == indexes
     assert await _storage_options(services.pool) == ["fillfactor=70"]  # carried over to the new table
-    assert await _lines_compression(services.pool) == compression  # lz4, where the server has it
+    assert await lines_compression(services.pool) == compression  # lz4, where the server has it
     leftovers = await services.pool.fetchval("SELECT count(*) FROM pg_tables WHERE tablename LIKE '%rebuild%'")
     names = [r["name"] for r in await services.pool.fetch("SELECT name FROM projection_checkpoints")]
     assert leftovers == 0 and names == ["orders"]
