@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from domain.aggregate import Aggregate, DomainEvent
@@ -53,11 +53,12 @@ class CommandRunner:
         decision(working)
         return working, working.take_changes()
 
-    async def retry_later(self, stream_ids: Sequence[str], attempt: int) -> None:
-        """Another process wrote: forget what is kept of the streams, pause a jittered moment."""
+    async def retry_later(self, attempt: int) -> None:
+        """Another process wrote: pause a jittered moment. The caller decides again on the
+        state caught up with `verify`: what is kept of the streams stays, a committed state
+        that lacks only the newer events (reading the whole stream again instead cost a
+        process behind a load balancer a snapshot lookup and a full fold per command)."""
         COMMAND_RETRIES.inc()
-        for stream_id in stream_ids:
-            self.aggregates.forget(stream_id)
         await asyncio.sleep(random.uniform(0, 0.002 * attempt))
 
     def commit(self, result: AppendResult, states: Mapping[str, tuple[Aggregate, int]]) -> None:

@@ -165,9 +165,7 @@ class StreamCommands:
             state, fresh = await self._runner.committed_state(stream_id, new_aggregate, verify=verify)
             decision = _decide(stream_id, state, batch)
             if decision.refused and not fresh:
-                # A refusal judged on cached state is confirmed on the stored state first.
-                self.aggregates.forget(stream_id)
-                verify = True
+                verify = True  # a refusal judged on cached state is confirmed on the stored state first
                 continue
             if decision.events:
                 request = AppendRequest(
@@ -178,7 +176,8 @@ class StreamCommands:
                     result = await self._appender.append(request)
                 except (ConcurrencyConflict, DuplicateRequest):
                     # Another process wrote the stream or used a key: decide again on fresh state.
-                    await self._runner.retry_later([stream_id], attempt)
+                    verify = True
+                    await self._runner.retry_later(attempt)
                     continue
                 except UnstorableData:
                     self.aggregates.forget(stream_id)

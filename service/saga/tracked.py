@@ -120,7 +120,7 @@ class TrackedAppends:
             try:
                 result = await self._appender.append(AppendRequest(writes=writes, tracking=tracking))
             except ConcurrencyConflict:
-                await self._runner.retry_later(list(streams), attempt + 1)
+                await self._runner.retry_later(attempt + 1)
                 continue
             self._runner.commit(result, {s: (a, states[s].version) for s, a in aggregates.items()})
             return result
