@@ -48,8 +48,8 @@ class Served:
 
 
 @contextlib.contextmanager
-def served(database_url: str | None = None, **env: str) -> Iterator[Served]:
-    """`eventgraph serve` (1 worker) on a free port and a scratch database (or on
+def served(database_url: str | None = None, *, workers: int = 1, **env: str) -> Iterator[Served]:
+    """`eventgraph serve` (`workers` uvicorn processes) on a free port and a scratch database (or on
     `database_url`, left as it is); everything it started (its embedded Redis included) is
     stopped and removed afterwards."""
     url, server_url = (database_url, None) if database_url else scratch_database()
@@ -62,7 +62,7 @@ def served(database_url: str | None = None, **env: str) -> Iterator[Served]:
         "EVENTGRAPH_DATA_DIR": str(work / "data"),
         **env,
     }
-    server = ServeProcess(full_env, work / "serve.log", "--workers", "1", "--log-level", "warning")
+    server = ServeProcess(full_env, work / "serve.log", "--workers", str(workers), "--log-level", "warning")
     try:
         server.wait_healthy(60)
         yield Served(server.url, url, secret, server.pid, work)
@@ -171,7 +171,7 @@ def _profiled(pid: int, seconds: int, out: str | None) -> Iterator[None]:
         return
     fmt = "raw" if out.endswith(".txt") else "flamegraph"
     profiler = subprocess.Popen(
-        ["py-spy", "record", "-r", "400", "-p", str(pid), "-d", str(seconds), "-f", fmt, "-o", out],
+        ["py-spy", "record", "--subprocesses", "-r", "400", "-p", str(pid), "-d", str(seconds), "-f", fmt, "-o", out],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -181,18 +181,45 @@ def _profiled(pid: int, seconds: int, out: str | None) -> Iterator[None]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time so far of a process and its descendants (`serve --workers N`
+    serves from child processes) (Linux /proc)."""
+    total = 0
+    for member in _process_tree(pid):
+        with contextlib.suppress(OSError):  # it ended meanwhile
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_wait_seconds(pid: int) -> float:
-    """Time the process's threads spent ready to run but waiting for a CPU (Linux schedstat)."""
+    """Time the threads of a process and its descendants spent ready to run but waiting
+    for a CPU (Linux schedstat)."""
     total = 0
-    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
-        with contextlib.suppress(OSError):  # a thread ended meanwhile
-            total += int(stat.read_text().split()[1])
+    for member in _process_tree(pid):
+        for stat in Path(f"/proc/{member}/task").glob("*/schedstat"):
+            with contextlib.suppress(OSError):  # a thread ended meanwhile
+                total += int(stat.read_text().split()[1])
     return total / 1e9
+
+
+def _process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants running the same program (not the embedded Redis or
+    PostgreSQL that `serve` may have started: they are counted as such)."""
+    tree, index = [pid], 0
+    program = _program(pid)
+    while index < len(tree):
+        for children in Path(f"/proc/{tree[index]}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                tree += [int(child) for child in children.read_text().split() if _program(int(child)) == program]
+        index += 1
+    return tree
+
+
+def _program(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text()
+    except OSError:
+        return None
 
 
 def cpu_by_command() -> dict[str, float]:
