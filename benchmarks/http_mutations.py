@@ -1,6 +1,6 @@
-"""addItem mutations over HTTP against a real `eventgraph serve` (1 uvicorn worker), with wrk.
+"""addItem mutations over HTTP against a real `eventgraph serve` (1 uvicorn worker by default), with wrk.
 
-    python -m benchmarks.http_mutations [--seconds 10] [--connections 32] [--with-workers] [--workers N]
+    python -m benchmarks.http_mutations [--seconds 10] [--connections 32] [--with-workers] [--workers N] [--rounds N]
 
 Starts `eventgraph serve` on a free port and a scratch database (DATABASE_URL's server,
 else the embedded one), creates 1,000 orders, then runs wrk (C, one thread, a Lua script
